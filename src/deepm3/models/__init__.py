@@ -1,0 +1,1 @@
+"""Models: plain ``nn.Module`` networks in ``components`` and the one LightningModule that trains them."""

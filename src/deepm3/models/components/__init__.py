@@ -1,0 +1,1 @@
+"""Networks and the pieces they share (embedding + masking, time features, ODE integration)."""

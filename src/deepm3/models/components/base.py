@@ -1,0 +1,68 @@
+"""The interface every network implements, and the pieces all of them share.
+
+A network maps a left-padded window (items, their timestamps, and the moment each
+position's prediction is asked for) to one representation per position; scores are dot
+products with the item embedding table. Training, evaluation and serving go through
+these three methods only, so every model is judged by the same code.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class SequentialRecommender(nn.Module, ABC):
+    """Base class: item embedding (row 0 = padding), scoring and the default losses."""
+
+    uses_time: bool = False  # whether predictions depend on timestamps (serving reports it)
+
+    def __init__(self, num_items: int, hidden: int) -> None:
+        super().__init__()
+        self.num_items = num_items
+        self.hidden = hidden
+        self.item_embedding = nn.Embedding(num_items + 1, hidden, padding_idx=0)
+        nn.init.normal_(self.item_embedding.weight, std=hidden ** -0.5)
+        with torch.no_grad():
+            self.item_embedding.weight[0].zero_()
+
+    @abstractmethod
+    def forward(self, items: torch.Tensor, times: torch.Tensor, next_times: torch.Tensor) -> torch.Tensor:
+        """``[B, L]`` inputs -> ``[B, L, hidden]``: position i's representation predicts target i."""
+
+    def score(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Scores for every item (column 0 is padding; callers never rank it)."""
+        return hidden @ self.item_embedding.weight.T
+
+    def predict(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``[B, N + 1]`` scores for the item after the last input, asked at ``next_times[:, -1]``."""
+        hidden = self(batch["items"], batch["times"], batch["next_times"])
+        return self.score(hidden[:, -1])
+
+    def training_loss(self, batch: dict[str, torch.Tensor], loss: str = "ce") -> torch.Tensor:
+        """Next-item loss at every position with a target (full softmax CE by default)."""
+        hidden = self(batch["items"], batch["times"], batch["next_times"])
+        targets = batch["targets"]
+        selected = hidden[targets > 0]
+        positives = targets[targets > 0]
+        return next_item_loss(self, selected, positives, loss)
+
+
+def next_item_loss(net: SequentialRecommender, hidden: torch.Tensor, targets: torch.Tensor, loss: str) -> torch.Tensor:
+    """Loss of representations ``[M, D]`` against target items ``[M]``.
+
+    ``ce``: full softmax cross-entropy over items 1..N; ``bpr``: one uniform negative per
+    target (it may rarely equal the target; at realistic N that is noise).
+    """
+    if loss == "ce":
+        logits = hidden @ net.item_embedding.weight[1:].T
+        return F.cross_entropy(logits, targets - 1)
+    if loss == "bpr":
+        negatives = torch.randint(1, net.num_items + 1, targets.shape, device=targets.device)
+        pos = (hidden * net.item_embedding(targets)).sum(-1)
+        neg = (hidden * net.item_embedding(negatives)).sum(-1)
+        return -F.logsigmoid(pos - neg).mean()
+    raise ValueError(f"unknown loss {loss!r}; expected 'ce' or 'bpr'")

@@ -1,0 +1,59 @@
+"""Time features shared by every time-aware model (protocol §1.6).
+
+Models receive raw int64 timestamps and turn differences into ``tau`` here, so that the
+unit and transform are one config choice (``time.unit``, ``time.transform``) for all models.
+Differences are taken in int64 before the cast to float: unix seconds do not fit float32.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from deepm3.errors import ConfigError
+
+UNITS = {"seconds": 1.0, "minutes": 60.0, "hours": 3600.0, "days": 86400.0, "weeks": 604800.0}
+TRANSFORMS = ("log1p", "linear", "zero")
+
+
+class TimeTransform(nn.Module):
+    """Maps a gap in seconds to the model's time variable ``tau``.
+
+    ``log1p``: ``log(1 + gap / unit)`` (default; years stay O(10)); ``linear``: ``gap / unit``;
+    ``zero``: always 0 (a time-blind control).
+    """
+
+    def __init__(self, unit: str | float = "hours", transform: str = "log1p") -> None:
+        super().__init__()
+        if isinstance(unit, str):
+            if unit not in UNITS:
+                raise ConfigError(f"time.unit={unit!r} is unknown; expected one of {sorted(UNITS)} or a number of seconds")
+            seconds = UNITS[unit]
+        else:
+            seconds = float(unit)
+            if not seconds > 0:
+                raise ConfigError(f"time.unit={unit!r}; expected a positive number of seconds")
+        if transform not in TRANSFORMS:
+            raise ConfigError(f"time.transform={transform!r} is unknown; expected one of {list(TRANSFORMS)}")
+        self.unit_seconds = seconds
+        self.transform = transform
+
+    def forward(self, gap_seconds: torch.Tensor) -> torch.Tensor:
+        gap = gap_seconds.clamp(min=0).to(torch.float32) / self.unit_seconds
+        if self.transform == "log1p":
+            return torch.log1p(gap)
+        if self.transform == "linear":
+            return gap
+        return torch.zeros_like(gap)
+
+
+def query_gaps(times: torch.Tensor, next_times: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    """Seconds from each event to the moment its prediction is asked for (0 on padding)."""
+    return torch.where(items > 0, next_times - times, torch.zeros_like(times))
+
+
+def input_gaps(times: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    """Seconds since the previous event in the window (0 for the window's first event and padding)."""
+    prev = torch.nn.functional.pad(times[:, :-1], (1, 0))
+    prev_real = torch.nn.functional.pad(items[:, :-1], (1, 0)) > 0
+    return torch.where(prev_real & (items > 0), times - prev, torch.zeros_like(times))

@@ -1,0 +1,131 @@
+"""Train and test one model: ``python -m deepm3.train [overrides]``.
+
+Seeds everything, builds the DataModule and the model from the Hydra config, fits with
+checkpointing and early stopping on validation NDCG@10, tests the best checkpoint, and
+writes ``metrics.json``, ``test_users.csv`` and ``item_map.csv`` into the run folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+import numpy as np
+import pandas as pd
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+from omegaconf import DictConfig, OmegaConf
+
+from deepm3.config import validate_config
+from deepm3.data.datamodule import SequenceDataModule
+from deepm3.errors import DeepM3Error
+from deepm3.io import write_atomic, write_json
+from deepm3.metrics import ranking_metrics
+from deepm3.models.module import RecModule
+
+log = logging.getLogger(__name__)
+
+
+def build_module(cfg: DictConfig, num_items: int) -> RecModule:
+    """The LightningModule for ``cfg.model`` with plain-container hyper-parameters."""
+    net = OmegaConf.to_container(cfg.model.net, resolve=True)
+    return RecModule(
+        net=net, num_items=num_items, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay,
+        loss=cfg.optim.loss, exclude_history=cfg.eval.exclude_history, ks=list(cfg.eval.ks),
+        monitor=cfg.monitor,
+    )
+
+
+def run(cfg: DictConfig, output_dir: Path | None = None) -> dict[str, Any]:
+    """Fit, select on validation, test; return (and write) the run's metrics."""
+    validate_config(cfg)
+    out = Path(output_dir or HydraConfig.get().runtime.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    L.seed_everything(cfg.seed, workers=True)
+    datamodule: SequenceDataModule = instantiate(cfg.dataset, _convert_="all")
+    datamodule.setup()
+    module = build_module(cfg, datamodule.num_items)
+    num_params = sum(p.numel() for p in module.net.parameters())
+    log.info("model %s: %s parameters", cfg.model.name, f"{num_params:,}")
+    callbacks = [instantiate(c) for c in cfg.callbacks.values()]
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, default_root_dir=str(out),
+                                     logger=CSVLogger(save_dir=str(out), name="logs", version=""))
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule, ckpt_path=_resume_path(cfg.ckpt_path, out))
+    train_seconds = time.perf_counter() - start
+    checkpoint = next(c for c in trainer.callbacks if isinstance(c, ModelCheckpoint))
+    best = checkpoint.best_model_path or checkpoint.last_model_path
+    trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
+    test = {k.removeprefix("test/"): float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
+    best_score = checkpoint.best_model_score
+    metrics = {
+        "model": cfg.model.name, "dataset": datamodule.name, "seed": int(cfg.seed),
+        "solver": OmegaConf.to_container(cfg.solver) if "solver" in cfg else None,
+        "test": test, "best_val": {cfg.monitor: float(best_score) if best_score is not None else None},
+        "best_checkpoint": best, "epochs": int(trainer.current_epoch), "num_params": int(num_params),
+        "train_seconds": round(train_seconds, 2), "seconds_per_epoch": round(train_seconds / max(trainer.current_epoch, 1), 3),
+        "data": datamodule.describe(),
+    }
+    write_json(out / "metrics.json", metrics)
+    _write_user_rows(out / "test_users.csv", module, datamodule)
+    _copy_item_map(out, datamodule)
+    log.info("test metrics: %s", {k: round(v, 4) for k, v in sorted(test.items())})
+    return metrics
+
+
+def _resume_path(ckpt_path: str | None, out: Path) -> str | None:
+    if ckpt_path is None:
+        return None
+    if ckpt_path == "last":
+        last = out / "checkpoints" / "last.ckpt"
+        return str(last) if last.is_file() else None
+    path = Path(ckpt_path).expanduser()
+    if not path.is_file():
+        raise DeepM3Error(f"ckpt_path={ckpt_path}: no such checkpoint file")
+    return str(path)
+
+
+def _write_user_rows(path: Path, module: RecModule, datamodule: SequenceDataModule) -> None:
+    """Per-user test rows (protocol §3): significance and irregularity studies need no re-run."""
+    users = module.test_ranks["users"].numpy()
+    ranks = module.test_ranks["ranks"]
+    data, test = datamodule.data, datamodule.splits["test"]
+    assert data is not None
+    rows = pd.DataFrame({
+        "user": data.user_ids[users],
+        "history_length": np.diff(test.history_offsets)[users],
+        "gap_cv": datamodule.gap_cv()[users],
+        "rank": ranks.numpy(),
+    })
+    for name, values in ranking_metrics(ranks, module.ks).items():
+        rows[name] = values.numpy()
+    write_atomic(path, lambda tmp: rows.to_csv(tmp, index=False))
+
+
+def _copy_item_map(out: Path, datamodule: SequenceDataModule) -> None:
+    assert datamodule.data_dir is not None
+    text = (datamodule.data_dir / "item_map.csv").read_text()
+    write_atomic(out / "item_map.csv", lambda tmp: tmp.write_text(text))
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    """Hydra entry point; returns the test NDCG@10 (what a sweeper would optimise)."""
+    try:
+        metrics = run(cfg)
+    except DeepM3Error as exc:
+        log.error("%s", exc)
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    return metrics["test"].get("ndcg@10")
+
+
+if __name__ == "__main__":
+    main()

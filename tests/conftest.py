@@ -1,0 +1,21 @@
+"""Shared fixtures: every test writes to tmp folders and runs on a single CPU thread."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(1)
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "src" / "deepm3" / "conf"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep caches and outputs out of the user's home and the source tree."""
+    monkeypatch.setenv("DEEPM3_DATA_DIR", str(tmp_path_factory.getbasetemp() / "data"))
+    monkeypatch.setenv("DEEPM3_OUTPUT_DIR", str(tmp_path_factory.getbasetemp() / "outputs"))
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
