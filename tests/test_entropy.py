@@ -113,7 +113,8 @@ def test_symboliser_maps_ties_to_zero_and_positive_gaps_to_quantile_bins() -> No
     # gaps of the history: 10, 10, 100, 1000, 1; median of positive gaps = 10
     assert valid.tolist() == [[False, True, True, True, True, True]]
     assert symbols[0, 1:].tolist() == [2, 2, 2, 2, 1]
-    tied = PredictionInputs(inputs.items, np.array([[0, 0, 0, 20, 20, 1120]]), np.array([[0, 0, 20, 20, 1120, 1121]]), 5)
+    tied_times, tied_next = np.array([[0, 0, 0, 20, 20, 1120]]), np.array([[0, 0, 20, 20, 1120, 1121]])
+    tied = PredictionInputs(inputs.items, tied_times, tied_next, 5)
     assert symboliser(tied)[0][0, 1:].tolist() == [0, 2, 0, 2, 1]  # gaps 0, 20, 0, 1100, 1
 
 

@@ -164,9 +164,9 @@ def test_item_dropout_keeps_a_subsequence_with_its_timestamps() -> None:
     clean = random_inputs()
     noisy = ItemDropout(0.5)(clean, 0)
     for row in range(len(clean.items)):
-        original = list(zip(clean.items[row][clean.history[row]], clean.times[row][clean.history[row]]))
-        kept = iter(original)
-        assert all(event in kept for event in zip(noisy.items[row][noisy.history[row]], noisy.times[row][noisy.history[row]]))
+        before, after = clean.history[row], noisy.history[row]
+        original = iter(zip(clean.items[row][before], clean.times[row][before]))
+        assert all(event in original for event in zip(noisy.items[row][after], noisy.times[row][after]))
     assert 1 - noisy.history.sum() / clean.history.sum() == pytest.approx(0.5, abs=0.05)
 
 

@@ -99,7 +99,8 @@ def iter_word_counts(
     if valid.shape != symbols.shape:
         raise DataError(f"entropy: valid mask shape {valid.shape} differs from symbols shape {symbols.shape}")
     if valid.any() and (symbols[valid].min() < 0 or symbols[valid].max() >= alphabet_size):
-        raise DataError(f"entropy: symbols must lie in 0..{alphabet_size - 1}, got {symbols[valid].min()}..{symbols[valid].max()}")
+        low, high = symbols[valid].min(), symbols[valid].max()
+        raise DataError(f"entropy: symbols must lie in 0..{alphabet_size - 1}, got {low}..{high}")
     limit = max_word_length(alphabet_size)
     max_length = limit if max_length is None else max_length
     if not 1 <= max_length <= limit:
@@ -205,7 +206,9 @@ class HistorySymboliser:
         return sizes.get(self.channel, self.gap_alphabet * self.item_alphabet)
 
     @classmethod
-    def fit(cls, clean: PredictionInputs, gap_bins: int = 4, item_bins: int = 4, channel: str = "gaps") -> HistorySymboliser:
+    def fit(
+        cls, clean: PredictionInputs, gap_bins: int = 4, item_bins: int = 4, channel: str = "gaps"
+    ) -> HistorySymboliser:
         """Gap bins from the positive gaps' quantiles; item buckets of equal interaction mass."""
         if gap_bins < 2 or item_bins < 1:
             raise ConfigError(f"entropy: gap_bins={gap_bins} (>= 2) and item_bins={item_bins} (>= 1) expected")
