@@ -1,0 +1,206 @@
+"""End to end: the real Hydra config, tiny runs of DeepM3 for each solver, reload and resume.
+
+Each solver is trained once per module (1 epoch, 2 batches, on ``TinySource``); the tests
+then read what the run left on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from deepm3.data.processed import ProcessedData
+from deepm3.data.samples import training_gap_cv
+from deepm3.data.sources.ml100k import recbole_copy
+from deepm3.errors import DeepM3Error
+from deepm3.metrics import metric_names, ranking_metrics
+from deepm3.models.module import RecModule
+from deepm3.train import run
+from tests.conftest import CONF_DIR
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SOLVERS = ["euler", "rk4", "none"]
+USER_COLUMNS = ["user", "history_length", "gap_cv", "rank", *metric_names()]
+
+TINY_RUN = [
+    "trainer.max_epochs=1", "++trainer.limit_train_batches=2", "++trainer.limit_val_batches=2",
+    "trainer.accelerator=cpu", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
+    "model.net.hidden=16", "model.net.field.width=16", "dataset.max_len=10",
+]
+
+
+def tiny_data(data_dir: Path) -> list[str]:
+    """Select the synthetic ``TinySource`` instead of ML-100k (batches of 16: 2 batches < 1 epoch)."""
+    return [
+        "dataset.source._target_=tests.spine_fixtures.TinySource", "~dataset.source.download",
+        "~dataset.source.use_recbole", f"dataset.source.raw_dir={data_dir / 'raw' / 'tiny'}",
+        "dataset.name=tiny", "dataset.batch_size=16", f"paths.data_dir={data_dir}",
+    ]
+
+
+def compose_train(overrides: list[str]):
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+            return compose(config_name="train", overrides=overrides)
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def tiny_cfg(out: Path, data_dir: Path, *overrides: str):
+    return compose_train([*TINY_RUN, *tiny_data(data_dir), f"paths.output_dir={out}", *overrides])
+
+
+def train(out: Path, data_dir: Path, *overrides: str) -> dict:
+    return run(tiny_cfg(out, data_dir, *overrides), output_dir=out)
+
+
+class Run:
+    """A finished run: its config, folder and returned metrics."""
+
+    def __init__(self, solver: str, root: Path) -> None:
+        self.data_dir = root / "data"
+        self.out = root / f"run-{solver}"
+        self.overrides = [f"solver={solver}"]
+        self.cfg = tiny_cfg(self.out, self.data_dir, *self.overrides)
+        self.metrics = run(self.cfg, output_dir=self.out)
+        self.data = ProcessedData.load(Path(self.metrics["data"]["data_dir"]))
+        self.users = pd.read_csv(self.out / "test_users.csv", dtype={"user": str}, keep_default_na=False,
+                                 na_values={"gap_cv": ["", "NaN", "nan"]})
+
+    def best_checkpoint(self) -> Path:
+        return Path(self.metrics["best_checkpoint"])
+
+
+@pytest.fixture(scope="module", params=SOLVERS)
+def tiny_run(request, tmp_path_factory) -> Run:
+    return Run(request.param, tmp_path_factory.mktemp(f"e2e-{request.param}"))
+
+
+@pytest.fixture(scope="module")
+def euler_run(tmp_path_factory) -> Run:
+    return Run("euler", tmp_path_factory.mktemp("e2e-resume"))
+
+
+def test_metrics_json_holds_every_test_metric(tiny_run):
+    written = json.loads((tiny_run.out / "metrics.json").read_text())
+    assert sorted(written["test"]) == sorted(metric_names())
+    assert all(0.0 <= v <= 1.0 for v in written["test"].values())
+    assert written["test"] == pytest.approx(tiny_run.metrics["test"])
+    assert written["solver"]["method"] == tiny_run.cfg.solver.method
+    assert written["epochs"] == 1
+
+
+def test_user_rows_are_one_per_user_with_rank_and_metrics(tiny_run):
+    rows = tiny_run.users
+    assert rows.columns.tolist() == USER_COLUMNS
+    assert sorted(rows["user"]) == sorted(tiny_run.data.user_ids.tolist())
+    ranks = torch.tensor(rows["rank"].to_numpy())
+    assert ranks.min() >= 0 and ranks.max() < tiny_run.data.num_items
+    for name, values in ranking_metrics(ranks).items():
+        np.testing.assert_allclose(rows[name].to_numpy(), values.numpy(), rtol=1e-6, err_msg=name)
+        assert rows[name].mean() == pytest.approx(tiny_run.metrics["test"][name], abs=1e-6)
+
+
+def test_user_rows_carry_history_length_and_training_gap_cv(tiny_run):
+    data = tiny_run.data
+    index = {u: i for i, u in enumerate(data.user_ids.tolist())}
+    order = [index[u] for u in tiny_run.users["user"]]
+    np.testing.assert_array_equal(tiny_run.users["history_length"], data.lengths()[order] - 1)
+    np.testing.assert_allclose(tiny_run.users["gap_cv"], training_gap_cv(data)[order], equal_nan=True)
+
+
+def test_item_map_serves_back_raw_ids(tiny_run):
+    item_map = pd.read_csv(tiny_run.out / "item_map.csv", dtype={"raw_id": str})
+    assert item_map["index"].tolist() == list(range(1, tiny_run.data.num_items + 1))
+    assert item_map["raw_id"].tolist() == tiny_run.data.item_ids.tolist()
+
+
+def test_checkpoints_and_logs_are_written(tiny_run):
+    checkpoints = tiny_run.out / "checkpoints"
+    assert (checkpoints / "last.ckpt").is_file()
+    assert tiny_run.best_checkpoint() == checkpoints / "best-epoch000.ckpt"
+    assert tiny_run.best_checkpoint().is_file()
+    log = pd.read_csv(tiny_run.out / "logs" / "metrics.csv")
+    assert "val/ndcg@10" in log.columns and log["val/ndcg@10"].notna().any()
+
+
+def test_best_checkpoint_reloads_and_reproduces_the_test_ranks(tiny_run):
+    module = RecModule.load_from_checkpoint(tiny_run.best_checkpoint(), weights_only=True).eval()
+    datamodule = instantiate(tiny_run.cfg.dataset, seed=tiny_run.cfg.seed, _convert_="all")
+    ranks = {}
+    with torch.no_grad():
+        for batch in datamodule.test_dataloader():
+            for user, rank in zip(batch["users"].tolist(), module.ranks(batch).tolist()):
+                ranks[str(tiny_run.data.user_ids[user])] = rank
+    assert ranks == dict(zip(tiny_run.users["user"], tiny_run.users["rank"].tolist()))
+
+
+def test_resuming_from_last_checkpoint_continues_at_the_next_epoch(euler_run, tmp_path):
+    out = tmp_path / "resumed"
+    last = euler_run.out / "checkpoints" / "last.ckpt"
+    metrics = train(out, euler_run.data_dir, *euler_run.overrides, f"ckpt_path={last}", "trainer.max_epochs=2")
+    log = pd.read_csv(out / "logs" / "metrics.csv")
+    fit_rows = log[log.filter(regex="^(train|val)/").notna().any(axis=1)]
+    assert set(fit_rows["epoch"].astype(int)) == {1}, "epoch 0 must not be trained again"
+    resumed = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
+    assert resumed["epoch"] == 1
+    assert resumed["global_step"] == 4  # 2 batches before + 2 after
+    assert metrics["epochs"] == 2
+
+
+def test_ckpt_path_last_resumes_inside_the_same_run_folder(euler_run, tmp_path):
+    out = tmp_path / "run"
+    train(out, euler_run.data_dir, *euler_run.overrides)
+    train(out, euler_run.data_dir, *euler_run.overrides, "ckpt_path=last", "trainer.max_epochs=2")
+    names = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert [n for n in names if n.startswith("last")] == ["last.ckpt"], names  # no last-v1.ckpt beside it
+    assert len([n for n in names if n.startswith("best-")]) == 1, names  # save_top_k=1 survives the resume
+    assert torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
+
+
+def test_missing_checkpoint_path_is_a_clear_error(euler_run, tmp_path):
+    with pytest.raises(DeepM3Error, match="no such checkpoint"):
+        train(tmp_path / "x", euler_run.data_dir, f"ckpt_path={tmp_path / 'nope.ckpt'}")
+
+
+def test_multirun_from_another_folder_writes_one_complete_job_per_setting(tmp_path):
+    sweep, elsewhere = tmp_path / "sweep", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+           "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "deepm3.train", "-m", "solver=euler,none", *TINY_RUN,
+               *tiny_data(tmp_path / "data"), f"hydra.sweep.dir={sweep}"]
+    done = subprocess.run(command, cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for job, method in (("0", "euler"), ("1", "none")):
+        folder = sweep / job
+        assert not (folder / "error.json").exists(), (folder / "error.json").read_text()
+        config = OmegaConf.load(folder / ".hydra" / "config.yaml")
+        assert config.solver.method == method
+        for name in ("metrics.json", "test_users.csv", "item_map.csv", "checkpoints/last.ckpt"):
+            assert (folder / name).is_file(), f"{job}: {name} missing"
+        assert list((folder / "checkpoints").glob("best-epoch*.ckpt"))
+    assert not list(elsewhere.iterdir()), "nothing may be written to the working directory"
+
+
+@pytest.mark.skipif(recbole_copy() is None, reason="needs the offline ML-100k copy: pip install --no-deps recbole==1.2.1")
+def test_ml100k_trains_and_tests_offline_end_to_end(tmp_path):
+    cfg = compose_train([*TINY_RUN, f"paths.output_dir={tmp_path}", f"paths.data_dir={tmp_path / 'data'}",
+                         "dataset.source.download=false"])
+    metrics = run(cfg, output_dir=tmp_path)
+    assert metrics["data"]["users"] == 943
+    assert len(pd.read_csv(tmp_path / "test_users.csv")) == 943
+    assert sorted(metrics["test"]) == sorted(metric_names())
