@@ -1,0 +1,182 @@
+"""Downloads against a loopback HTTP server: progress, checksum, resume, atomicity, safe extraction.
+
+No test touches the internet: ``served`` starts ``http.server`` on 127.0.0.1 in a thread,
+serving in-memory files with HTTP Range support (or not), and can cut a transfer short.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from deepm3.data.download import download, ensure_extracted, ensure_file, safe_extract_zip
+from deepm3.data.sources.ml1m import ML1MSource
+from deepm3.errors import DataError
+from tests.fixtures_raw import interaction_rows, ml1m_zip_bytes
+
+ROWS = interaction_rows(users=12, items=10, user_prefix="", item_prefix="")
+ARCHIVE = ml1m_zip_bytes(ROWS)
+MD5 = "md5:" + hashlib.md5(ARCHIVE).hexdigest()
+
+
+@dataclass
+class Site:
+    """What the server serves and what it saw."""
+
+    files: dict[str, bytes]
+    ranges: bool = True          # honour ``Range: bytes=N-`` with 206 Partial Content
+    cut_after: int | None = None  # announce the full length but close after this many body bytes
+    requests: list[tuple[str, str | None]] = field(default_factory=list)
+    url: str = ""
+
+
+class _Handler(BaseHTTPRequestHandler):
+    site: Site
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server naming)
+        site = self.server.site  # type: ignore[attr-defined]
+        range_header = self.headers.get("Range")
+        site.requests.append((self.path, range_header))
+        body = site.files.get(self.path)
+        if body is None:
+            self.send_error(404)
+            return
+        start = int(range_header.removeprefix("bytes=").split("-")[0]) if range_header and site.ranges else 0
+        self.send_response(206 if start else 200)
+        if start:
+            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+        self.send_header("Content-Length", str(len(body) - start))
+        self.end_headers()
+        payload = body[start:]
+        if site.cut_after is not None:
+            payload = payload[: site.cut_after]
+        self.wfile.write(payload)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextmanager
+def served(files: dict[str, bytes], **options: object) -> Iterator[Site]:
+    site = Site(files=files, **options)  # type: ignore[arg-type]
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server.site = site  # type: ignore[attr-defined]
+    site.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield site
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def test_download_shows_progress_and_moves_the_verified_file_into_place(tmp_path, capsys):
+    with served({"/ml-1m.zip": ARCHIVE}) as site:
+        dest = download(f"{site.url}/ml-1m.zip", tmp_path / "ml-1m.zip", checksum=MD5, progress=True)
+    assert dest.read_bytes() == ARCHIVE
+    assert leftovers(tmp_path) == ["ml-1m.zip"]
+    progress = capsys.readouterr().err
+    assert "ml-1m.zip" in progress and "100%" in progress
+
+
+def test_wrong_checksum_leaves_nothing_behind(tmp_path):
+    with served({"/ml-1m.zip": ARCHIVE}) as site:
+        with pytest.raises(DataError, match="failed its checksum"):
+            download(f"{site.url}/ml-1m.zip", tmp_path / "ml-1m.zip", checksum="md5:" + "0" * 32, progress=False)
+    assert leftovers(tmp_path) == []
+
+
+def test_download_resumes_a_partial_file_with_a_range_request(tmp_path):
+    (tmp_path / "ml-1m.zip.part").write_bytes(ARCHIVE[:1000])
+    with served({"/ml-1m.zip": ARCHIVE}) as site:
+        download(f"{site.url}/ml-1m.zip", tmp_path / "ml-1m.zip", checksum=MD5, progress=False)
+    assert site.requests == [("/ml-1m.zip", "bytes=1000-")]
+    assert (tmp_path / "ml-1m.zip").read_bytes() == ARCHIVE
+    assert leftovers(tmp_path) == ["ml-1m.zip"]
+
+
+def test_download_starts_over_when_the_server_ignores_ranges(tmp_path):
+    (tmp_path / "ml-1m.zip.part").write_bytes(b"garbage that is not the archive's prefix")
+    with served({"/ml-1m.zip": ARCHIVE}, ranges=False) as site:
+        download(f"{site.url}/ml-1m.zip", tmp_path / "ml-1m.zip", checksum=MD5, progress=False)
+    assert (tmp_path / "ml-1m.zip").read_bytes() == ARCHIVE
+
+
+def test_interrupted_download_is_never_the_final_file_and_resumes_later(tmp_path):
+    dest = tmp_path / "ml-1m.zip"
+    with served({"/ml-1m.zip": ARCHIVE}, cut_after=700) as site:
+        with pytest.raises(DataError, match=r"could not download .*ml-1m\.zip.*put 'ml-1m\.zip' in"):
+            download(f"{site.url}/ml-1m.zip", dest, checksum=None, progress=False)
+        assert not dest.exists()
+        assert (tmp_path / "ml-1m.zip.part").stat().st_size == 700
+        site.cut_after = None
+        download(f"{site.url}/ml-1m.zip", dest, checksum=MD5, progress=False)
+    assert site.requests[-1] == ("/ml-1m.zip", "bytes=700-")
+    assert dest.read_bytes() == ARCHIVE
+
+
+def test_unreachable_url_names_the_url_the_file_and_the_folder(tmp_path):
+    with served({}) as site:
+        url = f"{site.url}/ml-1m.zip"
+        with pytest.raises(DataError) as info:
+            ensure_file(tmp_path / "raw" / "ml-1m.zip", url, MD5, progress=False)
+    message = str(info.value)
+    assert url in message and "'ml-1m.zip'" in message and str(tmp_path / "raw") in message
+    assert "\n" not in message
+    assert leftovers(tmp_path / "raw") == []
+
+
+def test_a_file_put_in_place_by_hand_is_used_after_its_checksum(tmp_path):
+    (tmp_path / "ml-1m.zip").write_bytes(ARCHIVE)
+    assert ensure_file(tmp_path / "ml-1m.zip", "http://127.0.0.1:9/never-contacted", MD5) == tmp_path / "ml-1m.zip"
+    (tmp_path / "bad.zip").write_bytes(ARCHIVE[:-10])
+    with pytest.raises(DataError, match="does not match the expected"):
+        ensure_file(tmp_path / "bad.zip", None, MD5)
+
+
+def test_ml1m_source_downloads_verifies_and_extracts_through_the_server(tmp_path):
+    with served({"/ml-1m.zip": ARCHIVE}) as site:
+        source = ML1MSource(tmp_path / "ml1m", url=f"{site.url}/ml-1m.zip", checksum=MD5)
+        table = source.read()
+        assert len(site.requests) == 1
+        source.read()  # extracted files are reused: no second request
+        assert len(site.requests) == 1
+    assert len(table) == len(ROWS)
+    assert leftovers(tmp_path / "ml1m") == ["ml-1m", "ml-1m.zip"]
+
+
+def test_ml1m_offline_without_download_says_what_to_fetch_and_where(tmp_path):
+    source = ML1MSource(tmp_path / "ml1m", download=False)
+    with pytest.raises(DataError, match=r"files\.grouplens\.org/datasets/movielens/ml-1m\.zip.*'ml-1m\.zip' in .*ml1m/"):
+        source.files()
+
+
+def test_truncated_zip_is_a_clear_error_and_extracts_nothing(tmp_path):
+    (tmp_path / "ml-1m.zip").write_bytes(ARCHIVE[: len(ARCHIVE) // 2])
+    with pytest.raises(DataError, match=r"ml-1m\.zip: .*(zip|truncated).*delete it and download again"):
+        ensure_extracted(tmp_path / "ml-1m" / "ratings.dat", tmp_path / "ml-1m.zip", url=None, checksum=None)
+    assert leftovers(tmp_path) == ["ml-1m.zip"]
+
+
+def test_zip_members_cannot_escape_the_cache_folder(tmp_path):
+    evil = tmp_path / "evil.zip"
+    with zipfile.ZipFile(evil, "w") as zf:
+        zf.writestr("ml-1m/ratings.dat", "1::1::5::1\n")
+        zf.writestr("../escaped.txt", "owned")
+    with pytest.raises(DataError, match="outside"):
+        safe_extract_zip(evil, tmp_path / "cache")
+    assert not (tmp_path / "escaped.txt").exists()
+    assert not (tmp_path / "cache").exists()
