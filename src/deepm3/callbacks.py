@@ -1,0 +1,55 @@
+"""Callbacks that make runs reproducible and resumable, and stop bad ones loudly."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from deepm3.errors import DeepM3Error
+
+
+class NonFiniteLossError(DeepM3Error, FloatingPointError):
+    """Training produced a NaN/Inf loss."""
+
+
+class EpochSeeder(Callback):
+    """Reseeds torch's RNG from (seed, epoch) at each epoch start.
+
+    Dropout and any other random draw in epoch ``e`` then depend only on ``seed`` and ``e``,
+    so a run resumed from the checkpoint of epoch ``e - 1`` continues exactly as the
+    uninterrupted run would have (together with ``EpochShuffleSampler`` for the data order).
+    """
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        torch.manual_seed(epoch_seed(self.seed, trainer.current_epoch))
+
+
+class FiniteLossGuard(Callback):
+    """Stops training at the first non-finite loss, naming the epoch and step.
+
+    The checkpoint callbacks have not saved anything from the bad epoch, so the last good
+    checkpoint on disk is the one a restart would resume from.
+    """
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if loss is not None and not torch.isfinite(loss).all():
+            raise NonFiniteLossError(
+                f"non-finite training loss ({loss.item()}) at epoch {trainer.current_epoch},"
+                f" step {trainer.global_step} (batch {batch_idx}); the last good checkpoint is"
+                f" {_last_checkpoint(trainer) or 'none yet'}; lower optim.lr or enable gradient clipping"
+            )
+
+
+def _last_checkpoint(trainer: L.Trainer) -> str | None:
+    callback = trainer.checkpoint_callback
+    return getattr(callback, "last_model_path", None) or getattr(callback, "best_model_path", None) or None
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """A distinct, reproducible seed for each (run seed, epoch)."""
+    return (int(seed) * 1_000_003 + int(epoch)) % (2**63 - 1)

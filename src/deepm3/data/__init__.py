@@ -1,0 +1,1 @@
+"""Data: raw interaction sources -> protocol preprocessing -> cached sequences -> DataModule."""

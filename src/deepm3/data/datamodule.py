@@ -1,0 +1,186 @@
+"""One LightningDataModule for every dataset: a source + the protocol, cached on disk."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from collections.abc import Iterator
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from deepm3.callbacks import epoch_seed
+from deepm3.data.cache import load_or_build
+from deepm3.data.negatives import load_or_sample_negatives
+from deepm3.data.preprocess import PreprocessConfig
+from deepm3.data.processed import ProcessedData
+from deepm3.data.samples import SampleArrays, eval_samples, train_samples, training_gap_cv
+from deepm3.data.sources.base import InteractionSource
+from deepm3.errors import ConfigError
+from deepm3.metrics import EVAL_MODES
+
+log = logging.getLogger(__name__)
+
+
+class _IndexDataset(Dataset):
+    """Yields sample indices; the collate function slices the arrays for a whole batch at once."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index: int) -> int:
+        return index
+
+
+class EpochShuffleSampler(Sampler[int]):
+    """A permutation drawn from (seed, epoch): Lightning calls ``set_epoch`` each epoch, so
+    the data order of epoch ``e`` is the same whether or not the run was resumed."""
+
+    def __init__(self, size: int, seed: int) -> None:
+        self.size = size
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
+        return iter(torch.randperm(self.size, generator=generator).tolist())
+
+
+class BatchCollator:
+    """Turns a list of sample indices into a dict of tensors (vectorised, no per-sample work)."""
+
+    def __init__(self, arrays: SampleArrays) -> None:
+        self.arrays = arrays
+
+    def __call__(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        idx = np.asarray(indices, dtype=np.int64)
+        a = self.arrays
+        batch = {
+            "items": torch.from_numpy(a.items[idx]),
+            "times": torch.from_numpy(a.times[idx]),
+            "next_times": torch.from_numpy(a.next_times[idx]),
+            "targets": torch.from_numpy(a.targets[idx]),
+            "users": torch.from_numpy(a.users[idx]),
+        }
+        if a.history_offsets is not None:
+            starts, ends = a.history_offsets[idx], a.history_offsets[idx + 1]
+            lengths = ends - starts
+            rows = np.repeat(np.arange(len(idx)), lengths)
+            cols = a.history_items[np.concatenate([np.arange(s, e) for s, e in zip(starts, ends)])] if len(idx) else np.zeros(0, np.int64)
+            batch["history_rows"] = torch.from_numpy(rows.astype(np.int64))
+            batch["history_items"] = torch.from_numpy(np.asarray(cols, dtype=np.int64))
+        if a.negatives is not None:
+            batch["negatives"] = torch.from_numpy(a.negatives[idx])
+        return batch
+
+
+class SequenceDataModule(L.LightningDataModule):
+    """Owns a dataset: preprocessing (cached), leave-one-out splits and the loaders."""
+
+    def __init__(
+        self,
+        source: InteractionSource,
+        cache_dir: str | Path,
+        max_len: int = 50,
+        user_core: int = 5,
+        item_core: int = 5,
+        min_rating: float | None = None,
+        train_windows: str = "all",
+        batch_size: int = 128,
+        eval_batch_size: int = 256,
+        num_workers: int = 0,
+        name: str | None = None,
+        seed: int = 0,
+        eval_mode: str = "full",
+        negatives: int = 100,
+        negatives_seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.source = source
+        self.cache_dir = Path(cache_dir).expanduser()
+        self.max_len = max_len
+        self.preprocess = PreprocessConfig(user_core=user_core, item_core=item_core, min_rating=min_rating)
+        self.train_windows = train_windows
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.num_workers = num_workers
+        self.name = name or source.name
+        self.seed = seed
+        if eval_mode not in EVAL_MODES:
+            raise ConfigError(f"eval.mode={eval_mode!r}; expected one of {list(EVAL_MODES)}")
+        self.eval_mode = eval_mode  # sampled: val/test batches also carry `negatives` (protocol §3)
+        self.negatives = negatives
+        self.negatives_seed = negatives_seed
+        self.data: ProcessedData | None = None
+        self.data_dir: Path | None = None
+        self.splits: dict[str, SampleArrays] = {}
+
+    def prepare_data(self) -> None:
+        load_or_build(self.source, self.preprocess, self.cache_dir)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.data is None:
+            self.data, self.data_dir = load_or_build(self.source, self.preprocess, self.cache_dir)
+            self.splits = {
+                "train": train_samples(self.data, self.max_len, self.train_windows),
+                "val": eval_samples(self.data, "val", self.max_len),
+                "test": eval_samples(self.data, "test", self.max_len),
+            }
+            log.info("dataset %s: %s", self.name, self.data.stats)
+            if self.eval_mode == "sampled":
+                self._attach_negatives()
+
+    def _attach_negatives(self) -> None:
+        """Give val/test samples their user's stored negatives (one draw per dataset and seed)."""
+        assert self.data is not None and self.data_dir is not None
+        negatives = load_or_sample_negatives(self.data, self.data_dir, self.negatives, self.negatives_seed, self.name)
+        for split in ("val", "test"):
+            self.splits[split].negatives = negatives[self.splits[split].users]
+
+    @property
+    def num_items(self) -> int:
+        self.setup()
+        assert self.data is not None
+        return self.data.num_items
+
+    def gap_cv(self) -> np.ndarray:
+        self.setup()
+        assert self.data is not None
+        return training_gap_cv(self.data)
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        self.setup()
+        arrays = self.splits[split]
+        return DataLoader(
+            _IndexDataset(len(arrays)),
+            batch_size=self.batch_size if split == "train" else self.eval_batch_size,
+            sampler=EpochShuffleSampler(len(arrays), self.seed) if shuffle else None, collate_fn=BatchCollator(arrays), num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def describe(self) -> dict[str, Any]:
+        self.setup()
+        assert self.data is not None
+        return {"name": self.name, "data_dir": str(self.data_dir), **self.data.stats,
+                "train_samples": len(self.splits["train"])}

@@ -1,0 +1,75 @@
+"""Processed sequences in CSR form, saved with the raw-id mappings so ids can be served back."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from deepm3.io import write_atomic, write_json
+
+ARRAYS_FILE = "sequences.npz"
+ITEM_MAP_FILE = "item_map.csv"
+USER_MAP_FILE = "user_map.csv"
+STATS_FILE = "stats.json"
+
+
+@dataclass
+class ProcessedData:
+    """All users' time-sorted sequences.
+
+    User ``u``'s events are ``items[offsets[u]:offsets[u+1]]`` (item indices 1..N) with
+    timestamps ``times[...]`` (int64 unix seconds). ``item_ids[i - 1]`` is item ``i``'s raw id.
+    """
+
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    offsets: np.ndarray
+    items: np.ndarray
+    times: np.ndarray
+    stats: dict = field(default_factory=dict)
+
+    @property
+    def num_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def num_items(self) -> int:
+        return len(self.item_ids)
+
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def save(self, folder: Path) -> None:
+        """Write every file atomically; ``stats.json`` last, so its presence marks completeness."""
+        folder.mkdir(parents=True, exist_ok=True)
+
+        def save_arrays(tmp: Path) -> None:
+            with open(tmp, "wb") as handle:
+                np.savez(handle, offsets=self.offsets, items=self.items, times=self.times)
+
+        write_atomic(folder / ARRAYS_FILE, save_arrays)
+        item_map = pd.DataFrame({"index": np.arange(1, self.num_items + 1), "raw_id": self.item_ids})
+        write_atomic(folder / ITEM_MAP_FILE, lambda tmp: item_map.to_csv(tmp, index=False))
+        user_map = pd.DataFrame({"index": np.arange(self.num_users), "raw_id": self.user_ids})
+        write_atomic(folder / USER_MAP_FILE, lambda tmp: user_map.to_csv(tmp, index=False))
+        write_json(folder / STATS_FILE, self.stats)
+
+    @classmethod
+    def load(cls, folder: Path) -> "ProcessedData":
+        with np.load(folder / ARRAYS_FILE, allow_pickle=False) as arrays:
+            offsets, items, times = arrays["offsets"], arrays["items"], arrays["times"]
+        item_map = pd.read_csv(folder / ITEM_MAP_FILE, dtype={"raw_id": str}, keep_default_na=False)
+        user_map = pd.read_csv(folder / USER_MAP_FILE, dtype={"raw_id": str}, keep_default_na=False)
+        stats = json.loads((folder / STATS_FILE).read_text())
+        return cls(
+            user_ids=user_map["raw_id"].to_numpy(dtype=str), item_ids=item_map["raw_id"].to_numpy(dtype=str),
+            offsets=offsets, items=items, times=times, stats=stats,
+        )
+
+    @staticmethod
+    def is_complete(folder: Path) -> bool:
+        return all((folder / name).is_file() for name in (ARRAYS_FILE, ITEM_MAP_FILE, USER_MAP_FILE, STATS_FILE))

@@ -1,0 +1,147 @@
+"""Leave-one-out samples (protocol §1.5–1.7) as left-padded arrays.
+
+Every sample has the same four ``[n, max_len]`` int64 arrays, so one model interface serves
+training and evaluation:
+
+- ``items``: input events, 0 = padding (padding sits on the left; the last column is the
+  most recent event);
+- ``times``: their unix timestamps (0 on padding);
+- ``next_times``: the moment each position's prediction is asked for -- the next event's
+  timestamp, and for the last input of an evaluation sample the target's timestamp (the
+  query time). ``next_times - times`` is the gap a model may integrate over;
+- ``targets``: the item to predict at each position (0 = no target).
+
+Evaluation samples also carry the user index and the user's full history (every earlier
+event, not just the last ``max_len``) for ``exclude_history``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from deepm3.data.processed import ProcessedData
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class SampleArrays:
+    items: np.ndarray
+    times: np.ndarray
+    next_times: np.ndarray
+    targets: np.ndarray
+    users: np.ndarray
+    history_offsets: np.ndarray | None = None  # CSR over history_items, one row per sample
+    history_items: np.ndarray | None = None
+    negatives: np.ndarray | None = None  # [n, k] sampled-evaluation candidates (eval.mode=sampled)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+def _pad_left(rows: list[np.ndarray], max_len: int) -> np.ndarray:
+    out = np.zeros((len(rows), max_len), dtype=np.int64)
+    for r, row in enumerate(rows):
+        if len(row):
+            out[r, max_len - len(row):] = row
+    return out
+
+
+def train_samples(data: ProcessedData, max_len: int, windows: str = "all") -> SampleArrays:
+    """Next-item samples over each user's training prefix (all events but the last two).
+
+    ``windows="last"`` keeps the most recent ``max_len`` transitions (SASRec's reference
+    code); ``"all"`` tiles the whole prefix with consecutive windows ending at its end, so
+    long histories are not thrown away.
+    """
+    if windows not in ("all", "last"):
+        raise ValueError(f"train windows must be 'all' or 'last', got {windows!r}")
+    cols: dict[str, list[np.ndarray]] = {k: [] for k in ("items", "times", "next_times", "targets")}
+    users: list[int] = []
+    for user in range(data.num_users):
+        start, end = data.offsets[user], data.offsets[user + 1] - 2
+        seq, ts = data.items[start:end], data.times[start:end]
+        stop = len(seq) - 1  # transitions seq[i] -> seq[i + 1] for i < stop
+        while stop > 0:
+            first = max(0, stop - max_len)
+            cols["items"].append(seq[first:stop])
+            cols["times"].append(ts[first:stop])
+            cols["next_times"].append(ts[first + 1:stop + 1])
+            cols["targets"].append(seq[first + 1:stop + 1])
+            users.append(user)
+            if windows == "last":
+                break
+            stop = first
+    return SampleArrays(
+        **{k: _pad_left(v, max_len) for k, v in cols.items()}, users=np.asarray(users, dtype=np.int64)
+    )
+
+
+def eval_samples(data: ProcessedData, split: str, max_len: int) -> SampleArrays:
+    """One sample per user: history -> validation target (second to last event) or test target (last)."""
+    if split not in ("val", "test"):
+        raise ValueError(f"split must be 'val' or 'test', got {split!r}")
+    shift = 2 if split == "val" else 1
+    targets, hist, hist_times, query_times = [], [], [], []
+    for user in range(data.num_users):
+        start, end = data.offsets[user], data.offsets[user + 1] - shift  # target at index `end`
+        history = data.items[start:end]
+        hist.append(history)
+        hist_times.append(data.times[start:end])
+        query_times.append(data.times[end])
+        target_row = np.zeros(len(history[-max_len:]), dtype=np.int64)
+        target_row[-1] = data.items[end]
+        targets.append(target_row)
+    items, times, next_times = query_windows(hist, hist_times, query_times, max_len)
+    lengths = np.array([len(h) for h in hist], dtype=np.int64)
+    return SampleArrays(
+        items=items, times=times, next_times=next_times, targets=_pad_left(targets, max_len),
+        users=np.arange(data.num_users, dtype=np.int64),
+        history_offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+        history_items=np.concatenate(hist).astype(np.int64),
+    )
+
+
+def query_windows(
+    histories: Sequence[np.ndarray], history_times: Sequence[np.ndarray], query_times: Sequence[int], max_len: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Left-padded ``[n, max_len]`` items, times and next_times asking for the event after each history.
+
+    Each window holds the most recent ``max_len`` events; ``next_times`` is the following
+    event's time and, for the last position, the query time. Evaluation and serving both
+    build their inputs here, so a served prediction sees exactly what an evaluated one saw.
+    """
+    items, times, next_times = [], [], []
+    for history, stamps, query in zip(histories, history_times, query_times, strict=True):
+        recent = np.asarray(stamps, dtype=np.int64)[-max_len:]
+        items.append(np.asarray(history, dtype=np.int64)[-max_len:])
+        times.append(recent)
+        next_times.append(np.append(recent[1:], np.int64(query)) if len(recent) else recent)
+    return _pad_left(items, max_len), _pad_left(times, max_len), _pad_left(next_times, max_len)
+
+
+def training_item_counts(data: ProcessedData) -> np.ndarray:
+    """``[N + 1]`` events per item in the training prefixes (index 0, padding, is 0).
+
+    What a most-popular ranking may know without touching validation or test events.
+    """
+    rows = [data.items[data.offsets[u]:data.offsets[u + 1] - 2] for u in range(data.num_users)]
+    events = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+    return np.bincount(events, minlength=data.num_items + 1).astype(np.int64)
+
+
+def training_gap_cv(data: ProcessedData) -> np.ndarray:
+    """Per-user coefficient of variation (std/mean) of training gaps; NaN when undefined.
+
+    Undefined means fewer than two training gaps or a zero mean gap (all ties).
+    """
+    cv = np.full(data.num_users, np.nan)
+    for user in range(data.num_users):
+        ts = data.times[data.offsets[user]:data.offsets[user + 1] - 2]
+        gaps = np.diff(ts).astype(np.float64)
+        if len(gaps) >= 2 and gaps.mean() > 0:
+            cv[user] = gaps.std() / gaps.mean()
+    return cv
