@@ -118,8 +118,9 @@ class TimestampJitter(NoiseOperator):
     """Each history timestamp moves by Normal(0, (level x the row's mean gap)^2), then re-sorted.
 
     The row's mean gap is ``(q - t_1) / m`` over its ``m`` input events (query gap included):
-    relative, so one level means the same on second- and day-resolution datasets. Jittered times are clipped to ``[0, q]``
-    and sorted, so the item order is kept and only the timing changes.
+    relative, so one level means the same on second- and day-resolution datasets. Jittered
+    times are clipped to ``[0, q]`` and sorted, so the item order is kept and only the timing
+    changes.
     """
 
     name: ClassVar[str] = "jitter"
