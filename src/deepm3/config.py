@@ -5,6 +5,7 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from deepm3.errors import ConfigError
+from deepm3.metrics import EVAL_MODES
 
 
 def validate_config(cfg: DictConfig) -> None:
@@ -16,6 +17,10 @@ def validate_config(cfg: DictConfig) -> None:
         raise ConfigError(f"monitor={cfg.monitor!r}; expected val/<hr|ndcg|mrr>@<k> with k in eval.ks={list(cfg.eval.ks)}")
     if cfg.optim.loss not in ("ce", "bpr"):
         raise ConfigError(f"optim.loss={cfg.optim.loss!r}; expected 'ce' or 'bpr'")
+    if cfg.eval.get("mode", "full") not in EVAL_MODES:
+        raise ConfigError(f"eval.mode={cfg.eval.mode!r}; expected one of {list(EVAL_MODES)}")
+    if cfg.eval.get("mode", "full") == "sampled":
+        _positive_int(cfg.eval.get("negatives"), "eval.negatives")
 
 
 def _positive_int(value: object, key: str, allow: int | None = None) -> None:

@@ -17,6 +17,9 @@ from __future__ import annotations
 import torch
 
 DEFAULT_KS = (5, 10, 20)
+# full: rank every item (the headline). sampled: additionally rank the target among stored
+# negatives, logged under `sampled_*` names beside the full-ranking metrics, never instead.
+EVAL_MODES = ("full", "sampled")
 
 
 def mask_history(scores: torch.Tensor, rows: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
@@ -47,6 +50,23 @@ def target_ranks(
     ranks = (scores >= target_scores[:, None]).sum(dim=1)
     worst = (scores > float("-inf")).sum(dim=1)
     return torch.where(torch.isnan(target_scores), worst, ranks)
+
+
+def sampled_target_ranks(scores: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
+    """0-based pessimistic rank of each target among itself and its ``[B, n]`` sampled negatives.
+
+    Same rule as :func:`target_ranks`: negatives scoring **>=** the target count against it;
+    a NaN target score ranks last (``n``).
+
+    >>> scores = torch.tensor([[0.0, 0.9, 0.5, 0.5, 0.1]])
+    >>> sampled_target_ranks(scores, torch.tensor([2]), torch.tensor([[3, 4]])).tolist()
+    [1]
+    """
+    scores = scores.detach().float()
+    target_scores = scores.gather(1, targets[:, None])
+    negative_scores = scores.gather(1, negatives.to(scores.device))
+    ranks = (negative_scores >= target_scores).sum(dim=1)
+    return torch.where(torch.isnan(target_scores[:, 0]), torch.full_like(ranks, negatives.shape[1]), ranks)
 
 
 def ranking_metrics(ranks: torch.Tensor, ks: tuple[int, ...] = DEFAULT_KS) -> dict[str, torch.Tensor]:
