@@ -22,7 +22,8 @@ DAY = 86_400
 
 def interaction_rows(users: int = 40, items: int = 30, events: tuple[int, int] = (6, 12), seed: int = 0,
                      day_resolution: bool = False, user_prefix: str = "u", item_prefix: str = "i") -> list[Row]:
-    """Rows with tied timestamps, in an order that is *not* time order (sorted by item, as Amazon files are).
+    """Rows with tied timestamps, grouped by item as Amazon files are, in an item order that is
+    neither time order nor id order (so tie-breaking by item id would be caught).
 
     ``day_resolution`` rounds times to whole days like Amazon's ``unixReviewTime``.
     """
@@ -34,7 +35,9 @@ def interaction_rows(users: int = 40, items: int = 30, events: tuple[int, int] =
             rows.append((f"{user_prefix}{u + 1}", f"{item_prefix}{item}", float(rng.randint(1, 5)),
                          (t // DAY) * DAY if day_resolution else t))
             t += rng.choice([0, 0, 60, 3_600, DAY, 9 * DAY])
-    rows.sort(key=lambda row: row[1])  # stable: each user's tied events keep their relative order
+    shuffled = rng.sample(sorted({row[1] for row in rows}), len({row[1] for row in rows}))
+    position = {item: k for k, item in enumerate(shuffled)}
+    rows.sort(key=lambda row: position[row[1]])  # stable: each user's events of one item keep their order
     return rows
 
 

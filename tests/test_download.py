@@ -50,6 +50,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_error(404)
             return
         start = int(range_header.removeprefix("bytes=").split("-")[0]) if range_header and site.ranges else 0
+        if start >= len(body) > 0:
+            self.send_error(416)
+            return
         self.send_response(206 if start else 200)
         if start:
             self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
@@ -113,6 +116,14 @@ def test_download_starts_over_when_the_server_ignores_ranges(tmp_path):
     with served({"/ml-1m.zip": ARCHIVE}, ranges=False) as site:
         download(f"{site.url}/ml-1m.zip", tmp_path / "ml-1m.zip", checksum=MD5, progress=False)
     assert (tmp_path / "ml-1m.zip").read_bytes() == ARCHIVE
+
+
+def test_a_part_file_that_is_already_whole_is_finished_without_refetching(tmp_path):
+    (tmp_path / "ml-1m.zip.part").write_bytes(ARCHIVE)
+    with served({"/ml-1m.zip": ARCHIVE}) as site:
+        download(f"{site.url}/ml-1m.zip", tmp_path / "ml-1m.zip", checksum=MD5, progress=False)
+    assert site.requests == [("/ml-1m.zip", f"bytes={len(ARCHIVE)}-")]
+    assert leftovers(tmp_path) == ["ml-1m.zip"]
 
 
 def test_interrupted_download_is_never_the_final_file_and_resumes_later(tmp_path):

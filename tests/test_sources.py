@@ -66,6 +66,16 @@ def amazon(tmp_path: Path, fmt: str = "2014", **options) -> AmazonSource:
     return AmazonSource(tmp_path, format=fmt, download=False, **options)
 
 
+@pytest.mark.parametrize("rows", [ROWS, DAY_ROWS, NUMERIC_ROWS])
+def test_fixtures_hold_ties_whose_file_order_is_not_item_id_order(rows):
+    # otherwise the exact-sequence checks below could not tell file order from id order
+    by_user: dict[str, list] = {}
+    for user, item, _, t in rows:
+        by_user.setdefault(user, []).append((t, item))
+    tied = [[item for t2, item in events if t2 == t] for events in by_user.values() for t in {t for t, _ in events}]
+    assert any(group != sorted(group) for group in tied if len(group) > 1)
+
+
 # --- MovieLens-1M -------------------------------------------------------------------------------
 
 def test_ml1m_reads_every_rating_with_ties_in_file_order(tmp_path):

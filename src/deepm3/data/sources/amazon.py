@@ -151,17 +151,27 @@ class InteractionCodes:
 
 
 def scan_json_lines(path: Path, fmt: AmazonFormat, codes: InteractionCodes) -> None:
-    """Stream a gzip JSON-lines file into ``codes``; any bad line is a one-line DataError."""
+    """Stream a gzip JSON-lines file into ``codes``; any bad line is a one-line DataError.
+
+    The loop body is the whole cost for millions of lines, so well-formed reviews take a
+    short path and only a suspect line goes through :func:`_checked_fields`.
+    """
     users, items, user_out, item_out = codes.users, codes.items, codes.user_codes, codes.item_codes
-    times, ratings = codes.times, codes.ratings
-    keys = (fmt.user, fmt.item, fmt.rating, fmt.timestamp)
+    times, ratings, loads = codes.times, codes.ratings, json.loads
+    keys = user_key, item_key, rating_key, time_key = fmt.user, fmt.item, fmt.rating, fmt.timestamp
     line_no = 0
     try:
         with gzip.open(path, "rb") as handle:
             for line_no, line in enumerate(handle, start=1):
-                if line.isspace():
-                    continue
-                user, item, rating, stamp = _review_fields(line, keys, path, line_no)
+                try:
+                    record = loads(line)
+                    user, item, rating, stamp = record[user_key], record[item_key], record[rating_key], record[time_key]
+                except (ValueError, KeyError, TypeError):
+                    if line.isspace():
+                        continue
+                    user, item, rating, stamp = _checked_fields(line, keys, path, line_no)
+                if type(stamp) is not int or stamp < 0 or type(user) is not str or type(item) is not str or rating != rating:
+                    user, item, rating, stamp = _checked_fields(line, keys, path, line_no)
                 code = users.get(user)
                 if code is None:
                     code = users[user] = len(users)
@@ -176,9 +186,13 @@ def scan_json_lines(path: Path, fmt: AmazonFormat, codes: InteractionCodes) -> N
         raise DataError(
             f"{path}: truncated or corrupt gzip after line {line_no} ({exc}); delete it and download again"
         ) from None
+    except TypeError:  # a rating that is not a number reaches ratings.append
+        _checked_fields(line, keys, path, line_no)
+        raise
 
 
-def _review_fields(line: bytes, keys: tuple[str, str, str, str], path: Path, line_no: int) -> tuple[str, str, float, int]:
+def _checked_fields(line: bytes, keys: tuple[str, str, str, str], path: Path, line_no: int) -> tuple[str, str, float, int]:
+    """Parse one line strictly: return its fields (integral float times made int) or raise naming the problem."""
     user_key, item_key, rating_key, time_key = keys
     try:
         record = json.loads(line)
@@ -197,8 +211,8 @@ def _review_fields(line: bytes, keys: tuple[str, str, str, str], path: Path, lin
         raise DataError(f"{path}: line {line_no}: field '{time_key}' = {stamp!r}; expected a non-negative integer number of unix seconds")
     if isinstance(rating, bool) or not isinstance(rating, (int, float)) or rating != rating:
         raise DataError(f"{path}: line {line_no}: field '{rating_key}' = {rating!r}; expected a number")
-    if not isinstance(user, str) or not isinstance(item, str) or not user or not item:
-        raise DataError(f"{path}: line {line_no}: fields '{user_key}'/'{item_key}' = {user!r}/{item!r}; expected non-empty strings")
+    if not isinstance(user, str) or not isinstance(item, str):
+        raise DataError(f"{path}: line {line_no}: fields '{user_key}'/'{item_key}' = {user!r}/{item!r}; expected strings")
     return user, item, float(rating), stamp
 
 
