@@ -1,0 +1,185 @@
+"""Batch recommendations from a trained run, in the raw id space of the training data.
+
+    python -m deepm3.recommend run=<run dir or .ckpt> input=histories.csv output=recs.csv k=10
+
+Input formats (raw item ids, unix seconds, oldest event first; ``conf/recommend.yaml``):
+
+- ``.csv`` with header ``user,item,timestamp[,at]``: one row per event, users' rows in time
+  order (they may interleave with other users'); a row with empty ``item`` and ``timestamp``
+  is a user without history; ``at`` is the user's query time (on any of its rows).
+- ``.jsonl``: one ``{"user": ..., "items": [...], "timestamps": [...], "at": ...}`` per line
+  (``at`` optional).
+
+The query time is ``at=`` on the command line if given, else the input's ``at``, else now.
+Output by extension: ``.csv`` rows ``user,rank,item,score,source`` or ``.jsonl`` objects
+``{"user", "items", "scores", "source", "skipped_items"}``; ``source`` is ``popularity`` for
+users whose history was empty (the most popular training items).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import hydra
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+from deepm3.errors import ConfigError, DataError, DeepM3Error
+from deepm3.io import write_atomic
+from deepm3.serve import Recommendations, Recommender, to_seconds
+
+log = logging.getLogger(__name__)
+
+CSV_COLUMNS = ("user", "item", "timestamp")
+JSON_KEYS = ("user", "items", "timestamps")
+REQUIRED = ("run", "input", "output")
+
+
+@dataclass
+class UserHistory:
+    """One user's events as read from the input (raw ids, unix seconds) and query time."""
+
+    user: str
+    items: list[str] = field(default_factory=list)
+    timestamps: list[int] = field(default_factory=list)
+    at: int | None = None
+
+
+def read_csv_histories(path: Path) -> list[UserHistory]:
+    """Histories from ``user,item,timestamp[,at]`` rows, users in order of first appearance."""
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError) as exc:
+        raise DataError(f"{path}: not a readable CSV ({str(exc).strip().splitlines()[0]})") from None
+    missing = [c for c in CSV_COLUMNS if c not in table.columns]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {missing}; expected a header user,item,timestamp[,at], "
+                        f"found {list(table.columns)}")
+    ats = table["at"] if "at" in table.columns else [""] * len(table)
+    histories: dict[str, UserHistory] = {}
+    for line, (user, item, stamp, at) in enumerate(zip(table["user"], table["item"], table["timestamp"], ats), start=2):
+        where = f"{path} line {line}"
+        if not user:
+            raise DataError(f"{where}: empty user")
+        history = histories.setdefault(user, UserHistory(user))
+        if item or stamp:
+            if not (item and stamp):
+                raise DataError(f"{where}: give both item and timestamp (both empty = a user without history)")
+            history.items.append(item)
+            history.timestamps.append(to_seconds(stamp, f"{where}: timestamp"))
+        if at:
+            value = to_seconds(at, f"{where}: at")
+            if history.at is not None and history.at != value:
+                raise DataError(f"{where}: at={value} differs from user {user!r}'s at={history.at} on an earlier row; "
+                                "give one query time per user")
+            history.at = value
+    return list(histories.values())
+
+
+def read_jsonl_histories(path: Path) -> list[UserHistory]:
+    """Histories from one JSON object per line; blank lines are ignored."""
+    histories: list[UserHistory] = []
+    lines: dict[str, int] = {}
+    for number, text in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not text.strip():
+            continue
+        where = f"{path} line {number}"
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{where}: not valid JSON ({exc.msg})") from None
+        if not isinstance(record, dict) or any(key not in record for key in JSON_KEYS):
+            raise DataError(f'{where}: expected an object with "user", "items", "timestamps" (and optional "at")')
+        items, stamps = record["items"], record["timestamps"]
+        if not isinstance(items, list) or not isinstance(stamps, list):
+            raise DataError(f'{where}: "items" and "timestamps" must be lists')
+        for j, item in enumerate(items):
+            if isinstance(item, bool) or not isinstance(item, (str, int)):
+                raise DataError(f"{where}: items[{j}]={item!r} is not an item id (a string or an integer)")
+        user = str(record["user"])
+        if user in lines:
+            raise DataError(f"{where}: user {user!r} is already on line {lines[user]}; give one line per user")
+        lines[user] = number
+        at = record.get("at")
+        histories.append(UserHistory(
+            user, [str(item) for item in items],
+            [to_seconds(t, f"{where}: timestamps[{j}]") for j, t in enumerate(stamps)],
+            None if at is None else to_seconds(at, f"{where}: at"),
+        ))
+    return histories
+
+
+def write_csv_recommendations(path: Path, users: list[str], results: list[Recommendations]) -> None:
+    rows = [(user, rank, item, score, result.source)
+            for user, result in zip(users, results) for rank, (item, score) in enumerate(result, start=1)]
+    table = pd.DataFrame(rows, columns=["user", "rank", "item", "score", "source"])
+    write_atomic(path, lambda tmp: table.to_csv(tmp, index=False))
+
+
+def write_jsonl_recommendations(path: Path, users: list[str], results: list[Recommendations]) -> None:
+    lines = [json.dumps({"user": user, "items": [item for item, _ in result], "scores": [score for _, score in result],
+                         "source": result.source, "skipped_items": result.skipped})
+             for user, result in zip(users, results)]
+    write_atomic(path, lambda tmp: tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8"))
+
+
+READERS: dict[str, Callable[[Path], list[UserHistory]]] = {".csv": read_csv_histories, ".jsonl": read_jsonl_histories}
+WRITERS: dict[str, Callable[[Path, list[str], list[Recommendations]], None]] = {
+    ".csv": write_csv_recommendations, ".jsonl": write_jsonl_recommendations,
+}
+
+
+def _by_suffix(table: dict[str, Any], path: Path, key: str) -> Any:
+    if path.suffix.lower() not in table:
+        raise ConfigError(f"{key}={path}: expected a file ending in one of {sorted(table)}")
+    return table[path.suffix.lower()]
+
+
+def run(cfg: DictConfig) -> dict[str, int]:
+    """Read the histories, score them with the run's model, write the top-k; return counts."""
+    missing = [key for key in REQUIRED if OmegaConf.is_missing(cfg, key)]
+    if missing:
+        raise ConfigError(f"missing {', '.join(f'{key}=' for key in missing)}; usage: python -m deepm3.recommend "
+                          "run=<run dir> input=<histories .csv/.jsonl> output=<.csv/.jsonl> [k=10]")
+    source, target = Path(cfg.input).expanduser(), Path(cfg.output).expanduser()
+    reader, writer = _by_suffix(READERS, source, "input"), _by_suffix(WRITERS, target, "output")
+    if not source.is_file():
+        raise DataError(f"input={source}: no such file")
+    histories = reader(source)
+    if not histories:
+        raise DataError(f"input={source}: no histories in the file")
+    recommender = Recommender.load(cfg.run, device=cfg.device)
+    at = None if cfg.at is None else to_seconds(cfg.at, "at")
+    results = recommender.recommend_batch(
+        [h.items for h in histories], [h.timestamps for h in histories],
+        at=[at if at is not None else h.at for h in histories], k=cfg.k, exclude_seen=cfg.exclude_seen,
+        unknown_items=cfg.unknown_items, names=[f"user {h.user!r}" for h in histories],
+        batch_size=cfg.batch_size, progress=cfg.progress,
+    )
+    writer(target, [h.user for h in histories], results)
+    summary = {"users": len(histories), "popularity": sum(r.source == "popularity" for r in results),
+               "skipped_items": sum(len(r.skipped) for r in results)}
+    log.info("wrote top-%s for %d users to %s (%d from popularity: empty history; %d unknown items skipped)",
+             cfg.k, summary["users"], target, summary["popularity"], summary["skipped_items"])
+    return summary
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="recommend")
+def main(cfg: DictConfig) -> None:
+    """Hydra entry point: bad input exits with one line on stderr and status 1."""
+    try:
+        run(cfg)
+    except DeepM3Error as exc:
+        log.error("%s", exc)
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
