@@ -27,7 +27,7 @@ from deepm3.data.sources.base import InteractionSource
 from deepm3.data.sources.interactions import InteractionsFileSource
 from deepm3.data.sources.ml1m import ML1MSource
 from deepm3.data.sources.synthetic import SyntheticSource
-from deepm3.errors import ConfigError, DataError
+from deepm3.errors import ConfigError, DataError, user_error
 from tests.conftest import CONF_DIR
 from tests.fixtures_raw import (
     amazon_json_lines,
@@ -352,6 +352,14 @@ def test_every_dataset_config_builds_its_datamodule(tmp_path, name, source_type,
     datamodule = instantiate(cfg.dataset, _convert_="all")
     assert isinstance(datamodule.source, source_type)
     assert datamodule.max_len == max_len and datamodule.name == name
+
+
+def test_interactions_config_without_a_path_says_which_key_to_set():
+    cfg = compose_dataset("interactions")
+    with pytest.raises(Exception) as info:  # Hydra wraps constructor errors; entry points unwrap them
+        instantiate(cfg.dataset.source, _convert_="all")
+    assert isinstance(user_error(info.value), ConfigError)
+    assert str(user_error(info.value)) == "dataset.source.path is not set; expected the interactions file to read"
 
 
 def test_amazon_config_selects_the_release(tmp_path):

@@ -71,13 +71,25 @@ def test_run_builds_the_configured_dataset_and_writes_json(tmp_path, capsys):
     assert "per-user gap CV" in capsys.readouterr().out
 
 
-def test_command_line_reports_bad_input_in_one_line(tmp_path):
-    missing = tmp_path / "nowhere.csv"
-    result = subprocess.run(
-        [sys.executable, "-m", "deepm3.data.stats", "dataset=interactions", f"dataset.source.path={missing}",
+def stats_command(tmp_path, *overrides: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "deepm3.data.stats", *overrides,
          f"paths.output_root={tmp_path / 'out'}", f"hydra.run.dir={tmp_path / 'run'}"],
         capture_output=True, text=True, timeout=120,
     )
+
+
+def test_command_line_reports_a_missing_file_in_one_line(tmp_path):
+    missing = tmp_path / "nowhere.csv"
+    result = stats_command(tmp_path, "dataset=interactions", f"dataset.source.path={missing}")
     assert result.returncode == 1
     assert f"error: {missing}: file not found" in result.stderr
+    assert "Traceback" not in result.stderr
     assert not (tmp_path / "out" / "stats").exists()
+
+
+def test_command_line_reports_a_bad_config_value_in_one_line(tmp_path):
+    result = stats_command(tmp_path, "dataset=synthetic", "dataset.source.dim=5")
+    assert result.returncode == 1
+    assert "error: synthetic.dim=5; expected an even number" in result.stderr
+    assert "Traceback" not in result.stderr

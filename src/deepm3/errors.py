@@ -11,3 +11,20 @@ class DataError(DeepM3Error, ValueError):
 
 class ConfigError(DeepM3Error, ValueError):
     """A configuration value is unknown, of the wrong type, or inconsistent with another."""
+
+
+def user_error(exc: BaseException) -> DeepM3Error | None:
+    """The :class:`DeepM3Error` behind ``exc``, if any.
+
+    ``hydra.utils.instantiate`` wraps whatever a constructor raises in an
+    ``InstantiationException``; command-line entry points unwrap it with this so a bad
+    config value still reaches the user as one line instead of a traceback.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, DeepM3Error):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None

@@ -22,7 +22,7 @@ from deepm3.data.cache import load_or_build
 from deepm3.data.preprocess import PreprocessConfig
 from deepm3.data.processed import ProcessedData
 from deepm3.data.samples import training_gap_cv
-from deepm3.errors import DeepM3Error
+from deepm3.errors import user_error
 from deepm3.io import write_json
 
 log = logging.getLogger(__name__)
@@ -113,9 +113,12 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], Path]:
 def main(cfg: DictConfig) -> None:
     try:
         run(cfg)
-    except DeepM3Error as exc:
-        log.error("%s", exc)
-        print(f"error: {exc}", file=sys.stderr)
+    except Exception as exc:
+        error = user_error(exc)
+        if error is None:
+            raise
+        log.error("%s", error)
+        print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
 
 

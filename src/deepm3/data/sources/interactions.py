@@ -37,7 +37,7 @@ class InteractionsFileSource(InteractionSource):
     def __init__(self, path: str | Path, columns: dict[str, str | None] | None = None, sep: str | None = None,
                  timestamp_unit: str = "s", encoding: str = "utf-8", max_users: int | None = None,
                  seed: int = 0, name: str | None = None) -> None:
-        if path in (None, "", "???"):
+        if path in (None, ""):
             raise ConfigError("dataset.source.path is not set; expected the interactions file to read")
         self.path = Path(path).expanduser()
         self.columns = _column_map(columns)
