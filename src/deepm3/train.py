@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -18,19 +19,25 @@ import lightning as L
 import numpy as np
 import pandas as pd
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
+from deepm3.callbacks import EpochSeeder, FiniteLossGuard
 from deepm3.config import validate_config
 from deepm3.data.datamodule import SequenceDataModule
+from deepm3.data.samples import training_item_counts
 from deepm3.errors import DeepM3Error
 from deepm3.io import write_atomic, write_json
 from deepm3.metrics import ranking_metrics
 from deepm3.models.module import RecModule
 
 log = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.json"
+ERROR_FILE = "error.json"
 
 
 def build_module(cfg: DictConfig, num_items: int) -> RecModule:
@@ -39,7 +46,7 @@ def build_module(cfg: DictConfig, num_items: int) -> RecModule:
     return RecModule(
         net=net, num_items=num_items, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay,
         loss=cfg.optim.loss, exclude_history=cfg.eval.exclude_history, ks=list(cfg.eval.ks),
-        monitor=cfg.monitor,
+        monitor=cfg.monitor, eval_mode=cfg.eval.get("mode", "full"),
     )
 
 
@@ -49,12 +56,15 @@ def run(cfg: DictConfig, output_dir: Path | None = None) -> dict[str, Any]:
     out = Path(output_dir or HydraConfig.get().runtime.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.seed, workers=True)
-    datamodule: SequenceDataModule = instantiate(cfg.dataset, _convert_="all")
+    datamodule: SequenceDataModule = instantiate(
+        cfg.dataset, seed=cfg.seed, eval_mode=cfg.eval.get("mode", "full"), negatives=cfg.eval.get("negatives", 100),
+        negatives_seed=cfg.eval.get("negatives_seed", 0), _convert_="all",
+    )
     datamodule.setup()
     module = build_module(cfg, datamodule.num_items)
     num_params = sum(p.numel() for p in module.net.parameters())
     log.info("model %s: %s parameters", cfg.model.name, f"{num_params:,}")
-    callbacks = [instantiate(c) for c in cfg.callbacks.values()]
+    callbacks = [instantiate(c) for c in cfg.callbacks.values()] + [EpochSeeder(cfg.seed), FiniteLossGuard()]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, default_root_dir=str(out),
                                      logger=CSVLogger(save_dir=str(out), name="logs", version=""))
     start = time.perf_counter()
@@ -73,9 +83,11 @@ def run(cfg: DictConfig, output_dir: Path | None = None) -> dict[str, Any]:
         "train_seconds": round(train_seconds, 2), "seconds_per_epoch": round(train_seconds / max(trainer.current_epoch, 1), 3),
         "data": datamodule.describe(),
     }
-    write_json(out / "metrics.json", metrics)
+    (out / ERROR_FILE).unlink(missing_ok=True)  # a rerun that succeeds clears an old failure
     _write_user_rows(out / "test_users.csv", module, datamodule)
     _copy_item_map(out, datamodule)
+    _save_config(out, cfg)
+    write_json(out / METRICS_FILE, metrics)  # last: its presence marks a complete run
     log.info("test metrics: %s", {k: round(v, 4) for k, v in sorted(test.items())})
     return metrics
 
@@ -85,7 +97,11 @@ def _resume_path(ckpt_path: str | None, out: Path) -> str | None:
         return None
     if ckpt_path == "last":
         last = out / "checkpoints" / "last.ckpt"
-        return str(last) if last.is_file() else None
+        if last.is_file():
+            log.info("resuming from %s", last)
+            return str(last)
+        log.warning("ckpt_path=last: no %s yet, starting from scratch (resume needs the same hydra.run.dir)", last)
+        return None
     path = Path(ckpt_path).expanduser()
     if not path.is_file():
         raise DeepM3Error(f"ckpt_path={ckpt_path}: no such checkpoint file")
@@ -106,6 +122,10 @@ def _write_user_rows(path: Path, module: RecModule, datamodule: SequenceDataModu
     })
     for name, values in ranking_metrics(ranks, module.ks).items():
         rows[name] = values.numpy()
+    if "sampled_ranks" in module.test_ranks:  # eval.mode=sampled: beside the full-ranking columns
+        rows["sampled_rank"] = module.test_ranks["sampled_ranks"].numpy()
+        for name, values in ranking_metrics(module.test_ranks["sampled_ranks"], module.ks).items():
+            rows[f"sampled_{name}"] = values.numpy()
     write_atomic(path, lambda tmp: rows.to_csv(tmp, index=False))
 
 
@@ -113,18 +133,51 @@ def _copy_item_map(out: Path, datamodule: SequenceDataModule) -> None:
     assert datamodule.data_dir is not None
     text = (datamodule.data_dir / "item_map.csv").read_text()
     write_atomic(out / "item_map.csv", lambda tmp: tmp.write_text(text))
+    # Serving falls back to these counts for a user without history (deepm3.serve).
+    assert datamodule.data is not None
+    counts = training_item_counts(datamodule.data)
+    popularity = pd.DataFrame({"index": np.arange(1, len(counts)), "raw_id": datamodule.data.item_ids,
+                               "count": counts[1:]})
+    write_atomic(out / "item_popularity.csv", lambda tmp: popularity.to_csv(tmp, index=False))
+
+
+def _save_config(out: Path, cfg: DictConfig) -> None:
+    """Keep a run dir servable when ``run`` is called without Hydra's launcher (which writes this file)."""
+    path = out / ".hydra" / "config.yaml"
+    if not path.is_file():
+        task = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
+        write_atomic(path, lambda tmp: OmegaConf.save(task, tmp))
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    """Hydra entry point; returns the test NDCG@10 (what a sweeper would optimise)."""
+    """Hydra entry point; returns the test NDCG@10 (what a sweeper would optimise).
+
+    In a multirun, a failing job records ``error.json`` (its overrides and the error) in its
+    folder and returns, so the other jobs still run; a single run exits with one line.
+    """
+    hydra_cfg = HydraConfig.get()
     try:
         metrics = run(cfg)
-    except DeepM3Error as exc:
-        log.error("%s", exc)
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
+    except Exception as exc:
+        if hydra_cfg.mode == RunMode.MULTIRUN:
+            record_failure(Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task), exc)
+            return None
+        if isinstance(exc, DeepM3Error):
+            log.error("%s", exc)
+            print(f"error: {exc}", file=sys.stderr)
+            sys.exit(1)
+        raise
     return metrics["test"].get("ndcg@10")
+
+
+def record_failure(out: Path, overrides: list[str], exc: BaseException) -> None:
+    """Write ``error.json`` so sweep reports can say which run is missing and why."""
+    log.error("run failed (%s): %s", " ".join(overrides), exc)
+    write_json(out / ERROR_FILE, {
+        "overrides": overrides, "error": f"{type(exc).__name__}: {exc}",
+        "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+    })
 
 
 if __name__ == "__main__":
