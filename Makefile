@@ -34,3 +34,6 @@ test-full: $(STAMP) ## run every test, slow ones included
 clean: ## remove run outputs and caches (not the venv, not the data cache)
 	rm -rf outputs multirun .pytest_cache build dist src/*.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+bench: $(STAMP) ## speed/memory table of every model (ML-1M and ML-100k shapes) -> outputs/bench/
+	$(PY) -m deepm3.bench $(ARGS)

@@ -29,7 +29,7 @@ from deepm3.callbacks import EpochSeeder, FiniteLossGuard
 from deepm3.config import validate_config
 from deepm3.data.datamodule import SequenceDataModule
 from deepm3.data.samples import training_item_counts
-from deepm3.errors import DeepM3Error
+from deepm3.errors import DeepM3Error, user_error
 from deepm3.io import write_atomic, write_json
 from deepm3.metrics import ranking_metrics
 from deepm3.models.module import RecModule
@@ -163,9 +163,10 @@ def main(cfg: DictConfig) -> float | None:
         if hydra_cfg.mode == RunMode.MULTIRUN:
             record_failure(Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task), exc)
             return None
-        if isinstance(exc, DeepM3Error):
-            log.error("%s", exc)
-            print(f"error: {exc}", file=sys.stderr)
+        error = user_error(exc)  # unwraps hydra's InstantiationException
+        if error is not None:
+            log.error("%s", error)
+            print(f"error: {error}", file=sys.stderr)
             sys.exit(1)
         raise
     return metrics["test"].get("ndcg@10")

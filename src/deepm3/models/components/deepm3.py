@@ -37,7 +37,8 @@ class DeepM3Net(SequentialRecommender):
         self.h0 = nn.Parameter(torch.zeros(hidden))
         vector_field = VectorField(hidden, width=field.get("width", 2 * hidden), depth=field.get("depth", 2),
                                    lipschitz=field.get("lipschitz", False))
-        self.ode = GapODE(vector_field, method=solver.get("method", "euler"), steps=solver.get("steps", 1))
+        self.ode = GapODE(vector_field, method=solver.get("method", "euler"), steps=solver.get("steps", 1),
+                          implementation=solver.get("implementation", "steps"))
         self.time = TimeTransform(**(time or {}))
         self.out_norm = nn.LayerNorm(hidden)
 

@@ -5,6 +5,12 @@ folded into the vector field: integrating ``dh/ds = tau_b * f(h)`` over ``s in [
 equals integrating ``dh/dt = f(h)`` over ``[0, tau_b]``. A zero gap is then an exact
 identity (padding and tied timestamps cost nothing). ``rk4`` is torchdiffeq's 3/8-rule
 variant (4th order, 4 evaluations per step); ``euler`` is 1st order, 1 evaluation.
+
+Two implementations give identical numbers (a test compares them bit for bit):
+``odeint`` calls ``torchdiffeq.odeint`` for every gap; ``steps`` (default) builds torchdiffeq's
+own fixed-grid solver once and calls its step function over the same time grid, skipping the
+input checks, grid construction and solution bookkeeping that ``odeint`` repeats on every
+call -- for a state this small that per-call overhead costs more than the maths (pitfalls.md).
 """
 
 from __future__ import annotations
@@ -13,10 +19,13 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 from torchdiffeq import odeint
+from torchdiffeq._impl.odeint import SOLVERS
+from torchdiffeq._impl.solvers import FixedGridODESolver
 
 from deepm3.errors import ConfigError
 
 METHODS = ("euler", "rk4", "none")
+IMPLEMENTATIONS = ("steps", "odeint")
 
 
 class VectorField(nn.Module):
@@ -51,29 +60,51 @@ class _ScaledField(nn.Module):
         self.field = field
         self.tau: torch.Tensor | None = None
 
-    def forward(self, s: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    def forward(self, s: torch.Tensor, h: torch.Tensor, perturb: object = None) -> torch.Tensor:
         return self.tau * self.field(h)
 
 
 class GapODE(nn.Module):
     """Evolves states ``[B, D]`` over gaps ``tau [B]`` with ``steps`` fixed solver steps per gap."""
 
-    def __init__(self, field: nn.Module, method: str = "euler", steps: int = 1) -> None:
+    def __init__(self, field: nn.Module, method: str = "euler", steps: int = 1, implementation: str = "steps") -> None:
         super().__init__()
         if method not in METHODS:
             raise ConfigError(f"solver.method={method!r} is unknown; expected one of {list(METHODS)}")
-        if method != "none" and (not isinstance(steps, int) or steps < 1):
+        if method != "none" and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
             raise ConfigError(f"solver.steps={steps!r}; expected an integer >= 1")
+        if implementation not in IMPLEMENTATIONS:
+            raise ConfigError(f"solver.implementation={implementation!r}; expected one of {list(IMPLEMENTATIONS)}")
         self.method = method
         self.steps = steps
+        self.implementation = implementation
         self.scaled = _ScaledField(field)
         self.register_buffer("grid", torch.tensor([0.0, 1.0]), persistent=False)
+        if method != "none":
+            # The grid odeint would build for step_size = 1 / steps, computed once.
+            grid = FixedGridODESolver._grid_constructor_from_step_size(1.0 / steps)(None, None, self.grid)
+            self.register_buffer("step_grid", grid, persistent=False)
+            self._solver = SOLVERS[method](func=self.scaled, y0=self.grid, step_size=1.0 / steps, atol=0.0)
+            self._intervals = [(grid[k], grid[k + 1] - grid[k], grid[k + 1]) for k in range(len(grid) - 1)]
+
+    def _apply(self, fn, recurse=True):  # keep the cached grid intervals on the module's device/dtype
+        module = super()._apply(fn, recurse)
+        if self.method != "none":
+            g = self.step_grid
+            self._intervals = [(g[k], g[k + 1] - g[k], g[k + 1]) for k in range(len(g) - 1)]
+        return module
 
     def forward(self, h: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
         if self.method == "none":
             return h
         self.scaled.tau = tau.to(h.dtype).unsqueeze(-1)
-        out = odeint(self.scaled, h, self.grid.to(h.dtype), method=self.method,
-                     options={"step_size": 1.0 / self.steps})
-        self.scaled.tau = None
-        return out[-1]
+        try:
+            if self.implementation == "odeint":
+                return odeint(self.scaled, h, self.grid.to(h.dtype), method=self.method,
+                              options={"step_size": 1.0 / self.steps})[-1]
+            for t0, dt, t1 in self._intervals:
+                dy, _ = self._solver._step_func(self.scaled, t0, dt, t1, h)
+                h = h + dy
+            return h
+        finally:
+            self.scaled.tau = None
