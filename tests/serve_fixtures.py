@@ -16,15 +16,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 
 import deepm3.train
 from deepm3.data.processed import ProcessedData
 from deepm3.data.schema import validate_interactions
 from deepm3.data.sources.base import InteractionSource
 from deepm3.models.module import RecModule
-from tests.conftest import CONF_DIR
+from tests.tiny_runs import compose_train
 
 MAX_LEN = 5  # shorter than every history, so windows are truncated
 GAPS = np.array([0, 60, 3_600, 86_400, 30 * 86_400, 2 * 365 * 86_400])
@@ -73,7 +71,7 @@ class TrainedRun:
 def train_tiny(out: Path, *overrides: str, items: int = 20) -> TrainedRun:
     """One epoch of ``ServeSource`` through the real config; ``overrides`` pick the model."""
     data_dir = out / "data"
-    cfg = _compose([
+    cfg = compose_train([
         "trainer.max_epochs=1", "++trainer.limit_train_batches=2", "trainer.accelerator=cpu",
         "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
         "dataset.source._target_=tests.serve_fixtures.ServeSource", "~dataset.source.download",
@@ -95,10 +93,3 @@ def train_tiny(out: Path, *overrides: str, items: int = 20) -> TrainedRun:
     return TrainedRun(out / "run", metrics, module, ProcessedData.load(Path(metrics["data"]["data_dir"])))
 
 
-def _compose(overrides: list[str]) -> Any:
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
-            return compose(config_name="train", overrides=overrides)
-    finally:
-        GlobalHydra.instance().clear()

@@ -16,8 +16,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
@@ -28,7 +26,7 @@ from deepm3.errors import DeepM3Error
 from deepm3.metrics import metric_names, ranking_metrics
 from deepm3.models.module import RecModule
 from deepm3.train import run
-from tests.conftest import CONF_DIR
+from tests.tiny_runs import compose_train
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SOLVERS = ["euler", "rk4", "none"]
@@ -50,13 +48,6 @@ def tiny_data(data_dir: Path) -> list[str]:
     ]
 
 
-def compose_train(overrides: list[str]):
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
-            return compose(config_name="train", overrides=overrides)
-    finally:
-        GlobalHydra.instance().clear()
 
 
 def tiny_cfg(out: Path, data_dir: Path, *overrides: str):
