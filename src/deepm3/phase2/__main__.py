@@ -1,0 +1,33 @@
+"""``python -m deepm3.phase2 dataset=<name> preset=<smoke|full> seeds=[...] device=auto``."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from deepm3.errors import user_error
+from deepm3.phase2.pipeline import run_phase2
+
+log = logging.getLogger(__name__)
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="phase2")
+def main(cfg: DictConfig) -> None:
+    command = " ".join(["python -m deepm3.phase2", *HydraConfig.get().overrides.task])
+    try:
+        run_phase2(cfg, command)
+    except Exception as exc:
+        error = user_error(exc)
+        if error is None:
+            raise
+        log.error("%s", error)
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

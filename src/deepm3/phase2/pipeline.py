@@ -1,0 +1,64 @@
+"""The whole suite for one dataset: train the plan, run each chosen study, write the report.
+
+A study that cannot run (e.g. the reference model has no complete run) is skipped with a
+note in the report; the other studies still run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from deepm3.errors import ConfigError, DeepM3Error
+from deepm3.phase2.irregularity_study import write_irregularity
+from deepm3.phase2.main_table import write_main_table
+from deepm3.phase2.plan import Plan, plan_from_config
+from deepm3.phase2.report import write_report
+from deepm3.phase2.robustness import write_robustness
+from deepm3.phase2.significance_study import write_significance
+from deepm3.phase2.train_all import TrainSummary, run_overrides, train_all
+
+log = logging.getLogger(__name__)
+
+Study = Callable[[Plan, Path, DictConfig], list[Path]]
+STUDIES: dict[str, Study] = {
+    "main_table": lambda plan, out, cfg: write_main_table(plan, out),
+    "significance": lambda plan, out, cfg: write_significance(plan, out, cfg.reference, cfg.significance_metric),
+    "irregularity": lambda plan, out, cfg: write_irregularity(plan, out, cfg.reference, cfg.significance_metric,
+                                                              n_boot=int(cfg.bootstrap)),
+    "robustness": lambda plan, out, cfg: write_robustness(
+        plan, out, list(cfg.noise_sweeps), cfg.significance_metric, int(cfg.noise_seed), list(cfg.entropy_seeds),
+        list(cfg.entropy_channels), str(cfg.device)),
+}
+STAGES = ["train", *STUDIES, "report"]
+
+
+def run_phase2(cfg: DictConfig, command: str = "python -m deepm3.phase2") -> dict[str, Any]:
+    """Train (unless ``train`` is not in ``cfg.studies``), then the studies; returns what happened."""
+    unknown = [s for s in cfg.studies if s not in STAGES]
+    if unknown:
+        raise ConfigError(f"phase2: studies={list(cfg.studies)} has unknown {unknown}; expected names from {STAGES}")
+    plan = plan_from_config(cfg)
+    shared = [*cfg.preset.get("overrides", []), *cfg.train_overrides]
+    summary = train_all(plan, shared, str(cfg.device)) if "train" in cfg.studies else TrainSummary()
+    out = plan.dataset_dir
+    out.mkdir(parents=True, exist_ok=True)
+    written: dict[str, list[Path]] = {}
+    notes: list[str] = []
+    for name, study in STUDIES.items():
+        if name not in cfg.studies:
+            continue
+        try:
+            written[name] = study(plan, out, cfg)
+        except DeepM3Error as exc:
+            notes.append(f"study `{name}` skipped: {exc}")
+            log.error("phase2: study %s skipped: %s", name, exc)
+    if "report" in cfg.studies:
+        run_commands = [f"python -m deepm3.train {' '.join(run_overrides(plan, spec, shared, str(cfg.device)))}"
+                        for spec in plan.runs]
+        written["report"] = [write_report(plan, out, [command], notes, run_commands)]
+    return {"train": summary, "written": written, "notes": notes, "plan": plan}

@@ -1,0 +1,58 @@
+"""Reading finished runs back: ``metrics.json`` and ``test_users.csv`` of every complete run,
+and the small writers every study shares (CSV + Markdown, atomically)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from deepm3.io import write_atomic
+from deepm3.phase2.plan import Plan
+
+USERS_FILE = "test_users.csv"
+
+
+def run_metrics(plan: Plan) -> list[dict[str, Any]]:
+    """``metrics.json`` of each complete run, with the plan's model label and seed."""
+    out = []
+    for spec in plan.completed():
+        metrics = json.loads((spec.directory / "metrics.json").read_text())
+        out.append({**metrics, "model": spec.model, "seed": spec.seed})
+    return out
+
+
+def user_rows(plan: Plan) -> pd.DataFrame:
+    """Per-user test rows of every complete run, with ``model`` and ``seed`` columns."""
+    frames = []
+    for spec in plan.completed():
+        rows = pd.read_csv(spec.directory / USERS_FILE, dtype={"user": str}, keep_default_na=False,
+                           na_values=[""])
+        frames.append(rows.assign(model=spec.model, seed=spec.seed))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def write_table(frame: pd.DataFrame, directory: Path, stem: str, title: str, shown: pd.DataFrame | None = None,
+                floatfmt: str = ".4f") -> list[Path]:
+    """``<stem>.csv`` (machine-readable) and ``<stem>.md`` (a titled Markdown table of ``shown``,
+    default the same frame)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    csv = write_atomic(directory / f"{stem}.csv", lambda tmp: frame.to_csv(tmp, index=False))
+    text = f"### {title}\n\n{markdown(frame if shown is None else shown, floatfmt)}\n"
+    md = write_atomic(directory / f"{stem}.md", lambda tmp: tmp.write_text(text))
+    return [csv, md]
+
+
+def markdown(frame: pd.DataFrame, floatfmt: str = ".4f") -> str:
+    """A pipe table without the optional ``tabulate`` dependency."""
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            return "" if pd.isna(value) else format(value, floatfmt)
+        return str(value).replace("|", "\\|")
+
+    header = "| " + " | ".join(str(c) for c in frame.columns) + " |"
+    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([header, rule, *body]) if len(frame.columns) else "(empty)"

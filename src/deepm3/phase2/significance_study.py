@@ -1,0 +1,34 @@
+"""Study 2, significance: the reference DeepM3 run against every other model on per-user
+NDCG@10 (seed-averaged), paired t-test and Wilcoxon, Holm-corrected, with effect sizes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from deepm3.analysis.significance import compare_to_reference
+from deepm3.errors import DataError
+from deepm3.phase2.plan import Plan
+from deepm3.phase2.results import user_rows, write_table
+
+STEM = "significance"
+SHOWN = ["reference", "baseline", "metric", "n_users", "reference_mean", "baseline_mean", "mean_difference", "cohens_dz", "rank_biserial",
+         "t_pvalue", "t_pvalue_holm", "wilcoxon_pvalue", "wilcoxon_pvalue_holm"]
+
+
+def reference_rows(plan: Plan, reference: str) -> pd.DataFrame:
+    """Per-user rows of the complete runs; a clear error if the reference has none."""
+    rows = user_rows(plan)
+    if rows.empty or reference not in set(rows["model"]):
+        raise DataError(f"phase2: reference model {reference!r} has no complete run in {plan.dataset_dir}; "
+                        "the comparison studies need it")
+    return rows
+
+
+def write_significance(plan: Plan, out_dir: Path, reference: str, metric: str = "ndcg@10") -> list[Path]:
+    table = compare_to_reference(reference_rows(plan, reference), reference, metric)
+    shown = table[[c for c in SHOWN if c in table.columns]]
+    title = (f"Significance: {reference} vs each model on per-user {metric} (seed-averaged); "
+             "paired t-test and Wilcoxon (zero_method=pratt), Holm-Bonferroni over the baselines")
+    return write_table(table, out_dir, STEM, title, shown=shown, floatfmt=".4g")

@@ -1,0 +1,90 @@
+"""Train every run of a plan: resumable (complete runs are skipped) and failure-isolated.
+
+Each run's config is the real ``train`` config composed with: ``dataset=<name>``, the model's
+overrides, ``seed=<k>``, the preset's shared overrides, the user's extra overrides, the device
+and ``paths.output_dir=<run dir>``. A run that raises writes ``error.json`` and the next starts.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig
+
+import deepm3.conf
+from deepm3.errors import ConfigError
+
+from deepm3.phase2.plan import Plan, RunSpec
+from deepm3.train import record_failure, run
+
+log = logging.getLogger(__name__)
+
+CONF_DIR = Path(deepm3.conf.__path__[0])
+DEVICES = {"auto": "auto", "cpu": "cpu", "cuda": "gpu", "gpu": "gpu"}
+
+
+@dataclass
+class TrainSummary:
+    """What one invocation did, by run name."""
+
+    trained: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+def device_overrides(device: str) -> list[str]:
+    """``device=auto|cpu|cuda`` as trainer overrides."""
+    if device not in DEVICES:
+        raise ConfigError(f"phase2: device={device!r}; expected one of {sorted(DEVICES)}")
+    return [f"trainer.accelerator={DEVICES[device]}"]
+
+
+def run_overrides(plan: Plan, spec: RunSpec, shared: Sequence[str], device: str) -> list[str]:
+    """The full override list of one run (also what the report prints as its command)."""
+    return [f"dataset={plan.dataset}", *spec.overrides, f"seed={spec.seed}", *shared,
+            *device_overrides(device), f"paths.output_dir={spec.directory}"]
+
+
+@contextmanager
+def train_config_context() -> Iterator[None]:
+    """Compose ``train`` from the packaged conf dir, inside or outside a running Hydra app."""
+    if GlobalHydra.instance().is_initialized():
+        yield
+        return
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        yield
+
+
+def compose_run(overrides: Sequence[str]) -> DictConfig:
+    with train_config_context():
+        return compose(config_name="train", overrides=list(overrides))
+
+
+def train_all(plan: Plan, shared: Sequence[str] = (), device: str = "auto") -> TrainSummary:
+    """Train each incomplete run of ``plan``; never raises for one run's failure."""
+    summary = TrainSummary()
+    device_overrides(device)  # a bad device is the user's error, not every run's
+    for spec in plan.runs:
+        if spec.complete:
+            summary.skipped.append(spec.name)
+            continue
+        overrides = run_overrides(plan, spec, shared, device)
+        log.info("phase2: training %s", spec.name)
+        try:
+            spec.directory.mkdir(parents=True, exist_ok=True)
+            run(compose_run(overrides), output_dir=spec.directory)
+        except Exception as exc:  # noqa: BLE001 -- isolation is the point: record and go on
+            record_failure(spec.directory, overrides, exc)
+            summary.failed[spec.name] = f"{type(exc).__name__}: {exc}"
+            continue
+        summary.trained.append(spec.name)
+    log.info("phase2: %d trained, %d skipped (already complete), %d failed",
+             len(summary.trained), len(summary.skipped), len(summary.failed))
+    return summary
