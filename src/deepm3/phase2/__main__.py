@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 
 import hydra
@@ -15,9 +16,17 @@ from deepm3.phase2.pipeline import run_phase2
 log = logging.getLogger(__name__)
 
 
+def dataset_overrides(task: list[str]) -> list[str]:
+    """The command line's ``dataset.*`` overrides, forwarded to every run."""
+    return [o for o in task if re.match(r"^[+~]*dataset\.", o)]
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="phase2")
 def main(cfg: DictConfig) -> None:
-    command = " ".join(["python -m deepm3.phase2", *HydraConfig.get().overrides.task])
+    task = list(HydraConfig.get().overrides.task)
+    command = " ".join(["python -m deepm3.phase2", *task])
+    cfg.dataset_choice = HydraConfig.get().runtime.choices.get("dataset")
+    cfg.dataset_overrides = [*cfg.dataset_overrides, *dataset_overrides(task)]
     try:
         run_phase2(cfg, command)
     except Exception as exc:

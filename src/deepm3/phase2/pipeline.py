@@ -43,7 +43,7 @@ def run_phase2(cfg: DictConfig, command: str = "python -m deepm3.phase2") -> dic
     if unknown:
         raise ConfigError(f"phase2: studies={list(cfg.studies)} has unknown {unknown}; expected names from {STAGES}")
     plan = plan_from_config(cfg)
-    shared = [*cfg.preset.get("overrides", []), *cfg.train_overrides]
+    shared = [*cfg.dataset_overrides, *cfg.preset.get("overrides", []), *cfg.train_overrides]
     summary = train_all(plan, shared, str(cfg.device)) if "train" in cfg.studies else TrainSummary()
     out = plan.dataset_dir
     out.mkdir(parents=True, exist_ok=True)

@@ -52,11 +52,20 @@ class RunSpec:
 
 @dataclass(frozen=True)
 class Plan:
-    """Every run of one dataset: ``models`` (label -> overrides) x ``seeds``."""
+    """Every run of one dataset: ``models`` (label -> overrides) x ``seeds``.
+
+    ``dataset`` names the results folder (``dataset.name``); ``dataset_choice`` is the
+    ``dataset=`` config the runs select (the same unless a config renames its dataset).
+    """
 
     dataset: str
     results_dir: Path
     runs: tuple[RunSpec, ...]
+    dataset_choice: str = ""
+
+    @property
+    def choice(self) -> str:
+        return self.dataset_choice or self.dataset
 
     @property
     def dataset_dir(self) -> Path:
@@ -74,7 +83,7 @@ class Plan:
 
 
 def make_plan(dataset: str, models: Mapping[str, Sequence[str]], seeds: Sequence[int],
-              results_dir: str | Path) -> Plan:
+              results_dir: str | Path, dataset_choice: str = "") -> Plan:
     """Runs = models x seeds, in model order then seed order."""
     if not models:
         raise ConfigError("phase2: models is empty; expected at least one `label: [overrides]` entry")
@@ -88,11 +97,11 @@ def make_plan(dataset: str, models: Mapping[str, Sequence[str]], seeds: Sequence
         RunSpec(label, int(seed), tuple(str(o) for o in overrides), root / dataset / RUNS_DIR / f"{label}-seed{int(seed)}")
         for label, overrides in models.items() for seed in seeds
     )
-    return Plan(dataset, root, runs)
+    return Plan(dataset, root, runs, dataset_choice)
 
 
 def plan_from_config(cfg: Any) -> Plan:
     """The plan of a composed ``phase2`` config (models and seeds from ``preset`` unless overridden)."""
     seeds = cfg.seeds if cfg.get("seeds") is not None else cfg.preset.seeds
-    return make_plan(str(cfg.dataset), {str(k): list(v) for k, v in cfg.preset.models.items()},
-                     [int(s) for s in seeds], cfg.results_dir)
+    return make_plan(str(cfg.dataset.name), {str(k): list(v) for k, v in cfg.preset.models.items()},
+                     [int(s) for s in seeds], cfg.results_dir, str(cfg.get("dataset_choice") or ""))

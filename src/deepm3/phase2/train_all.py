@@ -48,7 +48,7 @@ def device_overrides(device: str) -> list[str]:
 
 def run_overrides(plan: Plan, spec: RunSpec, shared: Sequence[str], device: str) -> list[str]:
     """The full override list of one run (also what the report prints as its command)."""
-    return [f"dataset={plan.dataset}", *spec.overrides, f"seed={spec.seed}", *shared,
+    return [f"dataset={plan.choice}", *spec.overrides, f"seed={spec.seed}", *shared,
             *device_overrides(device), f"paths.output_dir={spec.directory}"]
 
 

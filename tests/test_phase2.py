@@ -1,0 +1,177 @@
+"""The experiment suite end to end on TinySource: every study file, resumability, failure isolation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig
+
+from deepm3.errors import ConfigError
+from deepm3.phase2.pipeline import run_phase2
+from deepm3.phase2.plan import make_plan, plan_from_config
+from tests.conftest import CONF_DIR
+from tests.tiny_runs import FAST_TRAINER, tiny_dataset
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+MODELS = {
+    "deepm3-euler": ["model=deepm3", "model.net.hidden=16", "model.net.field.width=16"],
+    "gru4rec": ["model=gru4rec", "model.net.hidden=16", "model.net.gru_hidden=16"],
+    "pop": ["model=pop"],
+    "broken": ["model=pop", "model.net._target_=deepm3.no_such_module.Net"],  # fails in this run only
+}
+STUDY_FILES = [
+    "main_table.csv", "main_table.md", "significance.csv", "significance.md",
+    "irregularity_tertiles.csv", "irregularity_tertiles.md", "irregularity_lifts.csv", "irregularity_lifts.md",
+    "irregularity_lifts.png", "robustness.csv", "robustness.md", "robustness_runs.csv", "robustness_curves.png",
+    "robustness_entropy.csv", "robustness_entropy.md", "README.md",
+]
+
+
+def phase2_config(results: Path, data: Path, *overrides: str, models: dict | None = None) -> DictConfig:
+    """Like ``python -m deepm3.phase2 <TinySource dataset overrides> ...`` with a tiny plan."""
+    tiny = tiny_dataset(data)
+    dataset = [o for o in tiny if not o.startswith("paths.")]
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+            cfg = compose(config_name="phase2", overrides=[
+                f"results_dir={results}", "seeds=[0,1]", "device=cpu", "noise_sweeps=[jitter,item_dropout]",
+                "entropy_seeds=[0,1]", "bootstrap=50", *dataset, *overrides])
+    finally:
+        GlobalHydra.instance().clear()
+    cfg.dataset_choice, cfg.dataset_overrides = "ml100k", dataset  # what __main__ forwards from the command line
+    cfg.train_overrides = [*FAST_TRAINER, *[o for o in tiny if o.startswith("paths.")]]
+    cfg.preset.models = MODELS if models is None else models
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    root = tmp_path_factory.mktemp("phase2")
+    cfg = phase2_config(root / "results", root / "data")
+    outcome = run_phase2(cfg, "python -m deepm3.phase2 (test)")
+    return {**outcome, "cfg": cfg, "root": root, "out": root / "results" / "tiny"}
+
+
+def test_every_study_file_is_written(study: dict) -> None:
+    missing = [name for name in STUDY_FILES if not (study["out"] / name).is_file()]
+    assert missing == []
+
+
+def test_every_csv_parses_with_rows(study: dict) -> None:
+    for path in study["out"].glob("*.csv"):
+        assert len(pd.read_csv(path)) > 0, path.name
+
+
+def test_plots_are_png_files(study: dict) -> None:
+    for path in study["out"].glob("*.png"):
+        assert path.read_bytes()[:8] == PNG_SIGNATURE, path.name
+
+
+def test_main_table_has_mean_and_std_per_trained_model(study: dict) -> None:
+    table = pd.read_csv(study["out"] / "main_table.csv")
+    assert table["model"].tolist() == ["deepm3-euler", "gru4rec", "pop"]
+    assert (table["seeds"] == 2).all()
+    assert {"hr@5", "ndcg@10", "mrr@20", "ndcg@10_std", "params", "train_seconds"} <= set(table.columns)
+
+
+def test_significance_compares_the_reference_with_each_trained_model(study: dict) -> None:
+    table = pd.read_csv(study["out"] / "significance.csv")
+    assert table["baseline"].tolist() == ["gru4rec", "pop"]
+    assert table["t_pvalue_holm"].between(0, 1).all()
+
+
+def test_clean_robustness_reproduces_the_tested_metrics(study: dict) -> None:
+    """Reloading each checkpoint and ranking the clean test inputs gives metrics.json's number."""
+    runs = pd.read_csv(study["out"] / "robustness_runs.csv")
+    clean = runs[runs["noise"] == "clean"]
+    for row in clean.itertuples():
+        metrics = json.loads((study["out"] / "runs" / f"{row.model}-seed{row.seed}" / "metrics.json").read_text())
+        assert clean.loc[row.Index, "ndcg@10"] == pytest.approx(metrics["test"]["ndcg@10"], abs=1e-5)
+
+
+def test_robustness_covers_clean_and_every_level_of_each_sweep(study: dict) -> None:
+    table = pd.read_csv(study["out"] / "robustness.csv")
+    levels = {noise: sorted(set(group["level"])) for noise, group in table.groupby("noise")}
+    assert levels == {"clean": [0.0], "jitter": [0.1, 0.5, 1.0, 2.0], "item_dropout": [0.1, 0.25, 0.5]}
+    assert (table.loc[table["noise"] == "clean", "relative_drop"] == 0).all()
+
+
+def test_entropy_is_reported_for_both_measures_at_every_level(study: dict) -> None:
+    table = pd.read_csv(study["out"] / "robustness_entropy.csv")
+    assert set(table["measure"]) == {"topological", "shannon"}
+    assert len(table) == 2 * 2 * (1 + 4 + 3)  # channels x measures x (clean + levels)
+    assert table["entropy_rate"].notna().all()
+
+
+def test_a_failing_run_is_recorded_and_the_others_complete(study: dict) -> None:
+    assert sorted(study["train"].failed) == ["broken-seed0", "broken-seed1"]
+    assert len(study["train"].trained) == 6
+    error = json.loads((study["out"] / "runs" / "broken-seed0" / "error.json").read_text())
+    assert "no_such_module" in error["error"]
+
+
+def test_report_lists_missing_runs_with_their_error_and_the_files(study: dict) -> None:
+    report = (study["out"] / "README.md").read_text()
+    assert "## Missing runs" in report and "`broken-seed1`" in report and "no_such_module" in report
+    assert "Git commit: `" in report and "python -m deepm3.phase2 (test)" in report
+    for name in ["main_table.csv", "robustness_curves.png", "irregularity_lifts.png"]:
+        assert f"`{name}`" in report
+
+
+def test_a_second_invocation_trains_nothing_already_complete(study: dict) -> None:
+    before = {p: p.stat().st_mtime_ns for p in study["out"].glob("runs/*/metrics.json")}
+    cfg = study["cfg"].copy()
+    cfg.studies = ["train"]
+    again = run_phase2(cfg)
+    assert again["train"].trained == []
+    assert len(again["train"].skipped) == 6
+    assert {p: p.stat().st_mtime_ns for p in study["out"].glob("runs/*/metrics.json")} == before
+
+
+def test_a_study_without_its_reference_is_skipped_with_a_note(tmp_path: Path) -> None:
+    cfg = phase2_config(tmp_path / "results", tmp_path / "data", "studies=[significance,report]")
+    outcome = run_phase2(cfg)
+    assert "reference model 'deepm3-euler' has no complete run" in outcome["notes"][0]
+    report = (tmp_path / "results" / "tiny" / "README.md").read_text()
+    assert "study `significance` skipped" in report and "not run yet" in report
+
+
+def test_unknown_study_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="unknown"):
+        run_phase2(phase2_config(tmp_path, tmp_path, "studies=[train,plots]"))
+
+
+def test_plan_lays_out_one_folder_per_model_and_seed(tmp_path: Path) -> None:
+    plan = make_plan("ml1m", {"a": ["model=pop"], "b": []}, [0, 3], tmp_path)
+    assert [r.directory.relative_to(tmp_path).as_posix() for r in plan.runs] == [
+        "ml1m/runs/a-seed0", "ml1m/runs/a-seed3", "ml1m/runs/b-seed0", "ml1m/runs/b-seed3"]
+
+
+@pytest.mark.parametrize("models, seeds", [({}, [0]), ({"a": []}, []), ({"../x": []}, [0])])
+def test_plan_rejects_empty_or_unsafe_input(tmp_path: Path, models: dict, seeds: list) -> None:
+    with pytest.raises(ConfigError):
+        make_plan("ml1m", models, seeds, tmp_path)
+
+
+def test_full_preset_trains_every_model_over_five_seeds(tmp_path: Path) -> None:
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        cfg = compose(config_name="phase2", overrides=["preset=full", "dataset=ml1m", f"results_dir={tmp_path}"])
+    GlobalHydra.instance().clear()
+    plan = plan_from_config(cfg)
+    assert {"deepm3-euler", "deepm3-rk4", "deepm3-none", "gru4rec", "gru_dt", "sasrec", "tisasrec", "pop"} <= set(plan.models)
+    assert len(plan.runs) == 5 * len(plan.models)
+
+
+def test_seeds_on_the_command_line_replace_the_presets(tmp_path: Path) -> None:
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        cfg = compose(config_name="phase2", overrides=["seeds=[7]", f"results_dir={tmp_path}"])
+    GlobalHydra.instance().clear()
+    assert {run.seed for run in plan_from_config(cfg).runs} == {7}
