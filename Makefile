@@ -7,7 +7,7 @@ STAMP := $(VENV)/.deepm3-installed
 TORCH_SPEC ?= torch==2.13.0
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-full bench clean
+.PHONY: help install train test test-full bench clean phase2 amazon
 
 help: ## show this help
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -37,3 +37,15 @@ clean: ## remove run outputs and caches (not the venv, not the data cache)
 
 bench: $(STAMP) ## speed/memory table of every model (ML-1M and ML-100k shapes) -> outputs/bench/
 	$(PY) -m deepm3.bench $(ARGS)
+
+# The experiment suite (python -m deepm3.phase2): DATASET / PRESET (smoke|full) / SEEDS ("[0,1,2]") / DEVICE
+DATASET ?= ml1m
+PRESET ?= full
+SEEDS ?=
+DEVICE ?= auto
+
+phase2: $(STAMP) ## whole study -> results/$(DATASET)/ (DATASET=ml1m PRESET=full|smoke SEEDS="[0,1]" DEVICE=auto|cpu|cuda ARGS=...)
+	$(PY) -m deepm3.phase2 dataset=$(DATASET) preset=$(PRESET) device=$(DEVICE) $(if $(SEEDS),'seeds=$(SEEDS)') $(ARGS)
+
+amazon: ## the phase2 study on Amazon Books (same PRESET/SEEDS/DEVICE variables)
+	$(MAKE) phase2 DATASET=amazon_books
