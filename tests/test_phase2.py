@@ -5,15 +5,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
+from deepm3.data.datamodule import SequenceDataModule
 from deepm3.errors import ConfigError
 from deepm3.phase2.pipeline import run_phase2
 from deepm3.phase2.plan import make_plan, plan_from_config
+from deepm3.phase2.sensitivity import BASE, ShuffledGapsDataModule, sensitivity_models
 from tests.conftest import CONF_DIR
 from tests.tiny_runs import FAST_TRAINER, tiny_dataset
 
@@ -53,7 +56,8 @@ def phase2_config(results: Path, data: Path, *overrides: str, models: dict | Non
 @pytest.fixture(scope="module")
 def study(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("phase2")
-    cfg = phase2_config(root / "results", root / "data")
+    cfg = phase2_config(root / "results", root / "data",
+                        "studies=[train,main_table,significance,irregularity,robustness,report]")
     outcome = run_phase2(cfg, "python -m deepm3.phase2 (test)")
     return {**outcome, "cfg": cfg, "root": root, "out": root / "results" / "tiny"}
 
@@ -175,3 +179,50 @@ def test_seeds_on_the_command_line_replace_the_presets(tmp_path: Path) -> None:
         cfg = compose(config_name="phase2", overrides=["seeds=[7]", f"results_dir={tmp_path}"])
     GlobalHydra.instance().clear()
     assert {run.seed for run in plan_from_config(cfg).runs} == {7}
+
+
+SENSITIVITY = {"base": ["model=deepm3", "model.net.hidden=16", "model.net.field.width=16"],
+               "factors": {"ode_steps": {"1": [], "2": ["solver.steps=2"]},
+                           "gaps": {"real": [], "shuffled": [
+                               "dataset._target_=deepm3.phase2.sensitivity.ShuffledGapsDataModule"]}}}
+
+
+def test_sensitivity_trains_each_variant_once_and_plots_each_factor(tmp_path: Path) -> None:
+    cfg = phase2_config(tmp_path / "results", tmp_path / "data", "studies=[train,sensitivity,report]",
+                        "seeds=[0]", models={"pop": ["model=pop"]})
+    cfg.preset.sensitivity = SENSITIVITY
+    outcome = run_phase2(cfg)
+    assert outcome["train"].trained == ["pop-seed0", "sens-base-seed0", "sens-ode_steps-2-seed0",
+                                        "sens-gaps-shuffled-seed0"]
+    out = tmp_path / "results" / "tiny"
+    table = pd.read_csv(out / "sensitivity.csv", dtype={"value": str})
+    assert list(zip(table["factor"], table["value"])) == [("ode_steps", "1"), ("ode_steps", "2"),
+                                                          ("gaps", "real"), ("gaps", "shuffled")]
+    assert (out / "sensitivity.png").read_bytes()[:8] == PNG_SIGNATURE
+    assert "## Sensitivity of DeepM3" in (out / "README.md").read_text()
+
+
+def test_sensitivity_values_without_overrides_are_the_base_run() -> None:
+    models = sensitivity_models(SENSITIVITY)
+    assert list(models) == [BASE, "sens-ode_steps-2", "sens-gaps-shuffled"]
+    assert models["sens-ode_steps-2"] == [*SENSITIVITY["base"], "solver.steps=2"]
+
+
+def test_shuffled_gaps_permute_training_gaps_and_keep_test_inputs(tmp_path: Path) -> None:
+    from tests.spine_fixtures import TinySource
+
+    def module(cls):
+        dm = cls(TinySource(tmp_path / "raw"), tmp_path / "cache", max_len=8, seed=3)
+        dm.setup()
+        return dm
+
+    plain, shuffled = module(SequenceDataModule), module(ShuffledGapsDataModule)
+
+    def gaps(samples):
+        return np.where(samples.items != 0, samples.next_times - samples.times, 0)
+
+    before, after = gaps(plain.splits["train"]), gaps(shuffled.splits["train"])
+    assert np.array_equal(np.sort(before, axis=1), np.sort(after, axis=1))
+    assert not np.array_equal(before, after)
+    assert np.array_equal(plain.splits["train"].items, shuffled.splits["train"].items)
+    assert np.array_equal(plain.splits["test"].times, shuffled.splits["test"].times)

@@ -16,9 +16,10 @@ from omegaconf import DictConfig
 from deepm3.errors import ConfigError, DeepM3Error
 from deepm3.phase2.irregularity_study import write_irregularity
 from deepm3.phase2.main_table import write_main_table
-from deepm3.phase2.plan import Plan, plan_from_config
+from deepm3.phase2.plan import Plan, plan_from_config, plan_seeds
 from deepm3.phase2.report import write_report
 from deepm3.phase2.robustness import write_robustness
+from deepm3.phase2.sensitivity import sensitivity_plan, write_sensitivity
 from deepm3.phase2.significance_study import write_significance
 from deepm3.phase2.train_all import TrainSummary, run_overrides, train_all
 
@@ -34,7 +35,7 @@ STUDIES: dict[str, Study] = {
         plan, out, list(cfg.noise_sweeps), cfg.significance_metric, int(cfg.noise_seed), list(cfg.entropy_seeds),
         list(cfg.entropy_channels), str(cfg.device)),
 }
-STAGES = ["train", *STUDIES, "report"]
+STAGES = ["train", *STUDIES, "sensitivity", "report"]
 
 
 def run_phase2(cfg: DictConfig, command: str = "python -m deepm3.phase2") -> dict[str, Any]:
@@ -57,8 +58,22 @@ def run_phase2(cfg: DictConfig, command: str = "python -m deepm3.phase2") -> dic
         except DeepM3Error as exc:
             notes.append(f"study `{name}` skipped: {exc}")
             log.error("phase2: study %s skipped: %s", name, exc)
+    reported = plan
+    grid = cfg.preset.get("sensitivity")
+    if "sensitivity" in cfg.studies and grid:
+        sensitivity = sensitivity_plan(plan.dataset, grid, plan_seeds(cfg), plan.results_dir, plan.dataset_choice)
+        if "train" in cfg.studies:
+            _merge(summary, train_all(sensitivity, shared, str(cfg.device)))
+        written["sensitivity"] = write_sensitivity(sensitivity, grid, out, cfg.significance_metric)
+        reported = plan.extended(sensitivity)
     if "report" in cfg.studies:
-        run_commands = [f"python -m deepm3.train {' '.join(run_overrides(plan, spec, shared, str(cfg.device)))}"
-                        for spec in plan.runs]
-        written["report"] = [write_report(plan, out, [command], notes, run_commands)]
-    return {"train": summary, "written": written, "notes": notes, "plan": plan}
+        run_commands = [f"python -m deepm3.train {' '.join(run_overrides(reported, spec, shared, str(cfg.device)))}"
+                        for spec in reported.runs]
+        written["report"] = [write_report(reported, out, [command], notes, run_commands)]
+    return {"train": summary, "written": written, "notes": notes, "plan": reported}
+
+
+def _merge(summary: TrainSummary, more: TrainSummary) -> None:
+    summary.trained += more.trained
+    summary.skipped += more.skipped
+    summary.failed.update(more.failed)

@@ -75,6 +75,10 @@ class Plan:
     def models(self) -> list[str]:
         return list(dict.fromkeys(run.model for run in self.runs))
 
+    def extended(self, other: Plan) -> Plan:
+        """This plan's runs followed by ``other``'s (same dataset): what a report covers."""
+        return Plan(self.dataset, self.results_dir, self.runs + other.runs, self.dataset_choice)
+
     def completed(self) -> list[RunSpec]:
         return [run for run in self.runs if run.complete]
 
@@ -100,8 +104,12 @@ def make_plan(dataset: str, models: Mapping[str, Sequence[str]], seeds: Sequence
     return Plan(dataset, root, runs, dataset_choice)
 
 
+def plan_seeds(cfg: Any) -> list[int]:
+    """``seeds`` of a composed ``phase2`` config, else the preset's."""
+    return [int(s) for s in (cfg.seeds if cfg.get("seeds") is not None else cfg.preset.seeds)]
+
+
 def plan_from_config(cfg: Any) -> Plan:
     """The plan of a composed ``phase2`` config (models and seeds from ``preset`` unless overridden)."""
-    seeds = cfg.seeds if cfg.get("seeds") is not None else cfg.preset.seeds
     return make_plan(str(cfg.dataset.name), {str(k): list(v) for k, v in cfg.preset.models.items()},
-                     [int(s) for s in seeds], cfg.results_dir, str(cfg.get("dataset_choice") or ""))
+                     plan_seeds(cfg), cfg.results_dir, str(cfg.get("dataset_choice") or ""))

@@ -21,6 +21,8 @@ SECTIONS = [  # (file stem or png, heading)
     ("robustness", "Robustness"),
     ("robustness_curves.png", "Robustness: degradation curves"),
     ("robustness_entropy", "Random entropy of the perturbed histories"),
+    ("sensitivity", "Sensitivity of DeepM3"),
+    ("sensitivity.png", "Sensitivity: line plots"),
 ]
 
 
@@ -42,8 +44,7 @@ def write_report(plan: Plan, out_dir: Path, commands: Sequence[str], notes: Sequ
     lines = [f"# Phase 2 results: {plan.dataset}", "",
              "Produced by:", "", "```", *commands, "```", "",
              f"Git commit: `{git_commit(Path(__file__).parent)}`", "",
-             f"Runs: {len(plan.completed())} of {len(plan.runs)} complete "
-             f"({len(plan.models)} models x {len(plan.runs) // max(len(plan.models), 1)} seeds), "
+             f"Runs: {len(plan.completed())} of {len(plan.runs)} complete ({len(plan.models)} models or variants), "
              f"in `runs/<model>-seed<k>/` (not tracked by git).", ""]
     lines += _missing(plan)
     for note in notes:
