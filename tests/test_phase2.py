@@ -31,7 +31,8 @@ STUDY_FILES = [
     "main_table.csv", "main_table.md", "significance.csv", "significance.md",
     "irregularity_tertiles.csv", "irregularity_tertiles.md", "irregularity_lifts.csv", "irregularity_lifts.md",
     "irregularity_lifts.png", "robustness.csv", "robustness.md", "robustness_runs.csv", "robustness_curves.png",
-    "robustness_entropy.csv", "robustness_entropy.md", "README.md",
+    "robustness_entropy.csv", "robustness_entropy.md", "efficiency.csv", "efficiency.md", "efficiency_bench.json",
+    "README.md",
 ]
 
 
@@ -57,7 +58,9 @@ def phase2_config(results: Path, data: Path, *overrides: str, models: dict | Non
 def study(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("phase2")
     cfg = phase2_config(root / "results", root / "data",
-                        "studies=[train,main_table,significance,irregularity,robustness,report]")
+                        "studies=[train,main_table,significance,irregularity,robustness,efficiency,report]")
+    cfg.preset.efficiency = ["hidden=8", "threads=1", "batch_size=8", "train_warmup=1", "train_steps=2",
+                             "latency_warmup=1", "latency_calls=3", "throughput_batches=1", "measure_memory=false"]
     outcome = run_phase2(cfg, "python -m deepm3.phase2 (test)")
     return {**outcome, "cfg": cfg, "root": root, "out": root / "results" / "tiny"}
 
@@ -111,6 +114,15 @@ def test_entropy_is_reported_for_both_measures_at_every_level(study: dict) -> No
     assert set(table["measure"]) == {"topological", "shannon"}
     assert len(table) == 2 * 2 * (1 + 4 + 3)  # channels x measures x (clean + levels)
     assert table["entropy_rate"].notna().all()
+
+
+def test_efficiency_names_the_device_and_measures_every_bench_model(study: dict) -> None:
+    table = pd.read_csv(study["out"] / "efficiency.csv")
+    assert table["device"].str.startswith("CPU").all()
+    assert {"deepm3-euler", "deepm3-rk4", "gru4rec", "tisasrec"} <= set(table["model"])
+    assert (table[["params", "latency_ms", "throughput_users_s", "train_step_ms"]] > 0).all().all()
+    trained = table.set_index("model")["trained_seconds_per_epoch"]
+    assert trained["deepm3-euler"] > 0 and pd.isna(trained["deepm3-rk4"])  # rk4 was not trained here
 
 
 def test_a_failing_run_is_recorded_and_the_others_complete(study: dict) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from deepm3.errors import ConfigError, DeepM3Error
+from deepm3.phase2.efficiency import write_efficiency
 from deepm3.phase2.irregularity_study import write_irregularity
 from deepm3.phase2.main_table import write_main_table
 from deepm3.phase2.plan import Plan, plan_from_config, plan_seeds
@@ -34,6 +35,8 @@ STUDIES: dict[str, Study] = {
     "robustness": lambda plan, out, cfg: write_robustness(
         plan, out, list(cfg.noise_sweeps), cfg.significance_metric, int(cfg.noise_seed), list(cfg.entropy_seeds),
         list(cfg.entropy_channels), str(cfg.device)),
+    "efficiency": lambda plan, out, cfg: write_efficiency(plan, out, str(cfg.device),
+                                                          list(cfg.preset.get("efficiency", []))),
 }
 STAGES = ["train", *STUDIES, "sensitivity", "report"]
 

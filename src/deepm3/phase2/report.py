@@ -21,6 +21,7 @@ SECTIONS = [  # (file stem or png, heading)
     ("robustness", "Robustness"),
     ("robustness_curves.png", "Robustness: degradation curves"),
     ("robustness_entropy", "Random entropy of the perturbed histories"),
+    ("efficiency", "Efficiency"),
     ("sensitivity", "Sensitivity of DeepM3"),
     ("sensitivity.png", "Sensitivity: line plots"),
 ]

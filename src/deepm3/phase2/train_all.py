@@ -54,7 +54,7 @@ def run_overrides(plan: Plan, spec: RunSpec, shared: Sequence[str], device: str)
 
 @contextmanager
 def train_config_context() -> Iterator[None]:
-    """Compose ``train`` from the packaged conf dir, inside or outside a running Hydra app."""
+    """Compose packaged configs (``train``, ``bench``) inside or outside a running Hydra app."""
     if GlobalHydra.instance().is_initialized():
         yield
         return
