@@ -238,3 +238,18 @@ def test_shuffled_gaps_permute_training_gaps_and_keep_test_inputs(tmp_path: Path
     assert not np.array_equal(before, after)
     assert np.array_equal(plain.splits["train"].items, shuffled.splits["train"].items)
     assert np.array_equal(plain.splits["test"].times, shuffled.splits["test"].times)
+
+
+def test_command_line_forwards_the_dataset_choice_and_its_overrides(tmp_path: Path) -> None:
+    """``python -m deepm3.phase2`` itself (report only: nothing is trained)."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "deepm3.phase2", "dataset=synthetic", "dataset.source.users=60", "seeds=[4]",
+           "studies=[report]", f"results_dir={tmp_path}"]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = (tmp_path / "synthetic" / "README.md").read_text()
+    assert "python -m deepm3.phase2 dataset=synthetic dataset.source.users=60" in report
+    assert "python -m deepm3.train dataset=synthetic model=gru4rec" in report
+    assert "seed=4 dataset.source.users=60" in report and "`pop-seed4` | not run yet" in report
