@@ -35,12 +35,12 @@ class FiniteLossGuard(Callback):
     checkpoint on disk is the one a restart would resume from.
     """
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
-        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        if loss is not None and not torch.isfinite(loss).all():
+    def on_before_backward(self, trainer: L.Trainer, pl_module: L.LightningModule, loss: torch.Tensor) -> None:
+        # before backward, so the bad step never reaches the weights or the optimizer state
+        if not torch.isfinite(loss).all():
             raise NonFiniteLossError(
                 f"non-finite training loss ({loss.item()}) at epoch {trainer.current_epoch},"
-                f" step {trainer.global_step} (batch {batch_idx}); the last good checkpoint is"
+                f" step {trainer.global_step}; the last good checkpoint is"
                 f" {_last_checkpoint(trainer) or 'none yet'}; lower optim.lr or enable gradient clipping"
             )
 

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 from deepm3.data.preprocess import PreprocessConfig, build_sequences
@@ -37,13 +38,16 @@ def load_or_build(source: InteractionSource, config: PreprocessConfig, cache_dir
         return ProcessedData.load(folder), folder
     log.info("preprocessing %s -> %s", source.name, folder)
     data = build_sequences(source.read(), config, source=source.name)
-    if folder.exists():  # left incomplete by a crashed build
-        shutil.rmtree(folder, ignore_errors=True)
-    tmp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    data.save(tmp)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
     try:
-        os.replace(tmp, folder)
-    except OSError:  # another process finished first: theirs is equally valid
+        data.save(tmp)
+        try:
+            os.replace(tmp, folder)  # refused when another build already put a folder there
+        except OSError:
+            if not ProcessedData.is_complete(folder):  # damaged by hand: replace it
+                shutil.rmtree(folder, ignore_errors=True)
+                os.replace(tmp, folder)
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return ProcessedData.load(folder), folder
