@@ -253,3 +253,16 @@ def test_command_line_forwards_the_dataset_choice_and_its_overrides(tmp_path: Pa
     assert "python -m deepm3.phase2 dataset=synthetic dataset.source.users=60" in report
     assert "python -m deepm3.train dataset=synthetic model=gru4rec" in report
     assert "seed=4 dataset.source.users=60" in report and "`pop-seed4` | not run yet" in report
+
+
+def test_robustness_refuses_runs_tested_on_different_windows(tmp_path: Path) -> None:
+    from deepm3.errors import DataError
+    from deepm3.phase2.robustness import write_robustness
+
+    plan = make_plan("tiny", {"a": [], "b": []}, [0], tmp_path)
+    for spec, max_len in zip(plan.runs, [8, 10]):
+        (spec.directory / ".hydra").mkdir(parents=True)
+        (spec.directory / ".hydra" / "config.yaml").write_text(f"dataset: {{name: tiny, max_len: {max_len}}}\n")
+        (spec.directory / "metrics.json").write_text("{}")
+    with pytest.raises(DataError, match="max_len"):
+        write_robustness(plan, tmp_path / "out", ["jitter"])

@@ -23,7 +23,7 @@ from deepm3.analysis.entropy import MEASURES, HistorySymboliser, entropy_under_n
 from deepm3.analysis.noise import Clean, NoiseOperator, NoiseSweep, PredictionInputs, perturb_samples
 from deepm3.data.datamodule import BatchCollator, SequenceDataModule
 from deepm3.data.samples import SampleArrays
-from deepm3.errors import ConfigError
+from deepm3.errors import ConfigError, DataError
 from deepm3.metrics import ranking_metrics
 from deepm3.models.module import RecModule
 from deepm3.phase2.plan import Plan, RunSpec
@@ -57,6 +57,15 @@ def load_sweeps(names: Sequence[str]) -> list[NoiseSweep]:
             raise ConfigError(f"phase2: noise {name!r} has no config {path}; expected one of {known}")
         sweeps.append(instantiate(OmegaConf.load(path)))
     return [s for s in sweeps if s.name != CLEAN]
+
+
+def check_same_inputs(specs: Sequence[RunSpec]) -> None:
+    """Every run must have been tested on the same windows, or the same perturbation is not shared."""
+    shapes = {spec.name: (str(cfg.dataset.name), int(cfg.dataset.max_len))
+              for spec in specs for cfg in [read_run_config(spec.directory)]}
+    if len(set(shapes.values())) > 1:
+        raise DataError(f"robustness: runs differ in (dataset.name, dataset.max_len): {shapes}; "
+                        "every model must be tested on the same windows")
 
 
 def load_run(spec: RunSpec, num_items: int, device: torch.device) -> LoadedRun:
@@ -163,6 +172,7 @@ def write_robustness(plan: Plan, out_dir: Path, noise: Sequence[str], metric: st
     completed = plan.completed()
     if not completed:
         return []
+    check_same_inputs(completed)
     torch_device = resolve_device(device)
     sweeps = load_sweeps(noise)
     datamodule = test_datamodule(completed[0])
