@@ -36,7 +36,8 @@ def write_efficiency(plan: Plan, out_dir: Path, device: str = "auto", overrides:
     out_dir.mkdir(parents=True, exist_ok=True)
     with train_config_context():  # bench composes each model's training config too
         cfg = compose(config_name="bench", overrides=[
-            f"device={device}", f"output={out_dir / BENCH_JSON}", f"paths.output_dir={out_dir}", "~presets", *overrides])
+            f"device={device}", f"output={out_dir / BENCH_JSON}", f"paths.output_dir={out_dir}", "~presets",
+            *overrides])
         cfg.sizes = {plan.dataset: dataset_shape(plan)}
         report = bench.run(cfg)
     measured = report["results"][plan.dataset]

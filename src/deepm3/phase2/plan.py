@@ -98,7 +98,8 @@ def make_plan(dataset: str, models: Mapping[str, Sequence[str]], seeds: Sequence
             raise ConfigError(f"phase2: model label {label!r} cannot name a folder; use letters, digits, - and _")
     root = Path(results_dir).expanduser()
     runs = tuple(
-        RunSpec(label, int(seed), tuple(str(o) for o in overrides), root / dataset / RUNS_DIR / f"{label}-seed{int(seed)}")
+        RunSpec(label, int(seed), tuple(str(o) for o in overrides),
+                root / dataset / RUNS_DIR / f"{label}-seed{int(seed)}")
         for label, overrides in models.items() for seed in seeds
     )
     return Plan(dataset, root, runs, dataset_choice)

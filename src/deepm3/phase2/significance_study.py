@@ -13,8 +13,8 @@ from deepm3.phase2.plan import Plan
 from deepm3.phase2.results import user_rows, write_table
 
 STEM = "significance"
-SHOWN = ["reference", "baseline", "metric", "n_users", "reference_mean", "baseline_mean", "mean_difference", "cohens_dz", "rank_biserial",
-         "t_pvalue", "t_pvalue_holm", "wilcoxon_pvalue", "wilcoxon_pvalue_holm"]
+SHOWN = ["reference", "baseline", "metric", "n_users", "reference_mean", "baseline_mean", "mean_difference",
+         "cohens_dz", "rank_biserial", "t_pvalue", "t_pvalue_holm", "wilcoxon_pvalue", "wilcoxon_pvalue_holm"]
 
 
 def reference_rows(plan: Plan, reference: str) -> pd.DataFrame:
