@@ -51,11 +51,6 @@ def _tiny_cli_overrides(data_dir: Path, epochs: int) -> list[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "known gap: a resumed run continues from last.ckpt but is not yet bit-identical to the "
-    "uninterrupted one -- on restart Lightning builds the first train iterator (and prefetches a "
-    "batch) before set_epoch/on_train_epoch_start, so the resumed epoch's data order and dropout "
-    "draws differ (see issue 8 note)"))
 def test_a_killed_run_resumed_with_the_same_command_ends_like_an_uninterrupted_one(tmp_path: Path) -> None:
     data = tmp_path / "data"
     epochs = 6

@@ -13,19 +13,20 @@ class NonFiniteLossError(DeepM3Error, FloatingPointError):
     """Training produced a NaN/Inf loss."""
 
 
-class EpochSeeder(Callback):
-    """Reseeds torch's RNG from (seed, epoch) at each epoch start.
+class StepSeeder(Callback):
+    """Reseeds torch's RNG from (seed, global step) before every training batch.
 
-    Dropout and any other random draw in epoch ``e`` then depend only on ``seed`` and ``e``,
-    so a run resumed from the checkpoint of epoch ``e - 1`` continues exactly as the
-    uninterrupted run would have (together with ``EpochShuffleSampler`` for the data order).
+    Dropout, sampled negatives and masks of step ``k`` then depend only on ``seed`` and ``k``,
+    so a run resumed from a checkpoint continues exactly as the uninterrupted run would have
+    (together with ``EpochShuffleSampler`` for the data order). Hooked per batch rather than per
+    epoch because Lightning skips ``on_train_epoch_start`` when it restarts on an epoch end.
     """
 
     def __init__(self, seed: int) -> None:
         self.seed = seed
 
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        torch.manual_seed(epoch_seed(self.seed, trainer.current_epoch))
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
+        torch.manual_seed(epoch_seed(self.seed, trainer.global_step))
 
 
 class FiniteLossGuard(Callback):

@@ -25,7 +25,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
-from deepm3.callbacks import EpochSeeder, FiniteLossGuard
+from deepm3.callbacks import StepSeeder, FiniteLossGuard
 from deepm3.config import validate_config
 from deepm3.data.datamodule import SequenceDataModule
 from deepm3.data.samples import training_item_counts
@@ -64,7 +64,7 @@ def run(cfg: DictConfig, output_dir: Path | None = None) -> dict[str, Any]:
     module = build_module(cfg, datamodule.num_items)
     num_params = sum(p.numel() for p in module.net.parameters())
     log.info("model %s: %s parameters", cfg.model.name, f"{num_params:,}")
-    callbacks = [instantiate(c) for c in cfg.callbacks.values()] + [EpochSeeder(cfg.seed), FiniteLossGuard()]
+    callbacks = [instantiate(c) for c in cfg.callbacks.values()] + [StepSeeder(cfg.seed), FiniteLossGuard()]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, default_root_dir=str(out),
                                      logger=CSVLogger(save_dir=str(out), name="logs", version=""))
     start = time.perf_counter()

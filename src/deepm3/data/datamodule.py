@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from collections.abc import Iterator
+import math
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import lightning as L
@@ -39,13 +40,19 @@ class _IndexDataset(Dataset):
 
 
 class EpochShuffleSampler(Sampler[int]):
-    """A permutation drawn from (seed, epoch): Lightning calls ``set_epoch`` each epoch, so
-    the data order of epoch ``e`` is the same whether or not the run was resumed."""
+    """A permutation drawn from (seed, epoch), so epoch ``e`` sees the same data order whether
+    or not the run was resumed.
 
-    def __init__(self, size: int, seed: int) -> None:
+    Under a Trainer the epoch is derived from the global step when the iterator is created
+    (``epoch_fn``): on a restart Lightning builds the first iterator before it calls
+    ``set_epoch``, while the restored global step is already right.
+    """
+
+    def __init__(self, size: int, seed: int, epoch_fn: Callable[[], int | None] | None = None) -> None:
         self.size = size
         self.seed = seed
         self.epoch = 0
+        self.epoch_fn = epoch_fn
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -54,7 +61,9 @@ class EpochShuffleSampler(Sampler[int]):
         return self.size
 
     def __iter__(self) -> Iterator[int]:
-        generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
+        epoch = self.epoch_fn() if self.epoch_fn is not None else None
+        epoch = self.epoch if epoch is None else epoch
+        generator = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
         return iter(torch.randperm(self.size, generator=generator).tolist())
 
 
@@ -166,9 +175,21 @@ class SequenceDataModule(L.LightningDataModule):
         return DataLoader(
             _IndexDataset(len(arrays)),
             batch_size=self.batch_size if split == "train" else self.eval_batch_size,
-            sampler=EpochShuffleSampler(len(arrays), self.seed) if shuffle else None, collate_fn=BatchCollator(arrays), num_workers=self.num_workers,
+            sampler=EpochShuffleSampler(len(arrays), self.seed, self._trainer_epoch) if shuffle else None, collate_fn=BatchCollator(arrays), num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
+
+    def _trainer_epoch(self) -> int | None:
+        """The training epoch implied by the trainer's global step (None without a trainer)."""
+        trainer = self.trainer
+        if trainer is None:
+            return None
+        batches = math.ceil(len(self.splits["train"]) / self.batch_size)
+        limit = trainer.limit_train_batches
+        if limit is not None:
+            batches = min(batches, int(limit)) if isinstance(limit, int) else max(1, int(batches * float(limit)))
+        steps = max(1, math.ceil(batches / trainer.accumulate_grad_batches))
+        return trainer.global_step // steps
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
