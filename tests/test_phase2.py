@@ -267,3 +267,46 @@ def test_robustness_refuses_runs_tested_on_different_windows(tmp_path: Path) -> 
         (spec.directory / "metrics.json").write_text("{}")
     with pytest.raises(DataError, match="max_len"):
         write_robustness(plan, tmp_path / "out", ["jitter"])
+
+
+def compose_train_with(*overrides: str) -> DictConfig:
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+            return compose(config_name="train", overrides=list(overrides), return_hydra_config=True)
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def test_ddp_trainer_composes_to_a_data_parallel_gpu_trainer() -> None:
+    trainer = compose_train_with("trainer=ddp").trainer
+    assert (trainer.strategy, trainer.accelerator, trainer.devices, trainer.num_nodes) == ("ddp", "gpu", -1, 1)
+    assert trainer._target_ == "lightning.Trainer"
+
+
+def test_joblib_launcher_composes_with_threads_capped_per_job() -> None:
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
+    cfg = compose_train_with("+launcher=joblib", "model=gru4rec")
+    assert cfg.hydra.launcher._target_.endswith("JoblibLauncher") and cfg.hydra.launcher.n_jobs == 2
+    assert cfg.hydra.job.env_set.OMP_NUM_THREADS == "1"
+    assert cfg.model.name == "gru4rec"  # the launcher changes how runs start, not what they train
+
+
+def test_slurm_launcher_composes_one_job_per_run_with_ddp() -> None:
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    cfg = compose_train_with("+launcher=slurm", "hydra.launcher.partition=gpu")
+    assert cfg.hydra.launcher._target_.endswith("SlurmLauncher") and cfg.hydra.launcher.partition == "gpu"
+    assert cfg.trainer.strategy == "ddp"
+    assert cfg.hydra.launcher.tasks_per_node == cfg.hydra.launcher.gpus_per_node == cfg.trainer.devices
+
+
+def test_time_signal_preset_pairs_deepm3_with_its_shuffled_gap_twin(tmp_path: Path) -> None:
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        cfg = compose(config_name="phase2", overrides=["preset=time_signal", "dataset=synthetic",
+                                                       f"results_dir={tmp_path}"])
+    GlobalHydra.instance().clear()
+    models = {k: list(v) for k, v in cfg.preset.models.items()}
+    assert models["deepm3-shuffled"] == [*models["deepm3-euler"],
+                                         "dataset._target_=deepm3.phase2.sensitivity.ShuffledGapsDataModule"]
+    assert {"gru4rec", "gru_dt"} <= set(models)
