@@ -46,23 +46,25 @@ class SequentialRecommender(nn.Module, ABC):
         """Next-item loss at every position with a target (full softmax CE by default)."""
         hidden = self(batch["items"], batch["times"], batch["next_times"])
         targets = batch["targets"]
-        selected = hidden[targets > 0]
-        positives = targets[targets > 0]
-        return next_item_loss(self, selected, positives, loss)
+        if hidden.is_cuda:  # a boolean-mask selection would wait for the GPU: score every position
+            return next_item_loss(self, hidden.flatten(0, 1), targets.flatten(), loss)
+        real = targets > 0  # on CPU, skipping the padded positions is cheaper
+        return next_item_loss(self, hidden[real], targets[real], loss)
 
 
 def next_item_loss(net: SequentialRecommender, hidden: torch.Tensor, targets: torch.Tensor, loss: str) -> torch.Tensor:
-    """Loss of representations ``[M, D]`` against target items ``[M]``.
+    """Mean loss of representations ``[M, D]`` against target items ``[M]`` (0 = no target, ignored).
 
     ``ce``: full softmax cross-entropy over items 1..N; ``bpr``: one uniform negative per
     target (it may rarely equal the target; at realistic N that is noise).
     """
     if loss == "ce":
         logits = hidden @ net.item_embedding.weight[1:].T
-        return F.cross_entropy(logits, targets - 1)
+        return F.cross_entropy(logits, targets - 1, ignore_index=-1)
     if loss == "bpr":
         negatives = torch.randint(1, net.num_items + 1, targets.shape, device=targets.device)
         pos = (hidden * net.item_embedding(targets)).sum(-1)
         neg = (hidden * net.item_embedding(negatives)).sum(-1)
-        return -F.logsigmoid(pos - neg).mean()
+        real = (targets > 0).to(hidden.dtype)
+        return -(F.logsigmoid(pos - neg) * real).sum() / real.sum().clamp(min=1.0)
     raise ValueError(f"unknown loss {loss!r}; expected 'ce' or 'bpr'")
