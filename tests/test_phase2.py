@@ -51,6 +51,7 @@ def phase2_config(results: Path, data: Path, *overrides: str, models: dict | Non
     cfg.dataset_choice, cfg.dataset_overrides = "ml100k", dataset  # what __main__ forwards from the command line
     cfg.train_overrides = [*FAST_TRAINER, *[o for o in tiny if o.startswith("paths.")]]
     cfg.preset.models = MODELS if models is None else models
+    cfg.preset.tune = {}  # the preset's grid names models this tiny plan does not have
     return cfg
 
 
@@ -310,3 +311,48 @@ def test_time_signal_preset_pairs_deepm3_with_its_shuffled_gap_twin(tmp_path: Pa
     assert models["deepm3-shuffled"] == [*models["deepm3-euler"],
                                          "dataset._target_=deepm3.phase2.sensitivity.ShuffledGapsDataModule"]
     assert {"gru4rec", "gru_dt"} <= set(models)
+
+
+def test_tuning_trains_every_grid_point_and_the_plan_uses_the_validation_winner(tmp_path: Path) -> None:
+    from deepm3.phase2.tune import grid_points
+
+    grid = {"optim.lr": [0.001, 0.1]}
+    cfg = phase2_config(tmp_path / "results", tmp_path / "data", "studies=[tune,report]", "seeds=[0]",
+                        models={"pop": ["model=pop"]})
+    cfg.preset.tune = {"pop": grid}
+    outcome = run_phase2(cfg)
+    assert outcome["train"].trained == ["tune-pop-0-seed0", "tune-pop-1-seed0"]
+    out = tmp_path / "results" / "tiny"
+    table = pd.read_csv(out / "tune.csv")
+    assert table["overrides"].tolist() == [" ".join(p) for p in grid_points(grid)]
+    assert table["selected"].sum() == 1
+    winner = table.loc[table["selected"], "overrides"].item().split()
+    assert json.loads((out / "tuned.json").read_text()) == {"pop": winner}
+    assert outcome["plan"].runs[0].overrides == ("model=pop", *winner)
+
+
+def test_grid_points_are_every_combination_in_order() -> None:
+    from deepm3.phase2.tune import grid_points
+
+    assert grid_points({"a": [1, 2], "b": ["x", "y"]}) == [["a=1", "b=x"], ["a=1", "b=y"], ["a=2", "b=x"],
+                                                           ["a=2", "b=y"]]
+
+
+def test_tuning_a_model_outside_the_plan_is_a_config_error() -> None:
+    from deepm3.phase2.tune import tune_models
+
+    with pytest.raises(ConfigError, match="not in preset.models"):
+        tune_models({"pop": []}, {"sasrec": {"optim.lr": [0.1]}})
+
+
+def test_each_stage_module_is_a_hydra_command(tmp_path: Path) -> None:
+    """``python -m deepm3.phase2.report`` runs the report alone, with the suite's overrides."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "deepm3.phase2.report", "dataset=synthetic", "seeds=[2]", f"results_dir={tmp_path}"]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = (tmp_path / "synthetic" / "README.md").read_text()
+    assert "python -m deepm3.phase2.report dataset=synthetic seeds=[2]" in report
+    assert not (tmp_path / "synthetic" / "runs" / "pop-seed2").exists()  # nothing trained

@@ -52,3 +52,9 @@ def write_efficiency(plan: Plan, out_dir: Path, device: str = "auto", overrides:
                           f"{cfg.batch_size}; trained_seconds_per_epoch: the phase-2 runs of the same label)",
                           floatfmt=".4g")
     return [*written, out_dir / BENCH_JSON]
+
+
+if __name__ == "__main__":
+    from deepm3.phase2.cli import run_stage
+
+    run_stage("efficiency")

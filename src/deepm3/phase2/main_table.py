@@ -61,3 +61,9 @@ def write_main_table(plan: Plan, out_dir: Path) -> list[Path]:
 
 def _write(table: pd.DataFrame, out_dir: Path, stem: str, title: str) -> list[Path]:
     return write_table(table, out_dir, stem, title, shown=display(table))
+
+
+if __name__ == "__main__":
+    from deepm3.phase2.cli import run_stage
+
+    run_stage("main_table")

@@ -1,5 +1,6 @@
 """The whole suite for one dataset: train the plan, run each chosen study, write the report.
 
+The sensitivity study owns its runs: it trains the variants still missing whenever it runs.
 A study that cannot run (e.g. the reference model has no complete run) is skipped with a
 note in the report; the other studies still run.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from deepm3.phase2.robustness import write_robustness
 from deepm3.phase2.sensitivity import sensitivity_plan, write_sensitivity
 from deepm3.phase2.significance_study import write_significance
 from deepm3.phase2.train_all import TrainSummary, run_overrides, train_all
+from deepm3.phase2.tune import tune_plan, tuned_overrides, write_tuning
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +41,7 @@ STUDIES: dict[str, Study] = {
     "efficiency": lambda plan, out, cfg: write_efficiency(plan, out, str(cfg.device),
                                                           list(cfg.preset.get("efficiency", []))),
 }
-STAGES = ["train", *STUDIES, "sensitivity", "report"]
+STAGES = ["tune", "train", *STUDIES, "sensitivity", "report"]
 
 
 def run_phase2(cfg: DictConfig, command: str = "python -m deepm3.phase2") -> dict[str, Any]:
@@ -48,10 +51,19 @@ def run_phase2(cfg: DictConfig, command: str = "python -m deepm3.phase2") -> dic
         raise ConfigError(f"phase2: studies={list(cfg.studies)} has unknown {unknown}; expected names from {STAGES}")
     plan = plan_from_config(cfg)
     shared = [*cfg.dataset_overrides, *cfg.preset.get("overrides", []), *cfg.train_overrides]
-    summary = train_all(plan, shared, str(cfg.device)) if "train" in cfg.studies else TrainSummary()
     out = plan.dataset_dir
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, list[Path]] = {}
+    summary = TrainSummary()
+    models = {str(k): [str(o) for o in v] for k, v in cfg.preset.models.items()}
+    grids = cfg.preset.get("tune") or {}
+    tuning = tune_plan(plan, models, grids, plan_seeds(cfg)[0]) if grids else None
+    if tuning is not None and "tune" in cfg.studies:
+        _merge(summary, train_all(tuning, shared, str(cfg.device)))
+        written["tune"] = write_tuning(tuning, models, grids, out, str(cfg.tune_monitor))
+    plan = with_tuned(plan, tuned_overrides(out))
+    if "train" in cfg.studies:
+        _merge(summary, train_all(plan, shared, str(cfg.device)))
     notes: list[str] = []
     for name, study in STUDIES.items():
         if name not in cfg.studies:
@@ -61,19 +73,24 @@ def run_phase2(cfg: DictConfig, command: str = "python -m deepm3.phase2") -> dic
         except DeepM3Error as exc:
             notes.append(f"study `{name}` skipped: {exc}")
             log.error("phase2: study %s skipped: %s", name, exc)
-    reported = plan
+    reported = plan if tuning is None else plan.extended(tuning)
     grid = cfg.preset.get("sensitivity")
     if "sensitivity" in cfg.studies and grid:
         sensitivity = sensitivity_plan(plan.dataset, grid, plan_seeds(cfg), plan.results_dir, plan.dataset_choice)
-        if "train" in cfg.studies:
-            _merge(summary, train_all(sensitivity, shared, str(cfg.device)))
+        _merge(summary, train_all(sensitivity, shared, str(cfg.device)))  # its own runs: resumable
         written["sensitivity"] = write_sensitivity(sensitivity, grid, out, cfg.significance_metric)
-        reported = plan.extended(sensitivity)
+        reported = reported.extended(sensitivity)
     if "report" in cfg.studies:
         run_commands = [f"python -m deepm3.train {' '.join(run_overrides(reported, spec, shared, str(cfg.device)))}"
                         for spec in reported.runs]
         written["report"] = [write_report(reported, out, [command], notes, run_commands)]
     return {"train": summary, "written": written, "notes": notes, "plan": reported}
+
+
+def with_tuned(plan: Plan, tuned: dict[str, list[str]]) -> Plan:
+    """The plan with each tuned model's winning grid overrides appended to its own."""
+    runs = tuple(replace(run, overrides=(*run.overrides, *tuned.get(run.model, []))) for run in plan.runs)
+    return replace(plan, runs=runs)
 
 
 def _merge(summary: TrainSummary, more: TrainSummary) -> None:

@@ -191,3 +191,9 @@ def write_robustness(plan: Plan, out_dir: Path, noise: Sequence[str], metric: st
                            f"noise seeds {list(entropy_seeds)}; bins and word length fixed on the clean histories)")
     written.append(save_png(curves_plot(table, metric), out_dir / PLOT))
     return written
+
+
+if __name__ == "__main__":
+    from deepm3.phase2.cli import run_stage
+
+    run_stage("robustness")

@@ -32,3 +32,9 @@ def write_significance(plan: Plan, out_dir: Path, reference: str, metric: str = 
     title = (f"Significance: {reference} vs each model on per-user {metric} (seed-averaged); "
              "paired t-test and Wilcoxon (zero_method=pratt), Holm-Bonferroni over the baselines")
     return write_table(table, out_dir, STEM, title, shown=shown, floatfmt=".4g")
+
+
+if __name__ == "__main__":
+    from deepm3.phase2.cli import run_stage
+
+    run_stage("significance")

@@ -88,3 +88,9 @@ def train_all(plan: Plan, shared: Sequence[str] = (), device: str = "auto") -> T
     log.info("phase2: %d trained, %d skipped (already complete), %d failed",
              len(summary.trained), len(summary.skipped), len(summary.failed))
     return summary
+
+
+if __name__ == "__main__":
+    from deepm3.phase2.cli import run_stage
+
+    run_stage("train")
