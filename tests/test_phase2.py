@@ -329,6 +329,7 @@ def test_tuning_trains_every_grid_point_and_the_plan_uses_the_validation_winner(
     winner = table.loc[table["selected"], "overrides"].item().split()
     assert json.loads((out / "tuned.json").read_text()) == {"pop": winner}
     assert outcome["plan"].runs[0].overrides == ("model=pop", *winner)
+    assert "## Tuning of the baselines" in (out / "README.md").read_text()
 
 
 def test_grid_points_are_every_combination_in_order() -> None:

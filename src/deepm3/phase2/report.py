@@ -12,6 +12,7 @@ from deepm3.phase2.plan import Plan
 
 REPORT = "README.md"
 SECTIONS = [  # (file stem or png, heading)
+    ("tune", "Tuning of the baselines (validation, one seed)"),
     ("main_table", "Main table (full ranking)"),
     ("main_table_sampled", "Sampled-mode table"),
     ("significance", "Significance"),
