@@ -1,10 +1,12 @@
 """The experiment suite ("phase 2", protocol §4): train a plan of runs, then the studies.
 
 - :mod:`~deepm3.phase2.plan` -- which runs (models x seeds) and where they live;
+- :mod:`~deepm3.phase2.tune` -- the baselines over a small grid, selected on validation NDCG@10;
 - :mod:`~deepm3.phase2.train_all` -- trains the plan, resumable, one failure never stops the rest;
 - :mod:`~deepm3.phase2.results` -- reads finished runs back (metrics, per-user rows);
 - :mod:`~deepm3.phase2.main_table`, :mod:`~deepm3.phase2.significance_study`,
   :mod:`~deepm3.phase2.irregularity_study`, :mod:`~deepm3.phase2.robustness` -- the studies;
 - :mod:`~deepm3.phase2.report` -- ``results/<dataset>/README.md``;
-- ``python -m deepm3.phase2`` -- all of it from one Hydra command.
+- :mod:`~deepm3.phase2.cli` -- ``python -m deepm3.phase2`` (all of it from one Hydra command) and
+  ``python -m deepm3.phase2.<stage>`` (one stage, then the report).
 """

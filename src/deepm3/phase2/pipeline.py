@@ -45,7 +45,8 @@ STAGES = ["tune", "train", *STUDIES, "sensitivity", "report"]
 
 
 def run_phase2(cfg: DictConfig, command: str = "python -m deepm3.phase2") -> dict[str, Any]:
-    """Train (unless ``train`` is not in ``cfg.studies``), then the studies; returns what happened."""
+    """The stages named in ``cfg.studies``, in the order tune, train, studies, sensitivity,
+    report; returns what happened (runs trained/skipped/failed, files, notes, the reported plan)."""
     unknown = [s for s in cfg.studies if s not in STAGES]
     if unknown:
         raise ConfigError(f"phase2: studies={list(cfg.studies)} has unknown {unknown}; expected names from {STAGES}")
