@@ -1,5 +1,8 @@
 """Errors that reach users as one line: what was wrong, where, and what was expected."""
 
+import logging
+import sys
+
 
 class DeepM3Error(Exception):
     """Base class; the CLI prints these as a single line instead of a traceback."""
@@ -28,3 +31,17 @@ def user_error(exc: BaseException) -> DeepM3Error | None:
         seen.add(id(current))
         current = current.__cause__ or current.__context__
     return None
+
+
+def exit_on_user_error(exc: BaseException, log: logging.Logger) -> None:
+    """Command-line entry points: a user error becomes one line on stderr and exit status 1.
+
+    Returns (so the caller can ``raise``) when ``exc`` is a bug rather than bad input, which
+    keeps its traceback.
+    """
+    error = user_error(exc)
+    if error is None:
+        return
+    log.error("%s", error)
+    print(f"error: {error}", file=sys.stderr)
+    sys.exit(1)

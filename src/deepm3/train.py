@@ -8,7 +8,6 @@ writes ``metrics.json``, ``test_users.csv`` and ``item_map.csv`` into the run fo
 from __future__ import annotations
 
 import logging
-import sys
 import time
 import traceback
 from pathlib import Path
@@ -29,7 +28,7 @@ from deepm3.callbacks import StepSeeder, FiniteLossGuard
 from deepm3.config import validate_config
 from deepm3.data.datamodule import SequenceDataModule
 from deepm3.data.samples import training_item_counts
-from deepm3.errors import DeepM3Error, user_error
+from deepm3.errors import DeepM3Error, exit_on_user_error
 from deepm3.io import write_atomic, write_json
 from deepm3.metrics import ranking_metrics
 from deepm3.models.module import RecModule
@@ -163,11 +162,7 @@ def main(cfg: DictConfig) -> float | None:
         if hydra_cfg.mode == RunMode.MULTIRUN:
             record_failure(Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task), exc)
             return None
-        error = user_error(exc)  # unwraps hydra's InstantiationException
-        if error is not None:
-            log.error("%s", error)
-            print(f"error: {error}", file=sys.stderr)
-            sys.exit(1)
+        exit_on_user_error(exc, log)  # unwraps hydra's InstantiationException
         raise
     return metrics["test"].get("ndcg@10")
 

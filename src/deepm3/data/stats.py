@@ -9,7 +9,6 @@ function behind it, for anyone holding a :class:`ProcessedData`.
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from deepm3.data.cache import load_or_build
 from deepm3.data.preprocess import PreprocessConfig
 from deepm3.data.processed import ProcessedData
 from deepm3.data.samples import training_gap_cv
-from deepm3.errors import user_error
+from deepm3.errors import exit_on_user_error
 from deepm3.io import write_json
 
 log = logging.getLogger(__name__)
@@ -114,12 +113,8 @@ def main(cfg: DictConfig) -> None:
     try:
         run(cfg)
     except Exception as exc:
-        error = user_error(exc)
-        if error is None:
-            raise
-        log.error("%s", error)
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(1)
+        exit_on_user_error(exc, log)
+        raise
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from deepm3.errors import user_error
+from deepm3.errors import exit_on_user_error
 from deepm3.phase2.pipeline import run_phase2
 
 log = logging.getLogger(__name__)
@@ -42,12 +42,8 @@ def main(cfg: DictConfig) -> None:
     try:
         run_phase2(cfg, command)
     except Exception as exc:
-        error = user_error(exc)
-        if error is None:
-            raise
-        log.error("%s", error)
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(1)
+        exit_on_user_error(exc, log)
+        raise
 
 
 def run_stage(*studies: str) -> None:
