@@ -59,7 +59,7 @@ def test_eval_inputs_are_the_most_recent_events_before_the_target(split, from_en
 
 
 def test_training_windows_never_contain_validation_or_test_events():
-    for windows in ("all", "last"):
+    for windows in ("all", "last", "sliding"):
         samples = train_samples(DATA, MAX_LEN, windows)
         seen = set(samples.items[samples.items > 0].tolist()) | set(samples.targets[samples.targets > 0].tolist())
         held_out = {item for name in USERS for item in events_of(name)[-2:]}
@@ -67,14 +67,14 @@ def test_training_windows_never_contain_validation_or_test_events():
         assert not seen & held_out
 
 
-@pytest.mark.parametrize("windows", ["all", "last"])
+@pytest.mark.parametrize("windows", ["all", "last", "sliding"])
 def test_training_target_at_each_position_is_the_event_after_that_input(windows):
     samples = train_samples(DATA, MAX_LEN, windows)
     mask = samples.targets > 0
     np.testing.assert_array_equal(samples.targets[mask], samples.items[mask] + 1)
 
 
-@pytest.mark.parametrize("windows", ["all", "last"])
+@pytest.mark.parametrize("windows", ["all", "last", "sliding"])
 def test_no_training_target_appears_at_or_before_its_own_position(windows):
     samples = train_samples(DATA, MAX_LEN, windows)
     for items, targets in zip(samples.items, samples.targets):
@@ -145,6 +145,42 @@ def test_last_window_keeps_only_the_most_recent_max_len_transitions():
     samples = train_samples(DATA, MAX_LEN, "last")
     assert sorted(samples.users.tolist()) == sorted([USERS.index("long"), USERS.index("short")])
     assert sorted(real_pairs(samples)) == [(3, 4), (4, 5), (5, 6), (6, 7), (10, 11)]
+
+
+@pytest.mark.parametrize("stride", [1, 2, 3, MAX_LEN])
+def test_sliding_windows_cover_every_training_transition_exactly_once(stride):
+    expected = []
+    for name in USERS:
+        prefix = events_of(name)[:-2]
+        expected += list(zip(prefix[:-1], prefix[1:]))
+    pairs = real_pairs(train_samples(DATA, MAX_LEN, "sliding", stride))
+    assert Counter(pairs) == Counter(expected)
+    assert len(pairs) == len(expected)
+
+
+def test_sliding_stride_one_trains_each_target_on_its_full_max_len_context():
+    samples = train_samples(DATA, MAX_LEN, "sliding", 1)
+    long_rows = np.flatnonzero(samples.users == USERS.index("long"))  # prefix 1..7, transitions 1->2 .. 6->7
+    assert samples.items[long_rows].tolist() == [[3, 4, 5, 6], [2, 3, 4, 5], [1, 2, 3, 4], [0, 1, 2, 3], [0, 0, 1, 2], [0, 0, 0, 1]]
+    assert samples.targets[long_rows].tolist() == [[0, 0, 0, 7], [0, 0, 0, 6], [0, 0, 0, 5], [0, 0, 0, 4], [0, 0, 0, 3], [0, 0, 0, 2]]
+
+
+def test_sliding_stride_two_keeps_targets_on_the_last_two_positions_only():
+    samples = train_samples(DATA, MAX_LEN, "sliding", 2)
+    long_rows = np.flatnonzero(samples.users == USERS.index("long"))
+    assert samples.targets[long_rows].tolist() == [[0, 0, 6, 7], [0, 0, 4, 5], [0, 0, 2, 3]]
+
+
+def test_sliding_stride_equal_to_max_len_is_the_all_tiling():
+    sliding, tiled = train_samples(DATA, MAX_LEN, "sliding", MAX_LEN), train_samples(DATA, MAX_LEN, "all")
+    for name in ("items", "times", "next_times", "targets", "users"):
+        np.testing.assert_array_equal(getattr(sliding, name), getattr(tiled, name))
+
+
+@pytest.mark.parametrize("stride", [0, MAX_LEN + 1])
+def test_sliding_stride_outside_one_to_max_len_is_rejected(stride):
+    with pytest.raises(ValueError, match="stride"):
+        train_samples(DATA, MAX_LEN, "sliding", stride)
 
 
 def test_unknown_window_mode_is_rejected():

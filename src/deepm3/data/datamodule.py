@@ -18,7 +18,7 @@ from deepm3.data.cache import load_or_build
 from deepm3.data.negatives import load_or_sample_negatives
 from deepm3.data.preprocess import PreprocessConfig
 from deepm3.data.processed import ProcessedData
-from deepm3.data.samples import SampleArrays, eval_samples, train_samples, training_gap_cv
+from deepm3.data.samples import TRAIN_WINDOWS, SampleArrays, eval_samples, train_samples, training_gap_cv
 from deepm3.data.sources.base import InteractionSource
 from deepm3.errors import ConfigError
 from deepm3.metrics import EVAL_MODES
@@ -107,6 +107,7 @@ class SequenceDataModule(L.LightningDataModule):
         item_core: int = 5,
         min_rating: float | None = None,
         train_windows: str = "all",
+        train_stride: int = 1,
         batch_size: int = 128,
         eval_batch_size: int = 256,
         num_workers: int = 0,
@@ -121,7 +122,12 @@ class SequenceDataModule(L.LightningDataModule):
         self.cache_dir = Path(cache_dir).expanduser()
         self.max_len = max_len
         self.preprocess = PreprocessConfig(user_core=user_core, item_core=item_core, min_rating=min_rating)
+        if train_windows not in TRAIN_WINDOWS:
+            raise ConfigError(f"dataset.train_windows={train_windows!r}; expected one of {list(TRAIN_WINDOWS)}")
+        if train_windows == "sliding" and not (isinstance(train_stride, int) and 1 <= train_stride <= max_len):
+            raise ConfigError(f"dataset.train_stride={train_stride!r}; expected an integer in [1, max_len={max_len}]")
         self.train_windows = train_windows
+        self.train_stride = train_stride
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
@@ -143,7 +149,7 @@ class SequenceDataModule(L.LightningDataModule):
         if self.data is None:
             self.data, self.data_dir = load_or_build(self.source, self.preprocess, self.cache_dir)
             self.splits = {
-                "train": train_samples(self.data, self.max_len, self.train_windows),
+                "train": train_samples(self.data, self.max_len, self.train_windows, self.train_stride),
                 "val": eval_samples(self.data, "val", self.max_len),
                 "test": eval_samples(self.data, "test", self.max_len),
             }

@@ -50,15 +50,26 @@ def _pad_left(rows: list[np.ndarray], max_len: int) -> np.ndarray:
     return out
 
 
-def train_samples(data: ProcessedData, max_len: int, windows: str = "all") -> SampleArrays:
+TRAIN_WINDOWS = ("all", "last", "sliding")
+
+
+def train_samples(data: ProcessedData, max_len: int, windows: str = "all", stride: int = 1) -> SampleArrays:
     """Next-item samples over each user's training prefix (all events but the last two).
 
     ``windows="last"`` keeps the most recent ``max_len`` transitions (SASRec's reference
     code); ``"all"`` tiles the whole prefix with consecutive windows ending at its end, so
-    long histories are not thrown away.
+    long histories are not thrown away, but a target early in a tile sees only the tile's
+    few earlier events. ``"sliding"`` moves the window end back ``stride`` events at a time
+    and keeps targets only on its last ``stride`` positions: every transition is still
+    trained exactly once, now with at least ``max_len - stride`` events of context (when the
+    user has them). ``stride=1`` is RecBole's every-prefix augmentation; it costs
+    ``max_len / stride`` times the windows of ``"all"``.
     """
-    if windows not in ("all", "last"):
-        raise ValueError(f"train windows must be 'all' or 'last', got {windows!r}")
+    if windows not in TRAIN_WINDOWS:
+        raise ValueError(f"train windows must be one of {list(TRAIN_WINDOWS)}, got {windows!r}")
+    if windows == "sliding" and not 1 <= stride <= max_len:
+        raise ValueError(f"train stride must be in [1, max_len={max_len}], got {stride!r}")
+    step = stride if windows == "sliding" else max_len
     cols: dict[str, list[np.ndarray]] = {k: [] for k in ("items", "times", "next_times", "targets")}
     users: list[int] = []
     for user in range(data.num_users):
@@ -67,14 +78,16 @@ def train_samples(data: ProcessedData, max_len: int, windows: str = "all") -> Sa
         stop = len(seq) - 1  # transitions seq[i] -> seq[i + 1] for i < stop
         while stop > 0:
             first = max(0, stop - max_len)
+            targets = seq[first + 1:stop + 1].copy()
+            targets[: max(0, stop - step - first)] = 0  # trained by a later (earlier-ending) window
             cols["items"].append(seq[first:stop])
             cols["times"].append(ts[first:stop])
             cols["next_times"].append(ts[first + 1:stop + 1])
-            cols["targets"].append(seq[first + 1:stop + 1])
+            cols["targets"].append(targets)
             users.append(user)
             if windows == "last":
                 break
-            stop = first
+            stop -= step
     return SampleArrays(
         **{k: _pad_left(v, max_len) for k, v in cols.items()}, users=np.asarray(users, dtype=np.int64)
     )
