@@ -17,7 +17,7 @@ ORDERS = {"euler": 1, "rk4": 4}
 
 def random_field(hidden: int = 6, seed: int = 0) -> VectorField:
     torch.manual_seed(seed)
-    return VectorField(hidden, width=12, depth=2)
+    return VectorField(hidden, width=12, depth=2, zero_init=False)  # a field that moves states
 
 
 @pytest.mark.parametrize("method", SOLVERS)
@@ -93,7 +93,7 @@ HOUR, YEAR = 3_600, 365 * 86_400
 def make_net(method: str, transform: str = "log1p") -> DeepM3Net:
     torch.manual_seed(0)
     net = DeepM3Net(NUM_ITEMS, hidden=HIDDEN, dropout=0.0, solver={"method": method, "steps": 2},
-                    field={"width": 16}, time={"unit": "hours", "transform": transform})
+                    field={"width": 16, "zero_init": False}, time={"unit": "hours", "transform": transform})
     return net.eval()
 
 
@@ -176,3 +176,27 @@ def test_gaps_of_decades_give_a_finite_loss_and_gradients(method):
     loss.backward()
     assert torch.isfinite(loss)
     assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
+
+
+def test_zero_initialised_field_starts_as_the_network_without_an_ode():
+    torch.manual_seed(0)
+    ode_net = DeepM3Net(NUM_ITEMS, hidden=HIDDEN, dropout=0.0, solver={"method": "euler", "steps": 1})
+    plain = DeepM3Net(NUM_ITEMS, hidden=HIDDEN, dropout=0.0, solver={"method": "none"})
+    plain.load_state_dict(ode_net.state_dict())
+    inputs = window(GAPS)
+    with torch.no_grad():
+        torch.testing.assert_close(ode_net.eval()(*inputs), plain.eval()(*inputs), rtol=0, atol=0)
+
+
+def test_zero_initialised_field_still_gets_a_gradient_on_its_last_layer():
+    torch.manual_seed(0)
+    net = DeepM3Net(NUM_ITEMS, hidden=HIDDEN, dropout=0.0, solver={"method": "euler", "steps": 1})
+    net(*window(GAPS)).square().sum().backward()
+    last = net.ode.scaled.field.net[-2]
+    assert last.weight.abs().sum() == 0 and last.weight.grad.abs().sum() > 0
+
+
+def test_lipschitz_field_keeps_a_random_last_layer():
+    field = VectorField(HIDDEN, width=16, lipschitz=True, zero_init=True)
+    assert torch.isfinite(field(torch.randn(2, HIDDEN))).all()
+    assert field(torch.randn(2, HIDDEN)).abs().sum() > 0

@@ -8,8 +8,10 @@ from deepm3.models.components.deepm3 import DeepM3Net
 
 def _pair(method: str, steps: int) -> tuple[DeepM3Net, DeepM3Net]:
     torch.manual_seed(0)
-    fast = DeepM3Net(30, hidden=8, dropout=0.0, solver={"method": method, "steps": steps, "implementation": "steps"})
-    slow = DeepM3Net(30, hidden=8, dropout=0.0, solver={"method": method, "steps": steps, "implementation": "odeint"})
+    fast = DeepM3Net(30, hidden=8, dropout=0.0, solver={"method": method, "steps": steps, "implementation": "steps"},
+                     field={"zero_init": False})
+    slow = DeepM3Net(30, hidden=8, dropout=0.0, solver={"method": method, "steps": steps, "implementation": "odeint"},
+                     field={"zero_init": False})
     slow.load_state_dict(fast.state_dict())
     return fast, slow
 

@@ -36,7 +36,7 @@ class DeepM3Net(SequentialRecommender):
         self.cell = nn.GRUCell(hidden, hidden)
         self.h0 = nn.Parameter(torch.zeros(hidden))
         vector_field = VectorField(hidden, width=field.get("width", 2 * hidden), depth=field.get("depth", 2),
-                                   lipschitz=field.get("lipschitz", False))
+                                   lipschitz=field.get("lipschitz", False), zero_init=field.get("zero_init", True))
         self.ode = GapODE(vector_field, method=solver.get("method", "euler"), steps=solver.get("steps", 1),
                           implementation=solver.get("implementation", "steps"))
         self.time = TimeTransform(**(time or {}))

@@ -34,9 +34,16 @@ class VectorField(nn.Module):
     The bounded output keeps ``|dh/dt| <= 1`` per coordinate, so even a gap of years moves the
     state by a finite amount; ``lipschitz=True`` adds spectral normalisation to every layer,
     bounding the field's Lipschitz constant by 1 (stable, contractive-friendly dynamics).
+
+    ``zero_init=True`` zeroes the last layer, so training starts from the identity flow (the
+    network without an ODE) and grows the dynamics from there. A random field instead moves
+    every state over long gaps towards the same saturated corner, where the items it came from
+    are forgotten and the tanh gradients vanish -- a seed can then stay near chance for good.
+    Spectral normalisation cannot divide a zero matrix, so with ``lipschitz=True`` the last
+    layer keeps its random start.
     """
 
-    def __init__(self, hidden: int, width: int, depth: int = 2, lipschitz: bool = False) -> None:
+    def __init__(self, hidden: int, width: int, depth: int = 2, lipschitz: bool = False, zero_init: bool = True) -> None:
         super().__init__()
         if depth < 1:
             raise ConfigError(f"model.net.field.depth={depth}; expected an integer >= 1")
@@ -44,6 +51,9 @@ class VectorField(nn.Module):
         layers: list[nn.Module] = []
         for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
             linear = nn.Linear(n_in, n_out)
+            if zero_init and not lipschitz and i == len(sizes) - 2:
+                nn.init.zeros_(linear.weight)
+                nn.init.zeros_(linear.bias)
             layers.append(spectral_norm(linear) if lipschitz else linear)
             layers.append(nn.Tanh())
         self.net = nn.Sequential(*layers)
