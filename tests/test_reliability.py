@@ -50,6 +50,15 @@ def _tiny_cli_overrides(data_dir: Path, epochs: int) -> list[str]:
 # -- resume and determinism --------------------------------------------------------------
 
 
+def test_paths_output_dir_on_the_command_line_holds_every_file_of_the_run(tmp_path: Path) -> None:
+    out = tmp_path / "my-run"
+    proc = _cli([*_tiny_cli_overrides(tmp_path / "data", 1), f"paths.output_dir={out}",
+                 f"hydra.run.dir={tmp_path / 'hydra'}"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for name in ("metrics.json", "test_users.csv", "logs/metrics.csv", "checkpoints/last.ckpt", ".hydra/config.yaml"):
+        assert (out / name).is_file(), name
+
+
 @pytest.mark.slow
 def test_a_killed_run_resumed_with_the_same_command_ends_like_an_uninterrupted_one(tmp_path: Path) -> None:
     data = tmp_path / "data"
@@ -109,7 +118,7 @@ def test_another_seed_gives_other_weights(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("method", ["euler", "rk4"])
 def test_single_event_histories_and_extreme_gaps_keep_the_state_finite(method: str) -> None:
-    net = DeepM3Net(10, hidden=8, solver={"method": method, "steps": 1}).eval()
+    net = DeepM3Net(10, hidden=8, solver={"method": method, "steps": 1}, field={"zero_init": False}).eval()
     items = torch.zeros(3, 5, dtype=torch.long)
     items[:, -1] = 3  # one real event each
     times = torch.zeros(3, 5, dtype=torch.long)
@@ -165,6 +174,8 @@ def test_an_unknown_option_is_refused_at_composition(tmp_path: Path, override: s
         (["eval.mode=sampled", "eval.negatives=100"], ConfigError, "eval.negatives"),  # 20 items only
         (["optim.loss=hinge"], ConfigError, "optim.loss='hinge'; expected 'ce' or 'bpr'"),
         (["solver.method=heun"], ConfigError, "solver.method='heun' is unknown"),
+        (["dataset.train_windows=every"], ConfigError, "dataset.train_windows='every'"),
+        (["dataset.train_windows=sliding", "dataset.train_stride=0"], ConfigError, "dataset.train_stride=0"),
     ],
 )
 def test_an_inconsistent_config_fails_before_training(tmp_path: Path, overrides: list[str], error: type, expected: str) -> None:

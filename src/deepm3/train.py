@@ -157,7 +157,7 @@ def main(cfg: DictConfig) -> float | None:
     """
     hydra_cfg = HydraConfig.get()
     try:
-        metrics = run(cfg)
+        metrics = run(cfg, Path(cfg.paths.output_dir))  # paths.output_dir= moves the whole run, logs included
     except Exception as exc:
         if hydra_cfg.mode == RunMode.MULTIRUN:
             record_failure(Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task), exc)
