@@ -357,3 +357,19 @@ def test_each_stage_module_is_a_hydra_command(tmp_path: Path) -> None:
     report = (tmp_path / "synthetic" / "README.md").read_text()
     assert "python -m deepm3.phase2.report dataset=synthetic seeds=[2]" in report
     assert not (tmp_path / "synthetic" / "runs" / "pop-seed2").exists()  # nothing trained
+
+
+def test_peer_preset_trains_every_model_three_times_under_the_peer_protocol(tmp_path: Path) -> None:
+    from deepm3.phase2.train_all import run_overrides
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        cfg = compose(config_name="phase2", overrides=["preset=peer", f"results_dir={tmp_path}"])
+    GlobalHydra.instance().clear()
+    plan = plan_from_config(cfg)
+    expected = {"deepm3-euler", "deepm3-rk4", "deepm3-none", "gru4rec", "gru_dt", "sasrec", "tisasrec", "bert4rec", "pop"}
+    assert set(plan.models) == expected
+    assert len(plan.runs) == 3 * len(expected)
+    train = compose_train_with(*run_overrides(plan, plan.runs[0], list(cfg.preset.overrides), "cpu")[:-1])
+    assert (train.dataset.user_core, train.dataset.item_core, train.dataset.max_len) == (0, 0, 50)
+    assert train.eval.exclude_history is False
