@@ -3,7 +3,7 @@
 Trained like every model here (next-item loss at each position), not with the paper's
 session-parallel mini-batches. A linear readout maps the GRU state to the embedding size
 for scoring. Defaults are RecBole's GRU4Rec configuration that the README compares against
-(64-dim embeddings, 128-dim GRU, 1 layer, dropout 0.3).
+(64-dim embeddings, 128-dim GRU, 1 layer, dropout 0.3 on the embeddings only).
 
 Subclasses may feed extra per-event inputs (``step_inputs``) and extra readout inputs about
 the moment the prediction is asked for (``query_inputs``); ``gru_dt`` does.
@@ -26,12 +26,14 @@ class GRU4RecNet(SequentialRecommender):
         gru_hidden: int = 128,
         layers: int = 1,
         dropout: float = 0.3,
+        state_dropout: float = 0.0,
         *,
         step_features: int = 0,
         query_features: int = 0,
     ) -> None:
         super().__init__(num_items, hidden)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = nn.Dropout(dropout)  # on the item embeddings, as RecBole
+        self.state_dropout = nn.Dropout(state_dropout)  # on the GRU states before the readout (RecBole: none)
         self.gru = LeftPaddedGRU(hidden + step_features, gru_hidden, layers, dropout)
         self.readout = nn.Linear(gru_hidden + query_features, hidden)
 
@@ -48,7 +50,7 @@ class GRU4RecNet(SequentialRecommender):
         step = self.step_inputs(items, times)
         if step is not None:
             x = torch.cat([x, step], dim=-1)
-        state = self.dropout(self.gru(x, items > 0))
+        state = self.state_dropout(self.gru(x, items > 0))
         query = self.query_inputs(items, times, next_times)
         if query is not None:
             state = torch.cat([state, query], dim=-1)

@@ -40,8 +40,9 @@ class GRUDtNet(GRU4RecNet):
         dropout: float = 0.3,
         gap_features: int = 8,
         time: dict | None = None,
+        state_dropout: float = 0.0,
     ) -> None:
-        super().__init__(num_items, hidden, gru_hidden, layers, dropout,
+        super().__init__(num_items, hidden, gru_hidden, layers, dropout, state_dropout,
                          step_features=gap_features, query_features=gap_features)
         self.time = TimeTransform(**(time or {}))
         self.uses_time = self.time.transform != "zero"
