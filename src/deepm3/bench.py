@@ -114,10 +114,12 @@ def measure_size(cfg: DictConfig, rows: dict[str, list[str]], size: DictConfig, 
     for net in nets.values():
         net.train()
     steps = {n: train_step(net, torch.optim.AdamW(net.parameters(), lr=1e-4)) for n, net in nets.items()}
+    log.info("training steps: %d warm-up + %d timed rounds over %d models", cfg.train_warmup, cfg.train_steps, len(nets))
     for name, sec in _round_robin(steps, cfg.train_warmup, cfg.train_steps, device).items():
         results[name]["train_step_ms"] = sec * 1e3
     for net in nets.values():
         net.eval()
+    log.info("batch-1 latency: %d warm-up + %d timed calls per model", cfg.latency_warmup, cfg.latency_calls)
     with torch.inference_mode():
         latency = {n: (lambda net=net: net.predict(single)) for n, net in nets.items()}
         for name, sec in _round_robin(latency, cfg.latency_warmup, cfg.latency_calls, device).items():
@@ -125,6 +127,7 @@ def measure_size(cfg: DictConfig, rows: dict[str, list[str]], size: DictConfig, 
         scoring = {n: (lambda net=net: _rank_batch(net, batch)) for n, net in nets.items()}
         for name, sec in _round_robin(scoring, 1, cfg.throughput_batches, device).items():
             results[name]["throughput_users_s"] = cfg.batch_size / sec
+        log.info("throughput and one full evaluation pass of %d users per model", size.num_users)
         passes = {n: (lambda net=net: _eval_pass(net, batch, size.num_users, cfg.batch_size)) for n, net in nets.items()}
         for name, sec in _round_robin(passes, 0, 1, device).items():
             results[name]["eval_pass_s"] = sec
