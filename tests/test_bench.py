@@ -47,3 +47,10 @@ def test_table_names_the_device() -> None:
     table = format_table({"s": {"m": {"params": 1234, "latency_ms": 1.5}}}, "CPU test")
     assert table.splitlines()[0] == "Device: CPU test"
     assert "| s | m | 1,234 |" in table
+
+
+def test_eval_pass_target_is_checked_for_the_default_preset_too() -> None:
+    results = {"ml1m": {"deepm3-euler": {"eval_pass_s": 2.0}, "deepm3-euler@preset": {"eval_pass_s": 6.0}}}
+    checks = check_targets(results)
+    assert checks["ml1m full-ranking eval pass < 5.0 s (deepm3-euler)"]["ok"] is True
+    assert checks["ml1m full-ranking eval pass < 5.0 s (deepm3-euler@preset)"]["ok"] is False
