@@ -200,3 +200,10 @@ def test_lipschitz_field_keeps_a_random_last_layer():
     field = VectorField(HIDDEN, width=16, lipschitz=True, zero_init=True)
     assert torch.isfinite(field(torch.randn(2, HIDDEN))).all()
     assert field(torch.randn(2, HIDDEN)).abs().sum() > 0
+
+
+def test_the_fused_gru_update_equals_torch_grucell():
+    net = make_net("euler")
+    x, h = torch.randn(5, HIDDEN), torch.randn(5, HIDDEN)
+    gates = torch.nn.functional.linear(x, net.cell.weight_ih, net.cell.bias_ih)
+    torch.testing.assert_close(net._gru_update(gates, h), net.cell(x, h), rtol=1e-6, atol=1e-6)
