@@ -59,7 +59,8 @@ def phase2_config(results: Path, data: Path, *overrides: str, models: dict | Non
 def study(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("phase2")
     cfg = phase2_config(root / "results", root / "data",
-                        "studies=[train,main_table,significance,irregularity,robustness,efficiency,report]")
+                        "studies=[train,main_table,significance,irregularity,robustness,efficiency,report]",
+                        "extra_references=[gru4rec]")
     cfg.preset.efficiency = ["hidden=8", "threads=1", "batch_size=8", "train_warmup=1", "train_steps=2",
                              "latency_warmup=1", "latency_calls=3", "throughput_batches=1", "measure_memory=false"]
     outcome = run_phase2(cfg, "python -m deepm3.phase2 (test)")
@@ -92,6 +93,13 @@ def test_significance_compares_the_reference_with_each_trained_model(study: dict
     table = pd.read_csv(study["out"] / "significance.csv")
     assert table["baseline"].tolist() == ["gru4rec", "pop"]
     assert table["t_pvalue_holm"].between(0, 1).all()
+
+
+def test_an_extra_reference_gets_its_own_significance_table_in_the_report(study: dict) -> None:
+    table = pd.read_csv(study["out"] / "significance_gru4rec.csv")
+    assert set(table["reference"]) == {"gru4rec"}
+    assert table["baseline"].tolist() == ["deepm3-euler", "pop"]
+    assert "## Significance (gru4rec as reference)" in (study["out"] / "README.md").read_text()
 
 
 def test_clean_robustness_reproduces_the_tested_metrics(study: dict) -> None:

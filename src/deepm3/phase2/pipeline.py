@@ -32,7 +32,9 @@ log = logging.getLogger(__name__)
 Study = Callable[[Plan, Path, DictConfig], list[Path]]
 STUDIES: dict[str, Study] = {
     "main_table": lambda plan, out, cfg: write_main_table(plan, out),
-    "significance": lambda plan, out, cfg: write_significance(plan, out, cfg.reference, cfg.significance_metric),
+    "significance": lambda plan, out, cfg: write_significance(
+        plan, out, cfg.reference, cfg.significance_metric,
+        [*(cfg.get("extra_references") or []), *(cfg.preset.get("extra_references") or [])]),
     "irregularity": lambda plan, out, cfg: write_irregularity(plan, out, cfg.reference, cfg.significance_metric,
                                                               n_boot=int(cfg.bootstrap)),
     "robustness": lambda plan, out, cfg: write_robustness(

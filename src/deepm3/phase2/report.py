@@ -51,7 +51,7 @@ def write_report(plan: Plan, out_dir: Path, commands: Sequence[str], notes: Sequ
     lines += _missing(plan)
     for note in notes:
         lines += [f"> {note}", ""]
-    for name, heading in SECTIONS:
+    for name, heading in _sections(out_dir):
         path = out_dir / (name if name.endswith(".png") else f"{name}.md")
         if not path.is_file():
             continue
@@ -66,6 +66,17 @@ def write_report(plan: Plan, out_dir: Path, commands: Sequence[str], notes: Sequ
                                 if p.is_file() and p.name != REPORT], ""]
     text = "\n".join(lines)
     return write_atomic(out_dir / REPORT, lambda tmp: tmp.write_text(text))
+
+
+def _sections(out_dir: Path) -> list[tuple[str, str]]:
+    """SECTIONS, with each extra significance table (``significance_<ref>.md``) after the main one."""
+    sections = []
+    for name, heading in SECTIONS:
+        sections.append((name, heading))
+        if name == "significance":
+            sections += [(p.stem, f"Significance ({p.stem.removeprefix('significance_')} as reference)")
+                         for p in sorted(out_dir.glob("significance_*.md"))]
+    return sections
 
 
 def _missing(plan: Plan) -> list[str]:

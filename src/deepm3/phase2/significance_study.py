@@ -3,6 +3,7 @@ NDCG@10 (seed-averaged), paired t-test and Wilcoxon, Holm-corrected, with effect
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -26,12 +27,23 @@ def reference_rows(plan: Plan, reference: str) -> pd.DataFrame:
     return rows
 
 
-def write_significance(plan: Plan, out_dir: Path, reference: str, metric: str = "ndcg@10") -> list[Path]:
+def write_significance(plan: Plan, out_dir: Path, reference: str, metric: str = "ndcg@10",
+                       extra_references: Sequence[str] = ()) -> list[Path]:
+    """``significance.{csv,md}`` for ``reference``, and ``significance_<ref>.{csv,md}`` for each
+    extra reference (e.g. a shuffled-gap twin against the others)."""
+    written = _write_one(plan, out_dir, reference, metric, STEM)
+    for extra in extra_references:
+        if extra != reference:
+            written += _write_one(plan, out_dir, extra, metric, f"{STEM}_{extra}")
+    return written
+
+
+def _write_one(plan: Plan, out_dir: Path, reference: str, metric: str, stem: str) -> list[Path]:
     table = compare_to_reference(reference_rows(plan, reference), reference, metric)
     shown = table[[c for c in SHOWN if c in table.columns]]
     title = (f"Significance: {reference} vs each model on per-user {metric} (seed-averaged); "
              "paired t-test and Wilcoxon (zero_method=pratt), Holm-Bonferroni over the baselines")
-    return write_table(table, out_dir, STEM, title, shown=shown, floatfmt=".4g")
+    return write_table(table, out_dir, stem, title, shown=shown, floatfmt=".4g")
 
 
 if __name__ == "__main__":
