@@ -128,7 +128,9 @@ def measure_size(cfg: DictConfig, rows: dict[str, list[str]], size: DictConfig, 
         for name, sec in _round_robin(scoring, 1, cfg.throughput_batches, device).items():
             results[name]["throughput_users_s"] = cfg.batch_size / sec
         log.info("throughput and one full evaluation pass of %d users per model", size.num_users)
-        passes = {n: (lambda net=net: _eval_pass(net, batch, size.num_users, cfg.batch_size)) for n, net in nets.items()}
+        eval_size = int(cfg.get("eval_batch_size") or cfg.batch_size)
+        eval_batch = batch if eval_size == cfg.batch_size else synthetic_batch(size.num_items, size.max_len, eval_size, device)
+        passes = {n: (lambda net=net: _eval_pass(net, eval_batch, size.num_users, eval_size)) for n, net in nets.items()}
         for name, sec in _round_robin(passes, 0, 1, device).items():
             results[name]["eval_pass_s"] = sec
     return results
