@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 
 from deepm3.data.datamodule import SequenceDataModule
 from deepm3.errors import ConfigError
+from deepm3.phase2.main_table import display
 from deepm3.phase2.pipeline import run_phase2
 from deepm3.phase2.plan import make_plan, plan_from_config
 from deepm3.phase2.sensitivity import BASE, ShuffledGapsDataModule, sensitivity_models
@@ -87,6 +88,14 @@ def test_main_table_has_mean_and_std_per_trained_model(study: dict) -> None:
     assert table["model"].tolist() == ["deepm3-euler", "gru4rec", "pop"]
     assert (table["seeds"] == 2).all()
     assert {"hr@5", "ndcg@10", "mrr@20", "ndcg@10_std", "params", "train_seconds"} <= set(table.columns)
+
+
+def test_the_markdown_main_table_shows_train_seconds_at_one_decimal() -> None:
+    table = pd.DataFrame({"model": ["m"], "seeds": [2], "params": [10], "train_seconds": [8.94], "ndcg@10": [0.1],
+                          "ndcg@10_std": [0.01]})
+    shown = display(table)
+    assert shown.loc[0, "train_seconds"] == "8.9"
+    assert shown.loc[0, "ndcg@10"] == "0.1000 ± 0.0100"
 
 
 def test_significance_compares_the_reference_with_each_trained_model(study: dict) -> None:

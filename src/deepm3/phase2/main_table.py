@@ -37,7 +37,7 @@ def summarise(runs: list[dict], prefix: str = "") -> pd.DataFrame:
 def display(table: pd.DataFrame) -> pd.DataFrame:
     """The people's version: ``mean ± std`` cells."""
     out = table[["model", "seeds", "params", "train_seconds"]].copy()
-    out["train_seconds"] = out["train_seconds"].round(1)
+    out["train_seconds"] = [f"{t:.1f}" for t in table["train_seconds"]]  # text: the Markdown writer prints floats at 4 places
     for name in metric_names():
         if name in table:
             out[name] = [f"{m:.4f} ± {s:.4f}" for m, s in zip(table[name], table[f"{name}_std"])]
