@@ -295,6 +295,7 @@ def test_unknown_columns_in_the_config_are_named_with_what_exists(tmp_path):
 def test_bad_timestamp_unit_or_unknown_separator_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match=r"timestamp_unit='days'; expected one of \['iso', 'ms', 's'\]"):
         InteractionsFileSource(tmp_path / "a.csv", timestamp_unit="days")
+    (tmp_path / "a.dat").write_text("user_id,item_id,timestamp\n")  # a missing file is "not found" (issue 14)
     with pytest.raises(ConfigError, match="set dataset.source.sep"):
         InteractionsFileSource(tmp_path / "a.dat")
 

@@ -1,11 +1,15 @@
-"""Callbacks that make runs reproducible and resumable, and stop bad ones loudly."""
+"""Callbacks that make runs reproducible and resumable, stamp checkpoints with their data, and stop bad runs loudly."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from deepm3.data.processed import DATA_STAMP_KEY, item_map_digest
 from deepm3.errors import DeepM3Error
 
 
@@ -54,3 +58,84 @@ def _last_checkpoint(trainer: L.Trainer) -> str | None:
 def epoch_seed(seed: int, epoch: int) -> int:
     """A distinct, reproducible seed for each (run seed, epoch)."""
     return (int(seed) * 1_000_003 + int(epoch)) % (2**63 - 1)
+
+
+def dataset_stamp(datamodule: object) -> dict | None:
+    """What a checkpoint's item columns mean: dataset name, processed-data cache key, item count and
+    the digest of the item map (``None`` for a datamodule without processed data)."""
+    data = getattr(datamodule, "data", None)
+    if data is None or not hasattr(data, "item_ids"):
+        return None
+    data_dir = getattr(datamodule, "data_dir", None)
+    return {"dataset": str(getattr(datamodule, "name", "")), "cache_key": Path(data_dir).name if data_dir else None,
+            "num_items": int(len(data.item_ids)), "item_map_sha256": item_map_digest(data.item_ids)}
+
+
+class DatasetStamp(Callback):
+    """Records in every checkpoint which data it was trained on, and vets a checkpoint to resume from.
+
+    Each saved checkpoint gets ``checkpoint["deepm3_data"]`` (:func:`dataset_stamp`); serving
+    refuses a checkpoint whose item map is not its run dir's. With ``resume`` (the path given to
+    ``trainer.fit``), the checkpoint is read weights-only before Lightning touches it -- at
+    construction when ``module`` and ``datamodule`` are given, else at ``setup`` -- and a
+    truncated file, a file that is not a deepm3 training checkpoint, one of another network
+    class (compared by name: nothing it names is imported), of another dataset or of other
+    sizes is a one-line :class:`DeepM3Error` instead of a traceback mid-restore.
+    """
+
+    def __init__(self, resume: str | None = None, module: L.LightningModule | None = None,
+                 datamodule: object | None = None) -> None:
+        self.resume = resume
+        self.stamp: dict | None = None
+        self.vetted = False
+        if resume and module is not None and datamodule is not None:  # now, before a Trainer prints anything
+            check_resume_checkpoint(resume, module, dataset_stamp(datamodule))
+            self.vetted = True
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self.stamp = dataset_stamp(trainer.datamodule)
+        if stage == "fit" and self.resume and not self.vetted:
+            check_resume_checkpoint(self.resume, pl_module, self.stamp)
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        if self.stamp is not None:
+            checkpoint[DATA_STAMP_KEY] = dict(self.stamp)
+
+
+def check_resume_checkpoint(path: str | Path, pl_module: L.LightningModule, stamp: dict | None) -> None:
+    """Raise a one-line :class:`DeepM3Error` unless ``path`` is a checkpoint this run can resume from."""
+    where = f"ckpt_path={path}"
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated, not a torch file, or holding objects a weights-only load refuses
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise DeepM3Error(f"{where}: not a loadable checkpoint ({type(exc).__name__}: {first}); is it truncated? "
+                          "resume from another checkpoint or start over without ckpt_path") from None
+    params = saved.get("hyper_parameters") if isinstance(saved, Mapping) else None
+    net = params.get("net") if isinstance(params, Mapping) else None
+    if not isinstance(net, Mapping) or not isinstance(saved.get("state_dict"), Mapping):
+        raise DeepM3Error(f"{where}: not a deepm3 training checkpoint (expected hyper_parameters.net and a state_dict)")
+    mine = dict(getattr(pl_module, "hparams", {}))
+    target, expected = net.get("_target_"), (mine.get("net") or {}).get("_target_")
+    if target != expected:  # compared as text: a checkpoint's _target_ is never imported
+        raise DeepM3Error(f"{where}: trained network {target!r}, but this run builds {expected!r}; "
+                          "resume with the model= settings the checkpoint was trained with")
+    theirs = saved.get(DATA_STAMP_KEY)
+    if stamp is not None and isinstance(theirs, Mapping) and theirs.get("item_map_sha256") != stamp["item_map_sha256"]:
+        raise DeepM3Error(f"{where}: trained on another dataset ({theirs.get('dataset')!r}, {theirs.get('num_items')} "
+                          f"items, cache {theirs.get('cache_key')}) than this run's ({stamp['dataset']!r}, "
+                          f"{stamp['num_items']} items, cache {stamp['cache_key']}); its item columns mean other items")
+    if params.get("num_items") != mine.get("num_items"):
+        raise DeepM3Error(f"{where}: trained on {params.get('num_items')} items but this run's dataset has "
+                          f"{mine.get('num_items')}; the checkpoint comes from another dataset")
+    current = pl_module.state_dict()
+    for key, value in saved["state_dict"].items():
+        shape = tuple(getattr(value, "shape", ()))
+        if key not in current or tuple(current[key].shape) != shape:
+            now = tuple(current[key].shape) if key in current else "absent"
+            raise DeepM3Error(f"{where}: its weights do not fit this run's model ({key}: {shape} in the checkpoint, "
+                              f"{now} here); resume with the model.net settings it was trained with")
+    missing = sorted(set(current) - set(saved["state_dict"]))
+    if missing:
+        raise DeepM3Error(f"{where}: its weights do not fit this run's model ({missing[0]} is missing); "
+                          "resume with the model.net settings it was trained with")

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from omegaconf import DictConfig
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
 
 from deepm3.errors import ConfigError
 from deepm3.metrics import EVAL_MODES
@@ -21,6 +25,40 @@ def validate_config(cfg: DictConfig) -> None:
         raise ConfigError(f"eval.mode={cfg.eval.mode!r}; expected one of {list(EVAL_MODES)}")
     if cfg.eval.get("mode", "full") == "sampled":
         _positive_int(cfg.eval.get("negatives"), "eval.negatives")
+    _integer(cfg.get("seed"), "seed")
+    _number(cfg.optim.get("lr"), "optim.lr", "a positive number (e.g. 0.001)", lambda v: v > 0)
+    _number(cfg.optim.get("weight_decay"), "optim.weight_decay", "a non-negative number", lambda v: v >= 0)
+    for key in ("user_core", "item_core"):
+        _non_negative_int(cfg.dataset.get(key), f"dataset.{key}")
+    _positive_int(cfg.dataset.get("eval_batch_size"), "dataset.eval_batch_size")
+    _non_negative_int(cfg.dataset.get("num_workers"), "dataset.num_workers")
+    if cfg.dataset.get("min_rating") is not None:
+        _number(cfg.dataset.min_rating, "dataset.min_rating", "a number or null", lambda v: True)
+    for k in cfg.eval.ks:
+        _positive_int(k, "eval.ks[]")
+    if "model" in cfg and isinstance(cfg.model.get("net"), Mapping):
+        _check_net(OmegaConf.to_container(cfg.model.net, resolve=False), "model.net")
+
+
+# Sizes and probabilities of the packaged networks (conf/model/*.yaml), checked wherever they appear
+# in model.net, so a zero width or a dropout of 2 is one line here, not an error deep inside torch.
+NET_SIZES = {"hidden", "gru_hidden", "layers", "blocks", "heads", "ffn_mult", "gap_features", "width", "depth", "clip"}
+NET_PROBABILITIES = {"dropout", "state_dropout", "attn_dropout", "emb_dropout"}
+
+
+def _check_net(net: Any, prefix: str) -> None:
+    if not isinstance(net, Mapping):
+        return
+    for key, value in net.items():
+        where = f"{prefix}.{key}"
+        if isinstance(value, str) and value.startswith("${"):
+            continue  # an interpolation (e.g. max_len: ${dataset.max_len}) is checked where it points
+        if key in NET_SIZES:
+            _positive_int(value, where)
+        elif key in NET_PROBABILITIES:
+            _number(value, where, "a probability in [0, 1)", lambda v: 0 <= v < 1)
+        elif isinstance(value, Mapping) and key == "field":
+            _check_net(value, where)
 
 
 def _positive_int(value: object, key: str, allow: int | None = None) -> None:
@@ -28,3 +66,23 @@ def _positive_int(value: object, key: str, allow: int | None = None) -> None:
         return
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(f"{key}={value!r}; expected a positive integer")
+
+
+def _non_negative_int(value: object, key: str) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{key}={value!r}; expected a non-negative integer")
+
+
+def _integer(value: object, key: str) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ConfigError(f"{key}={value!r}; expected an integer")
+
+
+def _number(value: object, key: str, expected: str, ok) -> None:
+    """``value`` must be a finite int/float for which ``ok(value)`` holds (``None`` passes: the default applies)."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not ok(value):
+        raise ConfigError(f"{key}={value!r}; expected {expected}")

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import stat
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -54,9 +56,12 @@ class UserHistory:
 def read_csv_histories(path: Path) -> list[UserHistory]:
     """Histories from ``user,item,timestamp[,at]`` rows, users in order of first appearance."""
     try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8")
     except (pd.errors.EmptyDataError, pd.errors.ParserError) as exc:
         raise DataError(f"{path}: not a readable CSV ({str(exc).strip().splitlines()[0]})") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.object[exc.start:exc.start + 1]!r} at offset {exc.start}); "
+                        "save the file as UTF-8") from None
     missing = [c for c in CSV_COLUMNS if c not in table.columns]
     if missing:
         raise DataError(f"{path}: missing column(s) {missing}; expected a header user,item,timestamp[,at], "
@@ -86,7 +91,12 @@ def read_jsonl_histories(path: Path) -> list[UserHistory]:
     """Histories from one JSON object per line; blank lines are ignored."""
     histories: list[UserHistory] = []
     lines: dict[str, int] = {}
-    for number, text in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    try:
+        content = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.object[exc.start:exc.start + 1]!r} at offset {exc.start}); "
+                        "save the file as UTF-8") from None
+    for number, text in enumerate(content.splitlines(), start=1):
         if not text.strip():
             continue
         where = f"{path} line {number}"
@@ -141,6 +151,41 @@ def _by_suffix(table: dict[str, Any], path: Path, key: str) -> Any:
     return table[path.suffix.lower()]
 
 
+def _check_options(cfg: DictConfig) -> None:
+    """Command-line values whose type the scoring code would otherwise misread (``exclude_seen=maybe``)."""
+    for key in ("exclude_seen", "progress"):
+        if not isinstance(cfg[key], bool):
+            raise ConfigError(f"{key}={cfg[key]!r}; expected true or false")
+    for key in ("batch_size", "k"):
+        value = cfg[key]
+        if value is None and key == "k":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{key}={value!r}; expected a positive integer" + (" (or null for every item)" if key == "k" else ""))
+
+
+def _check_output(target: Path, source: Path) -> None:
+    """Refuse, before any work, an output that would overwrite the input or cannot be written."""
+    if target.resolve() == source.resolve() or _same_file(target, source):
+        raise ConfigError(f"output={target} is the input file ({source.resolve()}); writing there would replace the "
+                          "histories with the recommendations: choose another output path")
+    if target.is_dir():
+        raise ConfigError(f"output={target} is a folder; expected a file path ending in one of {sorted(WRITERS)}")
+    if target.exists() and not target.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
+        raise DataError(f"output={target} is read-only; make it writable or choose another output path")
+    folder = next((p for p in (target.parent, *target.parent.parents) if p.exists()), Path("."))
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise DataError(f"output={target}: cannot write into {folder} (read-only or not a folder); "
+                        "choose another output path")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)  # hard links and symlinks too
+    except OSError:
+        return False
+
+
 def run(cfg: DictConfig) -> dict[str, int]:
     """Read the histories, score them with the run's model, write the top-k; return counts."""
     missing = [key for key in REQUIRED if OmegaConf.is_missing(cfg, key)]
@@ -149,8 +194,10 @@ def run(cfg: DictConfig) -> dict[str, int]:
                           "run=<run dir> input=<histories .csv/.jsonl> output=<.csv/.jsonl> [k=10]")
     source, target = Path(cfg.input).expanduser(), Path(cfg.output).expanduser()
     reader, writer = _by_suffix(READERS, source, "input"), _by_suffix(WRITERS, target, "output")
+    _check_options(cfg)
     if not source.is_file():
         raise DataError(f"input={source}: no such file")
+    _check_output(target, source)
     histories = reader(source)
     if not histories:
         raise DataError(f"input={source}: no histories in the file")
@@ -162,7 +209,10 @@ def run(cfg: DictConfig) -> dict[str, int]:
         unknown_items=cfg.unknown_items, names=[f"user {h.user!r}" for h in histories],
         batch_size=cfg.batch_size, progress=cfg.progress,
     )
-    writer(target, [h.user for h in histories], results)
+    try:
+        writer(target, [h.user for h in histories], results)
+    except OSError as exc:  # the checks above cannot foresee everything (a full disk, a folder made read-only)
+        raise DataError(f"output={target}: cannot write it ({exc.strerror or exc})") from None
     summary = {"users": len(histories), "popularity": sum(r.source == "popularity" for r in results),
                "skipped_items": sum(len(r.skipped) for r in results)}
     log.info("wrote top-%s for %d users to %s (%d from popularity: empty history; %d unknown items skipped)",

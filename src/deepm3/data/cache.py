@@ -13,6 +13,8 @@ from pathlib import Path
 from deepm3.data.preprocess import PreprocessConfig, build_sequences
 from deepm3.data.processed import ProcessedData
 from deepm3.data.sources.base import InteractionSource
+from deepm3.errors import DataError
+from deepm3.io import publish_dir
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +40,15 @@ def load_or_build(source: InteractionSource, config: PreprocessConfig, cache_dir
         return ProcessedData.load(folder), folder
     log.info("preprocessing %s -> %s", source.name, folder)
     data = build_sequences(source.read(), config, source=source.name)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    except OSError as exc:  # read-only or full: say which folder, not a traceback
+        raise DataError(f"{folder.parent}: cannot write the processed-data cache there ({exc.strerror or exc});"
+                        " point paths.data_dir (or dataset.cache_dir) at a writable folder") from None
     try:
         data.save(tmp)
+        publish_dir(tmp)  # mkdtemp's 0700 would hide a shared cache from other users
         try:
             os.replace(tmp, folder)  # refused when another build already put a folder there
         except OSError:

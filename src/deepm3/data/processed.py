@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +17,15 @@ ARRAYS_FILE = "sequences.npz"
 ITEM_MAP_FILE = "item_map.csv"
 USER_MAP_FILE = "user_map.csv"
 STATS_FILE = "stats.json"
+DATA_STAMP_KEY = "deepm3_data"  # a checkpoint's record of the data it was trained on (deepm3.callbacks.DatasetStamp)
+
+
+def item_map_digest(item_ids: Iterable[object]) -> str:
+    """sha256 of the raw item ids in index order: what a checkpoint's item columns mean."""
+    digest = hashlib.sha256()
+    for raw in item_ids:
+        digest.update(str(raw).encode("utf-8") + b"\n")
+    return digest.hexdigest()
 
 
 @dataclass

@@ -40,18 +40,30 @@ def to_unix_seconds(values: pd.Series, unit: str, source: str, field: str, first
     check_unit(unit)
     if unit == "iso":
         return _iso_seconds(values, source, field, first_line)
+    if pd.api.types.is_bool_dtype(values.dtype):
+        raise DataError(f"{source}: field '{field}' holds booleans; expected integer unix times")
     numbers = pd.to_numeric(values, errors="coerce")
     array = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
-    bad = ~np.isfinite(array) | (array < 0) | (array != np.floor(array))
+    bad = ~np.isfinite(array) | (array < 0) | (array != np.floor(array)) | _beyond_int64(numbers, array)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         name = "seconds" if unit == "s" else "milliseconds"
-        raise DataError(
+        raise DataError(  # the file's own text, not a converted (or wrapped) number
             f"{source}: {location(first_line, row)}: field '{field}' = {values.iloc[row]!r};"
-            f" expected a non-negative integer number of unix {name}"
+            f" expected a non-negative integer number of unix {name} below 2^63"
         )
     whole = numbers.to_numpy(dtype=np.int64) if pd.api.types.is_integer_dtype(numbers.dtype) else array.astype(np.int64)
     return whole // UNITS[unit]
+
+
+def _beyond_int64(numbers: pd.Series, array: np.ndarray) -> np.ndarray:
+    """Values an int64 cannot hold (they would wrap around to negative numbers)."""
+    if pd.api.types.is_unsigned_integer_dtype(numbers.dtype):
+        return numbers.to_numpy() > np.iinfo(np.int64).max
+    if pd.api.types.is_integer_dtype(numbers.dtype):
+        return np.zeros(len(array), dtype=bool)
+    with np.errstate(invalid="ignore"):
+        return array >= 2.0**63
 
 
 def _iso_seconds(values: pd.Series, source: str, field: str, first_line: int | None) -> np.ndarray:
@@ -75,6 +87,15 @@ def to_ratings(values: pd.Series, source: str, field: str, first_line: int | Non
         row = int(np.flatnonzero(bad)[0])
         raise DataError(f"{source}: {location(first_line, row)}: field '{field}' = {values.iloc[row]!r}; expected a number")
     return numbers
+
+
+def check_not_null(table: pd.DataFrame, columns: list[str], source: str) -> None:
+    """Raise when a typed column (Parquet) has a null: the same rule as an empty CSV field."""
+    for column in columns:
+        missing = table[column].isna().to_numpy()
+        if missing.any():
+            row = int(np.flatnonzero(missing)[0])
+            raise DataError(f"{source}: row {row}: field '{column}' is empty (null); expected a value in {columns}")
 
 
 def check_filled(table: pd.DataFrame, columns: list[str], source: str, first_line: int) -> None:

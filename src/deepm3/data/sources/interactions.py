@@ -20,7 +20,7 @@ import pandas as pd
 from deepm3.data.preprocess import choose_users
 from deepm3.data.schema import validate_interactions
 from deepm3.data.sources.base import InteractionSource
-from deepm3.data.sources.fields import check_filled, check_unit, to_ratings, to_unix_seconds
+from deepm3.data.sources.fields import check_filled, check_not_null, check_unit, to_ratings, to_unix_seconds
 from deepm3.errors import ConfigError, DataError
 
 FIELDS = ("user", "item", "timestamp", "rating")
@@ -61,6 +61,7 @@ class InteractionsFileSource(InteractionSource):
         wanted = {field: column for field, column in self.columns.items() if column is not None}
         if self.kind == "parquet":
             raw, first_line = _read_parquet(path, self.columns), None
+            check_not_null(raw, list(wanted.values()), str(path))
         else:
             raw, first_line = self._read_text(path), 2  # line 1 is the header
             check_filled(raw, list(wanted.values()), str(path), first_line)
@@ -120,6 +121,8 @@ def _default_sep(path: Path, kind: str) -> str | None:
     for suffix in reversed([s.lower() for s in path.suffixes]):
         if suffix in SEPARATORS:
             return SEPARATORS[suffix]
+    if not path.is_file():  # a typo in the path is the likelier problem than the separator
+        raise DataError(f"{path}: file not found; expected an interactions file (set dataset.source.path)")
     raise ConfigError(f"{path}: cannot tell the separator from the file name; set dataset.source.sep (e.g. ',' or '\\t')")
 
 
@@ -159,8 +162,36 @@ def _read_parquet(path: Path, columns: dict[str, str | None]) -> pd.DataFrame:
     except Exception as exc:  # pyarrow raises several types for a damaged file
         raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
     _check_columns(columns, available, path)
+    schema = pq.ParquetFile(path).schema_arrow
+    for field, column in columns.items():
+        if column is not None:
+            _check_parquet_type(field, column, schema.field(column).type, path)
     wanted = sorted({c for c in columns.values() if c is not None})
     return pd.read_parquet(path, columns=wanted)
+
+
+def _check_parquet_type(field: str, column: str, kind: Any, path: Path) -> None:
+    """Refuse a column whose type would be turned into something else silently.
+
+    Ids must be strings or integers (dictionary-encoded too); they are read as their text.
+    Timestamps: integers, floats (whole numbers only, checked per row), strings, or dates
+    (with ``timestamp_unit=iso``). Ratings: numbers. A float id (``1.0``), a boolean time
+    or a list is an error naming the column, never converted.
+    """
+    import pyarrow.types as pt
+
+    value = kind.value_type if pt.is_dictionary(kind) else kind
+    text = pt.is_string(value) or pt.is_large_string(value) or getattr(pt, "is_string_view", lambda _: False)(value)
+    if field in ("user", "item"):
+        ok, expected = text or pt.is_integer(value), "string or integer ids"
+    elif field == "timestamp":
+        ok = text or pt.is_integer(value) or pt.is_floating(value) or pt.is_timestamp(value) or pt.is_date(value)
+        expected = "integer unix times (or ISO 8601 strings / dates with timestamp_unit=iso)"
+    else:
+        ok, expected = pt.is_integer(value) or pt.is_floating(value) or pt.is_decimal(value), "numbers"
+    if not ok:
+        raise DataError(f"{path}: column '{column}' holds {kind} values; expected {expected} "
+                        f"for the {field} field (cast the column when writing the file)")
 
 
 def _timestamps(values: pd.Series, unit: str, path: Path, column: str, first_line: int | None) -> np.ndarray:
