@@ -22,6 +22,7 @@ from deepm3.data.processed import ProcessedData
 from deepm3.data.schema import validate_interactions
 from deepm3.data.sources.base import InteractionSource
 from deepm3.models.module import RecModule
+from tests.helpers.accelerator import trainer_override
 from tests.tiny_runs import compose_train
 
 MAX_LEN = 5  # shorter than every history, so windows are truncated
@@ -72,7 +73,7 @@ def train_tiny(out: Path, *overrides: str, items: int = 20) -> TrainedRun:
     """One epoch of ``ServeSource`` through the real config; ``overrides`` pick the model."""
     data_dir = out / "data"
     cfg = compose_train([
-        "trainer.max_epochs=1", "++trainer.limit_train_batches=2", "trainer.accelerator=cpu",
+        "trainer.max_epochs=1", "++trainer.limit_train_batches=2", trainer_override(),
         "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
         "dataset.source._target_=tests.serve_fixtures.ServeSource", "~dataset.source.download",
         "~dataset.source.use_recbole", "~dataset.source.raw_dir", f"+dataset.source.items={items}",

@@ -1,7 +1,8 @@
 """Tiny end-to-end runs of any ``model=`` preset through the real Hydra config.
 
 The synthetic ``TinySource`` (30 users, ``items`` items, 8-14 events each) replaces ML-100k;
-one epoch of two batches of 16 keeps a run to a few seconds on one CPU thread.
+one epoch of two batches of 16 keeps a run to a few seconds on one CPU thread. Runs train on the
+CPU unless ``DEEPM3_TEST_ACCELERATOR`` says otherwise (``tests/helpers/accelerator.py``).
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from omegaconf import DictConfig
 
 from deepm3.train import run
 from tests.conftest import CONF_DIR
+from tests.helpers.accelerator import check_checkpoint_device, trainer_override
 
 FAST_TRAINER = [
-    "trainer.max_epochs=1", "++trainer.limit_train_batches=2", "trainer.accelerator=cpu",
+    "trainer.max_epochs=1", "++trainer.limit_train_batches=2", trainer_override(),
     "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
 ]
 
@@ -47,4 +49,6 @@ def tiny_config(out: Path, data_dir: Path, *overrides: str, items: int = 20) -> 
 
 def tiny_run(out: Path, data_dir: Path, *overrides: str, items: int = 20) -> dict[str, Any]:
     """Fit one epoch, test the best checkpoint, return ``metrics.json``'s content."""
-    return run(tiny_config(out, data_dir, *overrides, items=items), output_dir=out)
+    metrics = run(tiny_config(out, data_dir, *overrides, items=items), output_dir=out)
+    check_checkpoint_device(metrics["best_checkpoint"])  # it trained where it was asked to
+    return metrics
