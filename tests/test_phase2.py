@@ -153,7 +153,7 @@ def test_a_failing_run_is_recorded_and_the_others_complete(study: dict) -> None:
 def test_report_lists_missing_runs_with_their_error_and_the_files(study: dict) -> None:
     report = (study["out"] / "README.md").read_text()
     assert "## Missing runs" in report and "`broken-seed1`" in report and "no_such_module" in report
-    assert "Git commit: `" in report and "python -m deepm3.phase2 (test)" in report
+    assert "Report written at code version `" in report and "python -m deepm3.phase2 (test)" in report
     for name in ["main_table.csv", "robustness_curves.png", "irregularity_lifts.png"]:
         assert f"`{name}`" in report
 
@@ -303,7 +303,7 @@ def test_ddp_trainer_composes_to_a_data_parallel_gpu_trainer() -> None:
 
 
 def test_joblib_launcher_composes_with_threads_capped_per_job() -> None:
-    pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
+    import hydra_plugins.hydra_joblib_launcher  # noqa: F401  (a dev dependency: missing fails here, never skips)
     cfg = compose_train_with("+launcher=joblib", "model=gru4rec")
     assert cfg.hydra.launcher._target_.endswith("JoblibLauncher") and cfg.hydra.launcher.n_jobs == 2
     assert cfg.hydra.job.env_set.OMP_NUM_THREADS == "1"
@@ -311,7 +311,7 @@ def test_joblib_launcher_composes_with_threads_capped_per_job() -> None:
 
 
 def test_slurm_launcher_composes_one_job_per_run_with_ddp() -> None:
-    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    import hydra_plugins.hydra_submitit_launcher  # noqa: F401  (a dev dependency: missing fails here, never skips)
     cfg = compose_train_with("+launcher=slurm", "hydra.launcher.partition=gpu")
     assert cfg.hydra.launcher._target_.endswith("SlurmLauncher") and cfg.hydra.launcher.partition == "gpu"
     assert cfg.trainer.strategy == "ddp"
@@ -376,7 +376,7 @@ def test_each_stage_module_is_a_hydra_command(tmp_path: Path) -> None:
     assert not (tmp_path / "synthetic" / "runs" / "pop-seed2").exists()  # nothing trained
 
 
-def test_peer_preset_trains_every_model_three_times_under_the_peer_protocol(tmp_path: Path) -> None:
+def test_peer_preset_trains_every_model_three_times_in_both_query_modes(tmp_path: Path) -> None:
     from deepm3.phase2.train_all import run_overrides
 
     GlobalHydra.instance().clear()
@@ -384,9 +384,15 @@ def test_peer_preset_trains_every_model_three_times_under_the_peer_protocol(tmp_
         cfg = compose(config_name="phase2", overrides=["preset=peer", f"results_dir={tmp_path}"])
     GlobalHydra.instance().clear()
     plan = plan_from_config(cfg)
-    expected = {"deepm3-euler", "deepm3-rk4", "deepm3-none", "gru4rec", "gru_dt", "sasrec", "tisasrec", "bert4rec", "pop"}
+    blind = {"deepm3-none", "gru4rec", "sasrec", "bert4rec", "pop"}
+    timed = {"deepm3-euler", "deepm3-rk4", "deepm3-matched", "gru_dt", "tisasrec"}
+    expected = blind | timed | {f"{label}@last" for label in timed}
     assert set(plan.models) == expected
     assert len(plan.runs) == 3 * len(expected)
+    last = next(spec for spec in plan.runs if spec.model == "tisasrec@last")
+    assert "time.query=last" in last.overrides
+    assert set(cfg.preset.tune) == (blind | timed) - {"pop"}  # the same grid for every trained model
+    assert {str(g) for g in cfg.preset.tune.values()} == {str(cfg.preset.tune["deepm3-euler"])}
     train = compose_train_with(*run_overrides(plan, plan.runs[0], list(cfg.preset.overrides), "cpu")[:-1])
     assert (train.dataset.user_core, train.dataset.item_core, train.dataset.max_len) == (0, 0, 50)
     assert train.eval.exclude_history is False

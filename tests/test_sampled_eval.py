@@ -88,8 +88,8 @@ def test_sampled_rank_counts_negatives_scoring_at_least_the_target():
     scores = torch.tensor([[0.0, 0.5, 0.9, 0.5, 0.1, float("nan")],
                            [0.0, float("nan"), 0.9, 0.5, 0.1, 0.2]])
     negatives = torch.tensor([[2, 3, 4, 5], [2, 3, 4, 5]])
-    # row 0: target 1 (0.5) ties 3 and loses to 2 -> 2; NaN negatives never count. row 1: NaN target -> last
-    assert sampled_target_ranks(scores, torch.tensor([1, 1]), negatives).tolist() == [2, 4]
+    # row 0: target 1 (0.5) ties 3, loses to 2, and a NaN negative counts against it -> 3. row 1: NaN target -> last
+    assert sampled_target_ranks(scores, torch.tensor([1, 1]), negatives).tolist() == [3, 4]
 
 
 def test_a_constant_model_ranks_every_target_last_among_the_negatives():

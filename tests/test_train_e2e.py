@@ -26,15 +26,16 @@ from deepm3.errors import DeepM3Error
 from deepm3.metrics import metric_names, ranking_metrics
 from deepm3.models.module import RecModule
 from deepm3.train import run
+from tests.helpers.accelerator import trainer_override
 from tests.tiny_runs import compose_train
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SOLVERS = ["euler", "rk4", "none"]
-USER_COLUMNS = ["user", "history_length", "gap_cv", "rank", *metric_names()]
+USER_COLUMNS = ["user", "history_length", "gap_cv", "rank", "repeat", *metric_names()]
 
 TINY_RUN = [
     "trainer.max_epochs=1", "++trainer.limit_train_batches=2", "++trainer.limit_val_batches=2",
-    "trainer.accelerator=cpu", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
+    trainer_override(), "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
     "model.net.hidden=16", "model.net.field.width=16", "dataset.max_len=10",
 ]
 
@@ -61,10 +62,10 @@ def train(out: Path, data_dir: Path, *overrides: str) -> dict:
 class Run:
     """A finished run: its config, folder and returned metrics."""
 
-    def __init__(self, solver: str, root: Path) -> None:
+    def __init__(self, solver: str, root: Path, *overrides: str) -> None:
         self.data_dir = root / "data"
         self.out = root / f"run-{solver}"
-        self.overrides = [f"solver={solver}"]
+        self.overrides = [f"solver={solver}", *overrides]
         self.cfg = tiny_cfg(self.out, self.data_dir, *self.overrides)
         self.metrics = run(self.cfg, output_dir=self.out)
         self.data = ProcessedData.load(Path(self.metrics["data"]["data_dir"]))
@@ -85,6 +86,11 @@ def euler_run(tmp_path_factory) -> Run:
     return Run("euler", tmp_path_factory.mktemp("e2e-resume"))
 
 
+@pytest.fixture(scope="module")
+def history_excluded_run(tmp_path_factory) -> Run:
+    return Run("euler", tmp_path_factory.mktemp("e2e-exclude"), "eval.exclude_history=true")
+
+
 def test_metrics_json_holds_every_test_metric(tiny_run):
     written = json.loads((tiny_run.out / "metrics.json").read_text())
     assert sorted(written["test"]) == sorted(metric_names())
@@ -103,6 +109,20 @@ def test_user_rows_are_one_per_user_with_rank_and_metrics(tiny_run):
     for name, values in ranking_metrics(ranks).items():
         np.testing.assert_allclose(rows[name].to_numpy(), values.numpy(), rtol=1e-6, err_msg=name)
         assert rows[name].mean() == pytest.approx(tiny_run.metrics["test"][name], abs=1e-6)
+
+
+def test_user_metrics_are_the_textbook_formulas_of_each_rank(tiny_run):
+    """HR@K = [rank < K], NDCG@K = [rank < K] / log2(rank + 2), MRR@K = [rank < K] / (rank + 1) for a
+    0-based rank, written out here rather than recomputed with ``ranking_metrics``."""
+    rows, written = tiny_run.users, tiny_run.metrics["test"]
+    for k in (5, 10, 20):
+        hit = [1.0 if rank < k else 0.0 for rank in rows["rank"]]
+        expected = {f"hr@{k}": hit,
+                    f"ndcg@{k}": [h / np.log2(rank + 2) for h, rank in zip(hit, rows["rank"])],
+                    f"mrr@{k}": [h / (rank + 1) for h, rank in zip(hit, rows["rank"])]}
+        for name, values in expected.items():
+            np.testing.assert_allclose(rows[name], values, rtol=1e-6, err_msg=name)
+            assert written[name] == pytest.approx(sum(values) / len(values), abs=1e-6), name
 
 
 def test_user_rows_carry_history_length_and_training_gap_cv(tiny_run):
@@ -137,6 +157,39 @@ def test_best_checkpoint_reloads_and_reproduces_the_test_ranks(tiny_run):
             for user, rank in zip(batch["users"].tolist(), module.ranks(batch).tolist()):
                 ranks[str(tiny_run.data.user_ids[user])] = rank
     assert ranks == dict(zip(tiny_run.users["user"], tiny_run.users["rank"].tolist()))
+
+
+def brute_force_ranks(run: Run, exclude_history: bool) -> dict[str, int]:
+    """Each user's test rank counted item by item, from the raw sequences: the number of other
+    candidate items scoring at least the target. Candidates are every item, minus the user's
+    earlier events when ``exclude_history`` and the target is not one of them (a repeat target is
+    ranked over every item). Windows are built here, not by the data module."""
+    module = RecModule.load_from_checkpoint(run.best_checkpoint(), map_location="cpu", weights_only=True).eval()
+    data, width = run.data, int(run.cfg.dataset.max_len)
+    sequences = [(data.items[a:b].tolist(), data.times[a:b].tolist()) for a, b in zip(data.offsets, data.offsets[1:])]
+    windows: dict[str, list[list[int]]] = {"items": [], "times": [], "next_times": []}
+    for items, times in sequences:
+        seen, when = items[:-1][-width:], times[:-1][-width:]
+        pad = [0] * (width - len(seen))
+        windows["items"].append(pad + seen)
+        windows["times"].append(pad + when)
+        windows["next_times"].append(pad + when[1:] + [times[-1]])  # the last one asks at the target's time
+    with torch.no_grad():
+        scores = module({k: torch.tensor(v) for k, v in windows.items()}).tolist()
+    ranks = {}
+    for user, (items, _), row in zip(data.user_ids, sequences, scores):
+        history, target = set(items[:-1]), items[-1]
+        excluded = history if exclude_history and target not in history else set()
+        ranks[str(user)] = sum(1 for item in range(1, data.num_items + 1)
+                               if item != target and item not in excluded and row[item] >= row[target])
+    return ranks
+
+
+def test_test_ranks_equal_a_brute_force_count_with_the_history_excluded(history_excluded_run):
+    """The ranks in test_users.csv, checked without the data module's batches or ``module.ranks``."""
+    written = dict(zip(history_excluded_run.users["user"], history_excluded_run.users["rank"].tolist()))
+    assert written == brute_force_ranks(history_excluded_run, exclude_history=True)
+    assert written != brute_force_ranks(history_excluded_run, exclude_history=False)  # the exclusion mattered
 
 
 def test_resuming_from_last_checkpoint_continues_at_the_next_epoch(euler_run, tmp_path):

@@ -2,7 +2,12 @@
 
 ``rank`` counts the other candidate items scoring **>=** the target (pessimistic ties: a
 constant model ranks every target last). Excluded items (padding, and the user's history
-when asked) are not candidates; the target always is. NaN scores rank the target last.
+when asked) are not candidates; the target always is. NaN is never in the target's favour:
+a NaN target score ranks last, and a candidate with a NaN score counts as scoring above it.
+
+History exclusion is only sound for a target that is not itself a history item (see
+``docs/protocol.md``, "Ranking"): :class:`RankMetrics` reports such *repeat* targets as their
+own slice and keeps them out of the headline number when the history is excluded.
 
 >>> import torch
 >>> scores = torch.tensor([[0.0, 0.9, 0.5, 0.5, 0.1]])  # column 0 is padding
@@ -15,6 +20,7 @@ when asked) are not candidates; the target always is. NaN scores rank the target
 from __future__ import annotations
 
 import torch
+from torchmetrics import Metric
 
 DEFAULT_KS = (5, 10, 20)
 # full: rank every item (the headline). sampled: additionally rank the target among stored
@@ -47,8 +53,9 @@ def target_ranks(
     if history_rows is not None and history_items is not None:
         mask_history(scores, history_rows.to(scores.device), history_items.to(scores.device))
     scores[batch, targets] = float("-inf")  # the target is counted separately, never excluded
-    ranks = (scores >= target_scores[:, None]).sum(dim=1)
-    worst = (scores > float("-inf")).sum(dim=1)
+    # NaN >= x is False: a NaN competitor would silently count as below the target. Count it above.
+    ranks = ((scores >= target_scores[:, None]) | torch.isnan(scores)).sum(dim=1)
+    worst = ((scores > float("-inf")) | torch.isnan(scores)).sum(dim=1)
     return torch.where(torch.isnan(target_scores), worst, ranks)
 
 
@@ -65,7 +72,7 @@ def sampled_target_ranks(scores: torch.Tensor, targets: torch.Tensor, negatives:
     scores = scores.detach().float()
     target_scores = scores.gather(1, targets[:, None])
     negative_scores = scores.gather(1, negatives.to(scores.device))
-    ranks = (negative_scores >= target_scores).sum(dim=1)
+    ranks = ((negative_scores >= target_scores) | torch.isnan(negative_scores)).sum(dim=1)
     return torch.where(torch.isnan(target_scores[:, 0]), torch.full_like(ranks, negatives.shape[1]), ranks)
 
 
@@ -84,3 +91,67 @@ def ranking_metrics(ranks: torch.Tensor, ks: tuple[int, ...] = DEFAULT_KS) -> di
 def metric_names(ks: tuple[int, ...] = DEFAULT_KS) -> list[str]:
     return [f"{m}@{k}" for k in ks for m in ("hr", "ndcg", "mrr")]
 
+
+
+def repeat_targets(targets: torch.Tensor, history_rows: torch.Tensor, history_items: torch.Tensor) -> torch.Tensor:
+    """``[B]`` bool: whether each sample's target already occurs in its history (a repeat).
+
+    >>> repeat_targets(torch.tensor([3, 4]), torch.tensor([0, 0, 1]), torch.tensor([3, 5, 5])).tolist()
+    [True, False]
+    """
+    repeat = torch.zeros(len(targets), dtype=torch.bool, device=targets.device)
+    if history_rows.numel():
+        rows, items = history_rows.to(targets.device), history_items.to(targets.device)
+        repeat[rows[items == targets[rows]]] = True
+    return repeat
+
+
+SLICES = ("novel", "repeat")
+
+
+class RankMetrics(Metric):
+    """Keeps every sample's rank and repeat flag; computes the headline metrics and the slices.
+
+    ``compute()`` returns ``<metric>`` (the headline) and, when some target repeats a history
+    item, ``repeat_share`` (the fraction of such samples) and the ``novel/<metric>`` and
+    ``repeat/<metric>`` slices. With ``headline_novel_only`` (history excluded from the ranking) the
+    headline covers the novel-target samples only: excluding a history that contains the target
+    would hand out free hits, so repeat targets are ranked over every item and reported apart.
+    Ranks are ``cat``-reduced, so the numbers are exact under DDP too.
+    """
+
+    full_state_update = False
+
+    def __init__(self, ks: tuple[int, ...] = DEFAULT_KS, headline_novel_only: bool = False) -> None:
+        super().__init__()
+        self.ks = tuple(ks)
+        self.headline_novel_only = headline_novel_only
+        self.add_state("ranks", default=[], dist_reduce_fx="cat")
+        self.add_state("repeat", default=[], dist_reduce_fx="cat")
+
+    def update(self, ranks: torch.Tensor, repeat: torch.Tensor | None = None) -> None:
+        self.ranks.append(ranks.detach().long())
+        self.repeat.append(torch.zeros_like(ranks, dtype=torch.bool) if repeat is None else repeat.detach().bool())
+
+    def values(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every kept rank and repeat flag, concatenated (gathered across processes)."""
+        ranks, repeat = self.ranks, self.repeat
+        if isinstance(ranks, list):  # not synced (one process): still a list of batches
+            ranks = torch.cat(ranks) if ranks else torch.zeros(0, dtype=torch.long, device=self.device)
+            repeat = torch.cat(repeat) if repeat else torch.zeros(0, dtype=torch.bool, device=self.device)
+        return ranks, repeat
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        ranks, repeat = self.values()
+        headline = ~repeat if self.headline_novel_only else torch.ones_like(repeat)
+        out = self._means(ranks[headline], "")
+        if bool(repeat.any()):  # slices only where there is something to slice
+            out["repeat_share"] = repeat.float().mean()
+            out.update(self._means(ranks[~repeat], "novel/"))
+            out.update(self._means(ranks[repeat], "repeat/"))
+        return out
+
+    def _means(self, ranks: torch.Tensor, prefix: str) -> dict[str, torch.Tensor]:
+        if not len(ranks):
+            return {prefix + name: torch.tensor(float("nan")) for name in metric_names(self.ks)}
+        return {prefix + name: values.mean() for name, values in ranking_metrics(ranks, self.ks).items()}

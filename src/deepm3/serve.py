@@ -4,8 +4,10 @@ A run dir written by ``python -m deepm3.train`` carries everything needed: the c
 (``.hydra/config.yaml``, for the window length), the item map (``item_map.csv``: raw id of
 each item index), training popularity (``item_popularity.csv``, for users without history)
 and the weights (``checkpoints/``). Weights load with ``torch.load(weights_only=True)`` and
-the network is rebuilt from the checkpoint's plain hyper-parameters after checking that the
-named class is a :class:`SequentialRecommender`, so nothing stored in a checkpoint runs code.
+the network is rebuilt from the checkpoint's plain hyper-parameters after looking its class
+name up in an allow-list (:mod:`deepm3.registry`; nothing a checkpoint names is imported
+first), so nothing stored in a checkpoint runs code. A checkpoint records the item map it was
+trained on (``deepm3_data``); one whose items differ from the run dir's is refused.
 
 Inputs are turned into windows by the function evaluation uses
 (:func:`deepm3.data.samples.query_windows`): a served score equals an evaluated one.
@@ -26,13 +28,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from hydra.utils import get_object
 from omegaconf import OmegaConf
 from tqdm.auto import tqdm
 
-from deepm3.data.processed import ITEM_MAP_FILE, ProcessedData
+from deepm3.data.processed import DATA_STAMP_KEY, ITEM_MAP_FILE, ProcessedData, item_map_digest
 from deepm3.data.samples import query_windows, training_item_counts
+from deepm3.models.components.time import check_query_mode, visible_inputs
 from deepm3.errors import DataError
+from deepm3.registry import network_class
 from deepm3.models.components.base import SequentialRecommender
 
 log = logging.getLogger(__name__)
@@ -69,15 +72,19 @@ class _History:
 
 
 def to_seconds(value: Any, what: str) -> int:
-    """A timestamp as int unix seconds (numbers or numeric strings; fractions are floored)."""
+    """A timestamp as int unix seconds (numbers or numeric strings; fractions are floored).
+
+    Like training data, a time must be non-negative and fit an int64 (below 2^63); anything
+    else is a one-line :class:`DataError` quoting the value as given.
+    """
     if isinstance(value, (bool, np.bool_)):
         raise DataError(f"{what}={value!r} is not a number of unix seconds")
     if isinstance(value, numbers.Integral):
-        return int(value)
+        return _seconds_in_range(int(value), value, what)
     if isinstance(value, str):
         text = value.strip()
         try:
-            return int(text)
+            return _seconds_in_range(int(text), value, what)
         except ValueError:
             value = text
     try:
@@ -86,7 +93,17 @@ def to_seconds(value: Any, what: str) -> int:
         raise DataError(f"{what}={value!r} is not a number of unix seconds") from None
     if not math.isfinite(number):
         raise DataError(f"{what}={value!r} is not a finite number of unix seconds")
-    return math.floor(number)
+    return _seconds_in_range(math.floor(number), value, what)
+
+
+MAX_SECONDS = 2**63 - 1  # int64, as training stores times
+
+
+def _seconds_in_range(seconds: int, given: Any, what: str) -> int:
+    if not 0 <= seconds <= MAX_SECONDS:
+        raise DataError(f"{what}={given!r} is out of range; expected a non-negative integer number of unix seconds "
+                        "below 2^63 (as in training data)")
+    return seconds
 
 
 class Recommender:
@@ -98,7 +115,8 @@ class Recommender:
     """
 
     def __init__(self, net: SequentialRecommender, item_ids: Sequence[str], max_len: int,
-                 popularity: np.ndarray | None = None, device: str | torch.device = "auto", name: str = "model") -> None:
+                 popularity: np.ndarray | None = None, device: str | torch.device = "auto", name: str = "model",
+                 query: str = "target") -> None:
         if len(item_ids) != net.num_items:
             raise DataError(f"the network scores {net.num_items} items but the item map lists {len(item_ids)}")
         self.device = resolve_device(device)
@@ -108,6 +126,7 @@ class Recommender:
         self.max_len = int(max_len)
         self.popularity = popularity
         self.name = name
+        self.query = check_query_mode(query)  # the run's time.query: under `last`, `at` is never seen
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "auto") -> "Recommender":
@@ -118,7 +137,8 @@ class Recommender:
         net = build_net(checkpoint, run_dir, len(item_ids))
         recommender = cls(net, item_ids, max_len=run_max_len(config, run_dir),
                           popularity=read_popularity(run_dir, item_ids), device=device,
-                          name=str(OmegaConf.select(config, "model.name", default="model")))
+                          name=str(OmegaConf.select(config, "model.name", default="model")),
+                          query=str(OmegaConf.select(config, "time.query", default="target")))
         log.info("loaded %r from %s", recommender, checkpoint)
         return recommender
 
@@ -128,7 +148,8 @@ class Recommender:
 
     @property
     def uses_time(self) -> bool:
-        """Whether scores depend on timestamps and ``at`` (a time-blind model ignores them)."""
+        """Whether scores depend on timestamps (a time-blind model ignores them; under
+        ``time.query=last`` no model sees ``at``)."""
         return bool(getattr(self.net, "uses_time", False))
 
     def __repr__(self) -> str:
@@ -240,7 +261,7 @@ class Recommender:
         batch = {name: torch.from_numpy(array).to(self.device)
                  for name, array in (("items", items), ("times", times), ("next_times", next_times))}
         with torch.no_grad():
-            return self.net.predict(batch).float()
+            return self.net.predict(visible_inputs(batch, self.query)).float()
 
     def _popular(self, k: int | None) -> list[tuple[str, float]]:
         assert self.popularity is not None  # checked with the input
@@ -266,10 +287,26 @@ def _is_sequence(value: Any) -> bool:
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"``: the GPU when there is one, else the CPU."""
+    """``"auto"``: the GPU when there is one, else the CPU. A device that is not there is a one-line error."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise DataError(f"device={device!r} is not a device; expected auto, cpu, cuda or cuda:<n>") from None
+    if resolved.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (resolved.index is not None and resolved.index >= count):
+            raise DataError(f"device={device!r}: no such CUDA device on this machine ({count} found); "
+                            "use device=cpu or device=auto")
+    elif resolved.type not in ("cpu", "cuda", "mps") or (resolved.type == "mps" and not _mps_available()):
+        raise DataError(f"device={device!r} is not available here; expected auto, cpu, cuda or cuda:<n>")
+    return resolved
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
 
 
 def locate_run(path: Path) -> tuple[Path, Path]:
@@ -340,11 +377,15 @@ def build_net(checkpoint: Path, run_dir: Path, num_items: int) -> SequentialReco
     if trained_items != num_items:
         raise DataError(f"{checkpoint}: trained on {trained_items} items but {run_dir / ITEM_MAP_FILE} lists "
                         f"{num_items}; the checkpoint comes from another dataset")
-    net_class = _network_class(net_cfg["_target_"], checkpoint)
+    _check_data_stamp(saved.get(DATA_STAMP_KEY), checkpoint, run_dir)
+    net_class = network_class(net_cfg["_target_"], str(checkpoint))  # an allow-list: nothing named is imported
     kwargs = {key: value for key, value in net_cfg.items() if key != "_target_"}
     if _has_target(kwargs):
         raise DataError(f"{checkpoint}: nested _target_ in hyper_parameters.net; serving builds only plain-data networks")
-    net = net_class(num_items=num_items, **kwargs)
+    try:
+        net = net_class(num_items=num_items, **kwargs)
+    except (TypeError, ValueError) as exc:  # options of another deepm3 version, or values out of range
+        raise DataError(f"{checkpoint}: cannot rebuild {net_cfg['_target_']} from its hyper_parameters.net ({exc})") from None
     weights = {key.removeprefix("net."): value for key, value in saved["state_dict"].items() if key.startswith("net.")}
     try:
         net.load_state_dict(weights)
@@ -354,14 +395,17 @@ def build_net(checkpoint: Path, run_dir: Path, num_items: int) -> SequentialReco
     return net
 
 
-def _network_class(target: Any, checkpoint: Path) -> type[SequentialRecommender]:
-    try:
-        net_class = get_object(str(target))  # imports a module; runs nothing it names
-    except Exception:
-        raise DataError(f"{checkpoint}: network class {target!r} cannot be imported") from None
-    if not (isinstance(net_class, type) and issubclass(net_class, SequentialRecommender)):
-        raise DataError(f"{checkpoint}: {target!r} is not a SequentialRecommender; refusing to build it")
-    return net_class
+def _check_data_stamp(stamp: Any, checkpoint: Path, run_dir: Path) -> None:
+    """Refuse a checkpoint whose recorded item map is not the run dir's (same count, other items).
+
+    Checkpoints written before the stamp existed carry none and are served as before.
+    """
+    if not isinstance(stamp, Mapping) or "item_map_sha256" not in stamp:
+        return
+    if stamp["item_map_sha256"] != item_map_digest(read_item_map(run_dir)):
+        raise DataError(f"{checkpoint}: trained on another dataset ({stamp.get('dataset')!r}, cache "
+                        f"{stamp.get('cache_key')}) than {run_dir / ITEM_MAP_FILE} describes: the same "
+                        f"{stamp.get('num_items')} item columns mean other items; serve it from its own run dir")
 
 
 def _has_target(value: Any) -> bool:

@@ -24,14 +24,15 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
-from deepm3.callbacks import StepSeeder, FiniteLossGuard
+from deepm3.callbacks import DatasetStamp, FiniteLossGuard, StepSeeder
 from deepm3.config import validate_config
 from deepm3.data.datamodule import SequenceDataModule
 from deepm3.data.samples import training_item_counts
 from deepm3.errors import DeepM3Error, exit_on_user_error
-from deepm3.io import write_atomic, write_json
+from deepm3.io import check_writable_dir, write_atomic, write_json
 from deepm3.metrics import ranking_metrics
 from deepm3.models.module import RecModule
+from deepm3.provenance import array_fingerprint, run_provenance
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +46,16 @@ def build_module(cfg: DictConfig, num_items: int) -> RecModule:
     return RecModule(
         net=net, num_items=num_items, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay,
         loss=cfg.optim.loss, exclude_history=cfg.eval.exclude_history, ks=list(cfg.eval.ks),
-        monitor=cfg.monitor, eval_mode=cfg.eval.get("mode", "full"),
+        monitor=cfg.monitor, eval_mode=cfg.eval.get("mode", "full"), query=cfg.time.get("query", "target"),
     )
 
 
-def run(cfg: DictConfig, output_dir: Path | None = None) -> dict[str, Any]:
-    """Fit, select on validation, test; return (and write) the run's metrics."""
+def run(cfg: DictConfig, output_dir: Path | None = None, overrides: list[str] | None = None) -> dict[str, Any]:
+    """Fit, select on validation, test; return (and write) the run's metrics.
+
+    ``overrides`` (the run's command-line overrides) go into the provenance record as the
+    command that reproduces the run; by default Hydra's, else the process's argv.
+    """
     validate_config(cfg)
     out = Path(output_dir or HydraConfig.get().runtime.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -63,11 +68,13 @@ def run(cfg: DictConfig, output_dir: Path | None = None) -> dict[str, Any]:
     module = build_module(cfg, datamodule.num_items)
     num_params = sum(p.numel() for p in module.net.parameters())
     log.info("model %s: %s parameters", cfg.model.name, f"{num_params:,}")
-    callbacks = [instantiate(c) for c in cfg.callbacks.values()] + [StepSeeder(cfg.seed), FiniteLossGuard()]
+    resume = _resume_path(cfg.ckpt_path, out)
+    callbacks = [instantiate(c) for c in cfg.callbacks.values()] + [StepSeeder(cfg.seed), FiniteLossGuard(),
+                                                                    DatasetStamp(resume, module, datamodule)]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, default_root_dir=str(out),
                                      logger=CSVLogger(save_dir=str(out), name="logs", version=""))
     start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=_resume_path(cfg.ckpt_path, out))
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
     train_seconds = time.perf_counter() - start
     checkpoint = next(c for c in trainer.callbacks if isinstance(c, ModelCheckpoint))
     best = checkpoint.best_model_path or checkpoint.last_model_path
@@ -79,8 +86,13 @@ def run(cfg: DictConfig, output_dir: Path | None = None) -> dict[str, Any]:
         "solver": OmegaConf.to_container(cfg.solver) if "solver" in cfg else None,
         "test": test, "best_val": {cfg.monitor: float(best_score) if best_score is not None else None},
         "best_checkpoint": best, "epochs": int(trainer.current_epoch), "num_params": int(num_params),
+        "uses_time": bool(getattr(module.net, "uses_time", False)),
         "train_seconds": round(train_seconds, 2), "seconds_per_epoch": round(train_seconds / max(trainer.current_epoch, 1), 3),
         "data": datamodule.describe(),
+        "protocol": {"query": str(cfg.time.get("query", "target")), "exclude_history": bool(cfg.eval.exclude_history),
+                     "eval_mode": str(cfg.eval.get("mode", "full"))},
+        "provenance": run_provenance(trainer.strategy.root_device, data_fingerprint(datamodule),
+                                     _command(overrides)),
     }
     (out / ERROR_FILE).unlink(missing_ok=True)  # a rerun that succeeds clears an old failure
     _write_user_rows(out / "test_users.csv", module, datamodule)
@@ -89,6 +101,20 @@ def run(cfg: DictConfig, output_dir: Path | None = None) -> dict[str, Any]:
     write_json(out / METRICS_FILE, metrics)  # last: its presence marks a complete run
     log.info("test metrics: %s", {k: round(v, 4) for k, v in sorted(test.items())})
     return metrics
+
+
+def _command(overrides: list[str] | None) -> list[str] | None:
+    if overrides is None and HydraConfig.initialized():
+        overrides = list(HydraConfig.get().overrides.task)
+    return None if overrides is None else ["python", "-m", "deepm3.train", *overrides]
+
+
+def data_fingerprint(datamodule: SequenceDataModule) -> str:
+    """Content hash of the processed sequences and id maps: two runs saw the same data iff equal."""
+    data = datamodule.data
+    assert data is not None
+    return array_fingerprint(data.offsets, data.items, data.times, np.asarray(data.item_ids, dtype=str),
+                             np.asarray(data.user_ids, dtype=str))
 
 
 def _resume_path(ckpt_path: str | None, out: Path) -> str | None:
@@ -118,6 +144,7 @@ def _write_user_rows(path: Path, module: RecModule, datamodule: SequenceDataModu
         "history_length": np.diff(test.history_offsets)[users],
         "gap_cv": datamodule.gap_cv()[users],
         "rank": ranks.numpy(),
+        "repeat": module.test_ranks["repeat"].numpy().astype(int),  # target already in the history
     })
     for name, values in ranking_metrics(ranks, module.ks).items():
         rows[name] = values.numpy()
@@ -157,6 +184,7 @@ def main(cfg: DictConfig) -> float | None:
     """
     hydra_cfg = HydraConfig.get()
     try:
+        check_writable_dir(cfg.paths.output_dir, "paths.output_dir")  # not after an epoch of training
         metrics = run(cfg, Path(cfg.paths.output_dir))  # paths.output_dir= moves the whole run, logs included
     except Exception as exc:
         if hydra_cfg.mode == RunMode.MULTIRUN:

@@ -38,17 +38,20 @@ from deepm3.errors import ConfigError
 class PredictionInputs:
     """What a model sees at test time: ``[n, max_len]`` int64 arrays plus the catalogue size.
 
-    ``num_items`` is the item range ``1..num_items`` that item replacement draws from.
+    ``num_items`` is the item range ``1..num_items`` that item replacement draws from;
+    ``targets`` (``[n]``, optional) the item each row predicts, which no operator may put into
+    the input (a replaced item equal to the answer would leak it).
     """
 
     items: np.ndarray
     times: np.ndarray
     next_times: np.ndarray
     num_items: int
+    targets: np.ndarray | None = None
 
     @classmethod
     def from_samples(cls, samples: SampleArrays, num_items: int) -> PredictionInputs:
-        return cls(samples.items, samples.times, samples.next_times, num_items)
+        return cls(samples.items, samples.times, samples.next_times, num_items, samples.targets[:, -1])
 
     @property
     def history(self) -> np.ndarray:
@@ -186,7 +189,8 @@ class ItemDropout(NoiseOperator):
 
 @dataclass(frozen=True)
 class ItemReplacement(NoiseOperator):
-    """Each history item is replaced with probability ``level`` by a uniform item in ``1..num_items``.
+    """Each history item is replaced with probability ``level`` by a uniform item in ``1..num_items``
+    other than the row's target (when known): noise may hide the answer, never insert it.
 
     Timestamps are kept: the model sees the right rhythm with wrong content.
     """
@@ -196,6 +200,11 @@ class ItemReplacement(NoiseOperator):
     def apply(self, inputs: PredictionInputs, rng: np.random.Generator) -> PredictionInputs:
         replaced = inputs.history & (rng.random(inputs.items.shape) < self.level)
         random_items = rng.integers(1, inputs.num_items + 1, size=inputs.items.shape)
+        if inputs.targets is not None and inputs.num_items > 1:
+            # uniform over the other num_items - 1 items: draw in 1..N-1, shift past the target
+            targets = inputs.targets[:, None]
+            shifted = rng.integers(1, inputs.num_items, size=inputs.items.shape)
+            random_items = np.where(targets > 0, shifted + (shifted >= targets), random_items)
         items = np.where(replaced, random_items, inputs.items).astype(np.int64)
         return dataclasses.replace(inputs, items=items, times=inputs.times.copy(),
                                    next_times=inputs.next_times.copy())

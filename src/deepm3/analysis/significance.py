@@ -137,6 +137,32 @@ def compare_to_reference(
     return out
 
 
+def compare_seeds(rows: pd.DataFrame, reference: str, metric: str = "ndcg@10",
+                  baselines: Iterable[str] | None = None) -> pd.DataFrame:
+    """The seed-level view beside the per-user tests: each model's ``metric`` as mean ± std over
+    its seeds, and a paired t-test over the seeds both models ran (seed k of one against seed k
+    of the other; NaN with fewer than two shared seeds).
+
+    The per-user tests say whether the seed-averaged models differ on these users; this says
+    how much of a difference survives the spread between training runs (few seeds: low power).
+    """
+    per_seed = rows.groupby(["model", "seed"])[metric].mean()
+    records = []
+    for baseline in model_order(rows, reference, baselines):
+        ref, base = per_seed.loc[reference], per_seed.loc[baseline]
+        shared = sorted(set(ref.index) & set(base.index))
+        t_stat, t_p = float("nan"), float("nan")
+        if len(shared) >= 2:
+            t_stat, t_p = _paired_t(ref.loc[shared].to_numpy(dtype=float), base.loc[shared].to_numpy(dtype=float))
+        records.append({
+            "reference": reference, "baseline": baseline, "metric": metric, "shared_seeds": len(shared),
+            "reference_mean": float(ref.mean()), "reference_std": float(ref.std(ddof=1)) if len(ref) > 1 else 0.0,
+            "baseline_mean": float(base.mean()), "baseline_std": float(base.std(ddof=1)) if len(base) > 1 else 0.0,
+            "seed_t_statistic": t_stat, "seed_t_pvalue": t_p,
+        })
+    return pd.DataFrame.from_records(records)
+
+
 def _paired_t(reference: np.ndarray, baseline: np.ndarray) -> tuple[float, float]:
     diff = reference - baseline
     if not diff.any():

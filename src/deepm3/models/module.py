@@ -7,22 +7,30 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from torch import nn
-from torchmetrics import MeanMetric
+from torchmetrics import MetricCollection
 
 from deepm3.errors import ConfigError
-from deepm3.metrics import DEFAULT_KS, EVAL_MODES, metric_names, ranking_metrics, sampled_target_ranks, target_ranks
+from deepm3.metrics import DEFAULT_KS, EVAL_MODES, RankMetrics, repeat_targets, sampled_target_ranks, target_ranks
 from deepm3.models.components.base import SequentialRecommender
+from deepm3.models.components.time import check_query_mode, visible_inputs
 
 
 class RecModule(L.LightningModule):
     """Wraps a network built from a plain-dict Hydra config (so checkpoints load with
     ``weights_only=True``): next-item training, full-ranking validation and test.
 
+    Every evaluation sample is ranked over all items unless ``exclude_history``; then its
+    history is removed from the candidates, except for samples whose target is itself a
+    history item (a *repeat*): those are ranked over all items and reported as the
+    ``repeat/`` slice, outside the headline number (see :class:`deepm3.metrics.RankMetrics`).
     Test ranks are kept per user (``test_ranks``) so callers can write per-user rows.
     ``eval_mode="sampled"`` also ranks each target among the batch's stored ``negatives`` and
     logs those metrics as ``<stage>/sampled_<metric>`` beside the full-ranking ones, which stay
     the monitored headline.
+
+    ``query`` (``time.query``) decides what every network sees of the moment a prediction is
+    asked for (:func:`deepm3.models.components.time.visible_inputs`), in training and
+    evaluation alike: under ``last`` no network can see the predicted event's timestamp.
     """
 
     def __init__(
@@ -32,93 +40,97 @@ class RecModule(L.LightningModule):
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         loss: str = "ce",
-        exclude_history: bool = True,
+        exclude_history: bool = False,
         ks: tuple[int, ...] | list[int] = DEFAULT_KS,
         monitor: str = "val/ndcg@10",
         eval_mode: str = "full",
+        query: str = "target",
     ) -> None:
         super().__init__()
+        check_query_mode(query)
         self.save_hyperparameters()
         self.net: SequentialRecommender = instantiate(net, num_items=num_items, _convert_="all")
         self.ks = tuple(ks)
-        self.names = metric_names(self.ks)
-        self.val_metrics = nn.ModuleDict({n.replace("@", "_at_"): MeanMetric() for n in self.names})
-        self.test_metrics = nn.ModuleDict({n.replace("@", "_at_"): MeanMetric() for n in self.names})
         if eval_mode not in EVAL_MODES:
             raise ConfigError(f"eval.mode={eval_mode!r}; expected one of {list(EVAL_MODES)}")
         self.sampled = eval_mode == "sampled"
-        self.sampled_metrics = nn.ModuleDict({
-            stage: nn.ModuleDict({n.replace("@", "_at_"): MeanMetric() for n in self.names}) for stage in ("val", "test")
-        })
-        self._sampled_test_ranks: list[torch.Tensor] = []
+        stages = {}
+        for stage in ("val", "test"):
+            stages[stage] = RankMetrics(self.ks, headline_novel_only=exclude_history)
+            stages[f"{stage}_sampled"] = RankMetrics(self.ks)
+        self.rank_metrics = MetricCollection(stages, compute_groups=False)
         self.test_ranks: dict[str, torch.Tensor] = {}
-        self._test_parts: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._test_users: list[torch.Tensor] = []
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.net.predict(batch)
+        return self.net.predict(visible_inputs(batch, self.hparams.query))
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss = self.net.training_loss(batch, self.hparams.loss)
+        loss = self.net.training_loss(visible_inputs(batch, self.hparams.query), self.hparams.loss)
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(batch["items"]))
         return loss
 
     def ranks(self, batch: dict[str, torch.Tensor], scores: torch.Tensor | None = None) -> torch.Tensor:
-        """Pessimistic full-ranking rank of each sample's target (protocol §3)."""
-        scores = self.net.predict(batch) if scores is None else scores
-        targets = batch["targets"][:, -1]
-        if self.hparams.exclude_history:
-            return target_ranks(scores, targets, batch["history_rows"], batch["history_items"])
-        return target_ranks(scores, targets)
+        """Pessimistic full-ranking rank of each sample's target (``docs/protocol.md``, "Ranking").
 
-    def _eval_step(self, batch: dict[str, torch.Tensor], metrics: nn.ModuleDict, stage: str) -> torch.Tensor:
-        scores = self.net.predict(batch)
+        With ``exclude_history`` the history is removed from a sample's candidates only when
+        its target is not a history item; a repeat target is ranked over every item.
+        """
+        scores = self(batch) if scores is None else scores
+        targets = batch["targets"][:, -1]
+        if not self.hparams.exclude_history:
+            return target_ranks(scores, targets)
+        rows, items = batch["history_rows"], batch["history_items"]
+        novel = ~repeat_targets(targets, rows, items)
+        keep = novel[rows.to(novel.device)]
+        return target_ranks(scores, targets, rows[keep.to(rows.device)], items[keep.to(items.device)])
+
+    def _eval_step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
+        scores = self(batch)
+        targets = batch["targets"][:, -1]
         ranks = self.ranks(batch, scores)
-        self._update(metrics, ranks)
+        repeat = repeat_targets(targets, batch["history_rows"], batch["history_items"]) \
+            if "history_rows" in batch else None
+        self.rank_metrics[stage].update(ranks, repeat)
         if self.sampled:
-            sampled = sampled_target_ranks(scores, batch["targets"][:, -1], batch["negatives"])
-            self._update(self.sampled_metrics[stage], sampled)
-            if stage == "test":
-                self._sampled_test_ranks.append(sampled.detach())
+            self.rank_metrics[f"{stage}_sampled"].update(sampled_target_ranks(scores, targets, batch["negatives"]),
+                                                         repeat)
         return ranks
 
-    def _update(self, metrics: nn.ModuleDict, ranks: torch.Tensor) -> None:
-        for name, values in ranking_metrics(ranks, self.ks).items():
-            metrics[name.replace("@", "_at_")].update(values)
-
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, self.val_metrics, "val")
+        self._eval_step(batch, "val")
 
     def on_validation_epoch_end(self) -> None:
-        self._log_metrics("val", self.val_metrics)
-        if self.sampled:
-            self._log_metrics("val", self.sampled_metrics["val"], prefix="sampled_")
+        self._log_metrics("val")
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        ranks = self._eval_step(batch, self.test_metrics, "test")
-        self._test_parts.append((batch["users"].detach(), ranks.detach()))
+        self._eval_step(batch, "test")
+        self._test_users.append(batch["users"].detach())
 
     def on_test_epoch_start(self) -> None:
-        self._test_parts = []
-        self._sampled_test_ranks = []
+        self._test_users = []
 
     def on_test_epoch_end(self) -> None:
-        self._log_metrics("test", self.test_metrics)
-        users = torch.cat([u for u, _ in self._test_parts]) if self._test_parts else torch.zeros(0, dtype=torch.long)
-        ranks = torch.cat([r for _, r in self._test_parts]) if self._test_parts else torch.zeros(0, dtype=torch.long)
-        if self.trainer.world_size > 1:
-            users, ranks = self.all_gather(users).flatten(), self.all_gather(ranks).flatten()
-        self.test_ranks = {"users": users.cpu(), "ranks": ranks.cpu()}
-        if self.sampled:
-            self._log_metrics("test", self.sampled_metrics["test"], prefix="sampled_")
-            sampled = torch.cat(self._sampled_test_ranks) if self._sampled_test_ranks else torch.zeros(0, dtype=torch.long)
-            if self.trainer.world_size > 1:
-                sampled = self.all_gather(sampled).flatten()
+        ranks, repeat = self.rank_metrics["test"].values()
+        sampled = self.rank_metrics["test_sampled"].values()[0] if self.sampled else None
+        users = torch.cat(self._test_users) if self._test_users else torch.zeros(0, dtype=torch.long)
+        if self.trainer.world_size > 1:  # ranks were not synced yet (values() reads local state)
+            users, ranks, repeat = (self.all_gather(x).flatten() for x in (users, ranks, repeat))
+            sampled = self.all_gather(sampled).flatten() if sampled is not None else None
+        self.test_ranks = {"users": users.cpu(), "ranks": ranks.cpu(), "repeat": repeat.cpu()}
+        if sampled is not None:
             self.test_ranks["sampled_ranks"] = sampled.cpu()
+        self._log_metrics("test")
 
-    def _log_metrics(self, stage: str, metrics: nn.ModuleDict, prefix: str = "") -> None:
-        for name in self.names:
-            metric = metrics[name.replace("@", "_at_")]
-            self.log(f"{stage}/{prefix}{name}", metric.compute(), prog_bar=name == "ndcg@10" and not prefix)
+    def _log_metrics(self, stage: str) -> None:
+        names = [(stage, "")] + ([(f"{stage}_sampled", "sampled_")] if self.sampled else [])
+        for key, prefix in names:
+            metric = self.rank_metrics[key]
+            for name, value in metric.compute().items():
+                if prefix and (name.startswith(("novel/", "repeat")) or name.endswith("users")):
+                    continue  # the sampled table carries the headline numbers only
+                self.log(f"{stage}/{prefix}{name}", value.to(self.device),
+                         prog_bar=name == "ndcg@10" and not prefix, sync_dist=False)
             metric.reset()
 
     def configure_optimizers(self) -> torch.optim.Optimizer:

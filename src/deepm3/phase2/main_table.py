@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from deepm3.errors import DataError
 from deepm3.metrics import metric_names
 from deepm3.phase2.plan import Plan
 from deepm3.phase2.results import run_metrics, write_table
@@ -44,19 +45,34 @@ def display(table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def write_main_table(plan: Plan, out_dir: Path) -> list[Path]:
-    """``main_table.{csv,md}``, plus ``main_table_sampled.{csv,md}`` when runs used eval.mode=sampled."""
+def write_main_table(plan: Plan, out_dir: Path, mode: str | None = None, suffix: str = "") -> list[Path]:
+    """``main_table<suffix>.{csv,md}``, plus ``main_table_sampled<suffix>.{csv,md}`` when runs used
+    eval.mode=sampled; ``mode`` (a ``time.query`` value) is named in the titles."""
     runs = run_metrics(plan)
     if not runs:
         return []
+    check_modes(runs, mode)
+    where = f", time.query={mode}" if mode else ""
     written = []
     full = summarise(runs)
-    written += _write(full, out_dir, STEM, "Main table: full ranking (mean ± std over seeds)")
+    written += _write(full, out_dir, STEM + suffix, f"Main table: full ranking{where} (mean ± std over seeds)")
     if any(any(k.startswith("sampled_") for k in r["test"]) for r in runs):
         sampled = summarise([r for r in runs if any(k.startswith("sampled_") for k in r["test"])], "sampled_")
-        written += _write(sampled, out_dir, SAMPLED_STEM,
-                          "Sampled-mode metrics (target vs 100 sampled negatives; NOT comparable to full ranking)")
+        written += _write(sampled, out_dir, SAMPLED_STEM + suffix,
+                          f"Sampled-mode metrics{where} (target vs 100 sampled negatives; NOT comparable to full "
+                          "ranking)")
     return written
+
+
+def check_modes(runs: list[dict], mode: str | None) -> None:
+    """A table of one query mode may only hold runs of that mode, or of models that ignore time."""
+    if not mode:
+        return
+    for run in runs:
+        query = (run.get("protocol") or {}).get("query")
+        if query is not None and query != mode and run.get("uses_time", False):
+            raise DataError(f"phase2: run {run['model']}-seed{run['seed']} ran with time.query={query} and uses "
+                            f"time, so it cannot stand in the time.query={mode} table; remove it from time_blind")
 
 
 def _write(table: pd.DataFrame, out_dir: Path, stem: str, title: str) -> list[Path]:

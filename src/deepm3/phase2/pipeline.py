@@ -19,22 +19,39 @@ from deepm3.errors import ConfigError, DeepM3Error
 from deepm3.phase2.efficiency import write_efficiency
 from deepm3.phase2.irregularity_study import write_irregularity
 from deepm3.phase2.main_table import write_main_table
-from deepm3.phase2.plan import Plan, plan_from_config, plan_seeds
+from deepm3.phase2.plan import Plan, base_label, mode_view, plan_from_config, plan_seeds, query_modes
 from deepm3.phase2.report import write_report
 from deepm3.phase2.robustness import write_robustness
 from deepm3.phase2.sensitivity import sensitivity_plan, write_sensitivity
 from deepm3.phase2.significance_study import write_significance
-from deepm3.phase2.train_all import TrainSummary, run_overrides, train_all
+from deepm3.phase2.train_all import TrainSummary, run_overrides, same_run_key, train_all
 from deepm3.phase2.tune import tune_plan, tuned_overrides, write_tuning
+from deepm3.phase2.verify import VERIFIED, verify_tables
 
 log = logging.getLogger(__name__)
 
 Study = Callable[[Plan, Path, DictConfig], list[Path]]
+
+
+def per_mode(write: Callable[[Plan, Path, DictConfig, str | None, str], list[Path]]) -> Study:
+    """A study written once per query mode: the primary mode's files keep their names, another
+    mode's get ``_<mode>`` (``main_table_last.md``); each from that mode's runs only."""
+    def study(plan: Plan, out: Path, cfg: DictConfig) -> list[Path]:
+        modes = query_modes(cfg)
+        written = []
+        for mode in modes or [None]:
+            suffix = "" if mode is None or mode == modes[0] else f"_{mode}"
+            view = plan if mode is None else mode_view(plan, modes, mode)
+            written += write(view, out, cfg, mode, suffix)
+        return written
+    return study
+
+
 STUDIES: dict[str, Study] = {
-    "main_table": lambda plan, out, cfg: write_main_table(plan, out),
-    "significance": lambda plan, out, cfg: write_significance(
+    "main_table": per_mode(lambda plan, out, cfg, mode, suffix: write_main_table(plan, out, mode, suffix)),
+    "significance": per_mode(lambda plan, out, cfg, mode, suffix: write_significance(
         plan, out, cfg.reference, cfg.significance_metric,
-        [*(cfg.get("extra_references") or []), *(cfg.preset.get("extra_references") or [])]),
+        [*(cfg.get("extra_references") or []), *(cfg.preset.get("extra_references") or [])], mode, suffix)),
     "irregularity": lambda plan, out, cfg: write_irregularity(plan, out, cfg.reference, cfg.significance_metric,
                                                               n_boot=int(cfg.bootstrap)),
     "robustness": lambda plan, out, cfg: write_robustness(
@@ -43,7 +60,9 @@ STUDIES: dict[str, Study] = {
     "efficiency": lambda plan, out, cfg: write_efficiency(plan, out, str(cfg.device),
                                                           list(cfg.preset.get("efficiency", []))),
 }
-STAGES = ["tune", "train", *STUDIES, "sensitivity", "report"]
+# Studies of one mode only (irregularity, robustness, efficiency): the primary mode's runs.
+PRIMARY_ONLY = ("irregularity", "robustness", "efficiency")
+STAGES = ["tune", "train", *STUDIES, "sensitivity", "report", "verify"]
 
 
 def run_phase2(cfg: DictConfig, command: str = "python -m deepm3.phase2") -> dict[str, Any]:
@@ -59,6 +78,9 @@ def run_phase2(cfg: DictConfig, command: str = "python -m deepm3.phase2") -> dic
     written: dict[str, list[Path]] = {}
     summary = TrainSummary()
     models = {str(k): [str(o) for o in v] for k, v in cfg.preset.models.items()}
+    modes = query_modes(cfg)
+    if modes:  # tuned once, in the primary mode: the tuning runs are then the main runs' seed-0 twins
+        models = {k: [*v, f"time.query={modes[0]}"] for k, v in models.items()}
     grids = cfg.preset.get("tune") or {}
     tuning = tune_plan(plan, models, grids, plan_seeds(cfg)[0]) if grids else None
     if tuning is not None and "tune" in cfg.studies:
@@ -66,13 +88,17 @@ def run_phase2(cfg: DictConfig, command: str = "python -m deepm3.phase2") -> dic
         written["tune"] = write_tuning(tuning, models, grids, out, str(cfg.tune_monitor))
     plan = with_tuned(plan, tuned_overrides(out))
     if "train" in cfg.studies:
-        _merge(summary, train_all(plan, shared, str(cfg.device)))
+        reusable = {} if tuning is None else {
+            same_run_key(run_overrides(tuning, spec, shared, str(cfg.device))): spec.directory
+            for spec in tuning.completed()}
+        _merge(summary, train_all(plan, shared, str(cfg.device), reusable))
     notes: list[str] = []
+    primary = mode_view(plan, modes, modes[0]) if modes else plan
     for name, study in STUDIES.items():
         if name not in cfg.studies:
             continue
         try:
-            written[name] = study(plan, out, cfg)
+            written[name] = study(primary if name in PRIMARY_ONLY else plan, out, cfg)
         except DeepM3Error as exc:
             notes.append(f"study `{name}` skipped: {exc}")
             log.error("phase2: study %s skipped: %s", name, exc)
@@ -87,12 +113,16 @@ def run_phase2(cfg: DictConfig, command: str = "python -m deepm3.phase2") -> dic
         run_commands = [f"python -m deepm3.train {' '.join(run_overrides(reported, spec, shared, str(cfg.device)))}"
                         for spec in reported.runs]
         written["report"] = [write_report(reported, out, [command], notes, run_commands)]
+    if "verify" in cfg.studies:
+        verify_tables(out, lambda tmp: [STUDIES[name](plan, tmp, cfg) for name in VERIFIED])
     return {"train": summary, "written": written, "notes": notes, "plan": reported}
 
 
 def with_tuned(plan: Plan, tuned: dict[str, list[str]]) -> Plan:
-    """The plan with each tuned model's winning grid overrides appended to its own."""
-    runs = tuple(replace(run, overrides=(*run.overrides, *tuned.get(run.model, []))) for run in plan.runs)
+    """The plan with each tuned model's winning grid overrides appended to its own (a model
+    is tuned once, in the primary query mode; the winner serves every mode)."""
+    runs = tuple(replace(run, overrides=(*run.overrides, *tuned.get(base_label(run.model), [])))
+                 for run in plan.runs)
     return replace(plan, runs=runs)
 
 

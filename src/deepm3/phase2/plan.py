@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from deepm3.errors import ConfigError
+from deepm3.models.components.time import check_query_mode
 from deepm3.train import ERROR_FILE, METRICS_FILE
 
 RUNS_DIR = "runs"
@@ -105,12 +106,60 @@ def make_plan(dataset: str, models: Mapping[str, Sequence[str]], seeds: Sequence
     return Plan(dataset, root, runs, dataset_choice)
 
 
+MODE_SEPARATOR = "@"
+
+
+def query_modes(cfg: Any) -> list[str]:
+    """``query_modes`` of the phase2 config or its preset (first = primary); ``[]`` when unset.
+
+    Unset: every run uses the training default of ``time.query`` and nothing is added.
+    """
+    modes = cfg.get("query_modes") or cfg.preset.get("query_modes") or []
+    return [check_query_mode(str(m)) for m in modes]
+
+
+def expand_query_modes(models: Mapping[str, Sequence[str]], modes: Sequence[str],
+                       time_blind: Sequence[str] = ()) -> dict[str, list[str]]:
+    """Each model once per query mode: ``label`` in the primary (first) mode, ``label@<mode>``
+    in the others -- except the ``time_blind`` labels, trained once (what they compute cannot
+    depend on the mode) and shown in every mode's tables."""
+    if not modes:
+        return {label: list(overrides) for label, overrides in models.items()}
+    unknown = sorted(set(time_blind) - set(models))
+    if unknown:
+        raise ConfigError(f"phase2: time_blind names {unknown}, which are not in preset.models {sorted(models)}")
+    out = {label: [*overrides, f"time.query={modes[0]}"] for label, overrides in models.items()}
+    for mode in modes[1:]:
+        out.update({f"{label}{MODE_SEPARATOR}{mode}": [*overrides, f"time.query={mode}"]
+                    for label, overrides in models.items() if label not in time_blind})
+    return out
+
+
+def base_label(label: str) -> str:
+    """``deepm3-euler@last`` -> ``deepm3-euler``."""
+    return label.split(MODE_SEPARATOR, 1)[0]
+
+
+def mode_view(plan: Plan, modes: Sequence[str], mode: str) -> Plan:
+    """The runs one query mode's tables are made of, labelled by their base label: the mode's
+    own runs, plus (outside the primary mode) the time-blind runs of the primary."""
+    if not modes or mode == modes[0]:
+        return replace(plan, runs=tuple(r for r in plan.runs if MODE_SEPARATOR not in r.model))
+    own = {base_label(r.model) for r in plan.runs if r.model.endswith(f"{MODE_SEPARATOR}{mode}")}
+    runs = [replace(r, model=base_label(r.model)) for r in plan.runs
+            if r.model.endswith(f"{MODE_SEPARATOR}{mode}") or (MODE_SEPARATOR not in r.model and r.model not in own)]
+    return replace(plan, runs=tuple(runs))
+
+
 def plan_seeds(cfg: Any) -> list[int]:
     """``seeds`` of a composed ``phase2`` config, else the preset's."""
     return [int(s) for s in (cfg.seeds if cfg.get("seeds") is not None else cfg.preset.seeds)]
 
 
 def plan_from_config(cfg: Any) -> Plan:
-    """The plan of a composed ``phase2`` config (models and seeds from ``preset`` unless overridden)."""
-    return make_plan(str(cfg.dataset.name), {str(k): list(v) for k, v in cfg.preset.models.items()},
+    """The plan of a composed ``phase2`` config (models and seeds from ``preset`` unless
+    overridden), each model once per query mode of :func:`query_modes`."""
+    models = {str(k): [str(o) for o in v] for k, v in cfg.preset.models.items()}
+    time_blind = [str(m) for m in (cfg.get("time_blind") or cfg.preset.get("time_blind") or [])]
+    return make_plan(str(cfg.dataset.name), expand_query_modes(models, query_modes(cfg), time_blind),
                      plan_seeds(cfg), cfg.results_dir, str(cfg.get("dataset_choice") or ""))

@@ -3,18 +3,22 @@ command that produced it, the git commit, and the runs that are missing and why.
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
 from deepm3.io import write_atomic
 from deepm3.phase2.plan import Plan
+from deepm3.phase2.results import run_metrics
+from deepm3.models.components.time import QUERY_MODES
+from deepm3.provenance import code_version
 
 REPORT = "README.md"
 SECTIONS = [  # (file stem or png, heading)
     ("tune", "Tuning of the baselines (validation, one seed)"),
     ("main_table", "Main table (full ranking)"),
+    ("main_table_last", "Main table (full ranking), time.query=last"),
     ("main_table_sampled", "Sampled-mode table"),
+    ("main_table_sampled_last", "Sampled-mode table, time.query=last"),
     ("significance", "Significance"),
     ("irregularity_tertiles", "Irregularity: metrics per gap-CV tertile"),
     ("irregularity_lifts", "Irregularity: lifts"),
@@ -28,26 +32,17 @@ SECTIONS = [  # (file stem or png, heading)
 ]
 
 
-def git_commit(cwd: Path | None = None) -> str:
-    """``git rev-parse HEAD`` (with ``-dirty`` when the tree has changes), or ``unknown``."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
-                              check=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-                               capture_output=True, text=True, check=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown (not a git checkout)"
-    return f"{head}-dirty" if dirty else head
-
-
 def write_report(plan: Plan, out_dir: Path, commands: Sequence[str], notes: Sequence[str] = (),
                  run_commands: Sequence[str] = ()) -> Path:
     """Stitch the study files present in ``out_dir`` into its README.md."""
     lines = [f"# Phase 2 results: {plan.dataset}", "",
              "Produced by:", "", "```", *commands, "```", "",
-             f"Git commit: `{git_commit(Path(__file__).parent)}`", "",
+             f"Report written at code version `{code_version()}`.", "",
              f"Runs: {len(plan.completed())} of {len(plan.runs)} complete ({len(plan.models)} models or variants), "
-             f"in `runs/<model>-seed<k>/` (not tracked by git).", ""]
+             f"in `runs/<model>-seed<k>/` (their `metrics.json`, `test_users.csv` and `.hydra/config.yaml` "
+             f"are kept with the tables; `python -m deepm3.phase2 ... studies=[verify]` recomputes the "
+             f"tables from them and checks they match).", ""]
+    lines += code_versions(plan)
     lines += _missing(plan)
     for note in notes:
         lines += [f"> {note}", ""]
@@ -68,15 +63,43 @@ def write_report(plan: Plan, out_dir: Path, commands: Sequence[str], notes: Sequ
     return write_atomic(out_dir / REPORT, lambda tmp: tmp.write_text(text))
 
 
+def code_versions(plan: Plan) -> list[str]:
+    """Which code produced the complete runs; a loud warning when it is not one version."""
+    versions: dict[str, list[str]] = {}
+    for run in run_metrics(plan):
+        version = (run.get("provenance") or {}).get("code_version", "unknown (no provenance recorded)")
+        versions.setdefault(str(version), []).append(f"{run['model']}-seed{run['seed']}")
+    if not versions:
+        return []
+    if len(versions) == 1:
+        return [f"Code version of every run: `{next(iter(versions))}`.", ""]
+    lines = [f"> **Warning: these tables mix runs of {len(versions)} code versions.** Numbers from different "
+             "versions may not be comparable; re-run the older runs to remove this warning.", "",
+             "| code version | runs |", "|---|---|"]
+    lines += [f"| `{version}` | {len(runs)}: {', '.join(runs[:6])}{' ...' if len(runs) > 6 else ''} |"
+              for version, runs in versions.items()]
+    return [*lines, ""]
+
+
 def _sections(out_dir: Path) -> list[tuple[str, str]]:
     """SECTIONS, with each extra significance table (``significance_<ref>.md``) after the main one."""
     sections = []
     for name, heading in SECTIONS:
         sections.append((name, heading))
         if name == "significance":
-            sections += [(p.stem, f"Significance ({p.stem.removeprefix('significance_')} as reference)")
-                         for p in sorted(out_dir.glob("significance_*.md"))]
+            sections += [(p.stem, significance_heading(p.stem)) for p in sorted(out_dir.glob("significance_*.md"))]
     return sections
+
+
+def significance_heading(stem: str) -> str:
+    """``significance_<reference>_<mode>_seeds`` -> a heading naming each part present."""
+    rest = stem.removeprefix("significance").removeprefix("_")
+    seeds = rest.endswith("seeds")
+    rest = rest.removesuffix("seeds").removesuffix("_")
+    mode = next((m for m in QUERY_MODES if rest == m or rest.endswith(f"_{m}")), None)
+    reference = rest.removesuffix(mode or "").removesuffix("_") if mode else rest
+    return ("Significance" + (f" ({reference} as reference)" if reference else "")
+            + (f", time.query={mode}" if mode else "") + (": seed-level view" if seeds else ""))
 
 
 def _missing(plan: Plan) -> list[str]:

@@ -25,11 +25,18 @@ def run_metrics(plan: Plan) -> list[dict[str, Any]]:
 
 
 def user_rows(plan: Plan) -> pd.DataFrame:
-    """Per-user test rows of every complete run, with ``model`` and ``seed`` columns."""
+    """Per-user test rows of every complete run, with ``model`` and ``seed`` columns.
+
+    Rows outside a run's headline number are left out: with ``eval.exclude_history`` the
+    repeat-target users (``repeat == 1``) were ranked differently and form their own slice.
+    """
     frames = []
     for spec in plan.completed():
         rows = pd.read_csv(spec.directory / USERS_FILE, dtype={"user": str}, keep_default_na=False,
                            na_values=[""])
+        protocol = json.loads((spec.directory / "metrics.json").read_text()).get("protocol") or {}
+        if protocol.get("exclude_history") and "repeat" in rows:
+            rows = rows[rows["repeat"] == 0]
         frames.append(rows.assign(model=spec.model, seed=spec.seed))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from deepm3.analysis.significance import compare_to_reference
+from deepm3.analysis.significance import compare_seeds, compare_to_reference
 from deepm3.errors import DataError
 from deepm3.phase2.plan import Plan
 from deepm3.phase2.results import user_rows, write_table
@@ -28,22 +28,32 @@ def reference_rows(plan: Plan, reference: str) -> pd.DataFrame:
 
 
 def write_significance(plan: Plan, out_dir: Path, reference: str, metric: str = "ndcg@10",
-                       extra_references: Sequence[str] = ()) -> list[Path]:
-    """``significance.{csv,md}`` for ``reference``, and ``significance_<ref>.{csv,md}`` for each
-    extra reference (e.g. a shuffled-gap twin against the others)."""
-    written = _write_one(plan, out_dir, reference, metric, STEM)
+                       extra_references: Sequence[str] = (), mode: str | None = None,
+                       suffix: str = "") -> list[Path]:
+    """``significance<suffix>.{csv,md}`` for ``reference``, and ``significance_<ref><suffix>.{csv,md}``
+    for each extra reference (e.g. a shuffled-gap twin against the others); each with its
+    seed-level ``_seeds`` table. ``mode`` (a ``time.query`` value) is named in the titles."""
+    written = _write_one(plan, out_dir, reference, metric, STEM + suffix, mode)
     for extra in extra_references:
         if extra != reference:
-            written += _write_one(plan, out_dir, extra, metric, f"{STEM}_{extra}")
+            written += _write_one(plan, out_dir, extra, metric, f"{STEM}_{extra}{suffix}", mode)
     return written
 
 
-def _write_one(plan: Plan, out_dir: Path, reference: str, metric: str, stem: str) -> list[Path]:
-    table = compare_to_reference(reference_rows(plan, reference), reference, metric)
+def _write_one(plan: Plan, out_dir: Path, reference: str, metric: str, stem: str,
+               mode: str | None = None) -> list[Path]:
+    rows = reference_rows(plan, reference)
+    table = compare_to_reference(rows, reference, metric)
     shown = table[[c for c in SHOWN if c in table.columns]]
-    title = (f"Significance: {reference} vs each model on per-user {metric} (seed-averaged); "
-             "paired t-test and Wilcoxon (zero_method=pratt), Holm-Bonferroni over the baselines")
-    return write_table(table, out_dir, stem, title, shown=shown, floatfmt=".4g")
+    where = f" (time.query={mode})" if mode else ""
+    title = (f"Significance{where}: {reference} vs each model on per-user {metric}. The unit is the user: each "
+             "user's score is first averaged over the model's seeds, then paired t-test and Wilcoxon "
+             "(zero_method=pratt), Holm-Bonferroni over the baselines")
+    written = write_table(table, out_dir, stem, title, shown=shown, floatfmt=".4g")
+    seeds = compare_seeds(rows, reference, metric)
+    seeds_title = (f"Seed-level view{where}: {metric} per training seed (mean ± std over seeds) and a paired t-test "
+                   f"over the seeds both models ran ({reference} vs each model)")
+    return written + write_table(seeds, out_dir, f"{stem}_seeds", seeds_title, floatfmt=".4g")
 
 
 if __name__ == "__main__":

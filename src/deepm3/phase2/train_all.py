@@ -7,7 +7,9 @@ and ``paths.output_dir=<run dir>``. A run that raises writes ``error.json`` and 
 
 from __future__ import annotations
 
+import json
 import logging
+import shutil
 from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,9 +22,10 @@ from omegaconf import DictConfig
 
 import deepm3.conf
 from deepm3.errors import ConfigError
+from deepm3.io import write_json
 
 from deepm3.phase2.plan import Plan, RunSpec
-from deepm3.train import record_failure, run
+from deepm3.train import METRICS_FILE, record_failure, run
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +70,26 @@ def compose_run(overrides: Sequence[str]) -> DictConfig:
         return compose(config_name="train", overrides=list(overrides))
 
 
-def train_all(plan: Plan, shared: Sequence[str] = (), device: str = "auto") -> TrainSummary:
-    """Train each incomplete run of ``plan``; never raises for one run's failure."""
+def same_run_key(overrides: Sequence[str]) -> tuple[str, ...]:
+    """A run's overrides without its output folder: two runs with equal keys train identically."""
+    return tuple(o for o in overrides if not o.startswith("paths.output_dir="))
+
+
+def reuse_run(source: Path, target: Path) -> None:
+    """Copy a complete run folder (e.g. the winning tuning run, which is the seed-0 main run)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(source, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns(METRICS_FILE))
+    metrics = json.loads((source / METRICS_FILE).read_text())
+    write_json(target / METRICS_FILE, {**metrics, "reused_from": str(source)})  # last: marks it complete
+
+
+def train_all(plan: Plan, shared: Sequence[str] = (), device: str = "auto",
+              reusable: dict[tuple[str, ...], Path] | None = None) -> TrainSummary:
+    """Train each incomplete run of ``plan``; never raises for one run's failure.
+
+    ``reusable`` maps :func:`same_run_key` of complete runs (the tuning runs) to their folder:
+    a planned run with the same key is copied from there instead of being trained again.
+    """
     summary = TrainSummary()
     device_overrides(device)  # a bad device is the user's error, not every run's
     for spec in plan.runs:
@@ -76,10 +97,16 @@ def train_all(plan: Plan, shared: Sequence[str] = (), device: str = "auto") -> T
             summary.skipped.append(spec.name)
             continue
         overrides = run_overrides(plan, spec, shared, device)
+        source = (reusable or {}).get(same_run_key(overrides))
+        if source is not None and (source / METRICS_FILE).is_file():
+            log.info("phase2: %s is the same run as %s: copied, not trained again", spec.name, source.name)
+            reuse_run(source, spec.directory)
+            summary.skipped.append(spec.name)
+            continue
         log.info("phase2: training %s", spec.name)
         try:
             spec.directory.mkdir(parents=True, exist_ok=True)
-            run(compose_run(overrides), output_dir=spec.directory)
+            run(compose_run(overrides), output_dir=spec.directory, overrides=overrides)
         except Exception as exc:  # noqa: BLE001 -- isolation is the point: record and go on
             record_failure(spec.directory, overrides, exc)
             summary.failed[spec.name] = f"{type(exc).__name__}: {exc}"

@@ -4,6 +4,11 @@ At event i the state absorbs the item (GRU cell); it then follows ``dh/dt = f(h)
 gap to the moment the next prediction is asked for (the next event in training, the query
 time in evaluation and serving). The evolved state scores items by dot product. With
 ``solver.method=none`` it is the same network without the ODE: the ablation.
+
+Under ``time.query=last`` nothing is known past the last event: the state flows over the gap
+*since the previous event* before absorbing each event, and predicts from the state right
+after the last update. The flow between observed events is the same in both modes; only the
+flow past the last event (to the target's time) is gone.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from torch import nn
 
 from deepm3.models.components.base import SequentialRecommender
 from deepm3.models.components.ode import GapODE, VectorField
-from deepm3.models.components.time import TimeTransform, query_gaps
+from deepm3.models.components.time import TimeTransform, input_gaps, query_gaps
 
 
 class DeepM3Net(SequentialRecommender):
@@ -46,7 +51,8 @@ class DeepM3Net(SequentialRecommender):
     def forward(self, items: torch.Tensor, times: torch.Tensor, next_times: torch.Tensor) -> torch.Tensor:
         batch, length = items.shape
         emb = self.dropout(self.item_embedding(items))
-        tau = self.time(query_gaps(times, next_times, items))
+        flow_first = self.time.query == "last"  # flow to each event, then update; never past the last
+        tau = self.time(input_gaps(times, items) if flow_first else query_gaps(times, next_times, items))
         real = (items > 0).unsqueeze(-1)
         # The GRU's input side does not depend on the state: one matmul for every event of the
         # window instead of one per step; only the state side stays in the sequential loop.
@@ -54,9 +60,12 @@ class DeepM3Net(SequentialRecommender):
         input_gates = F.linear(emb, self.cell.weight_ih, self.cell.bias_ih).unbind(1)
         h = self.h0.expand(batch, -1)
         outputs = []
-        for i, (gates, is_real, gap) in enumerate(zip(input_gates, real.unbind(1), tau.unbind(1))):
+        for gates, is_real, gap in zip(input_gates, real.unbind(1), tau.unbind(1)):
+            if flow_first:
+                h = self.ode(h, gap)  # 0 on padding and the window's first event: an exact identity
             h = torch.where(is_real, self._gru_update(gates, h), h)
-            h = self.ode(h, gap)
+            if not flow_first:
+                h = self.ode(h, gap)
             outputs.append(h)
         return self.dropout(self.out_norm(torch.stack(outputs, dim=1)))
 

@@ -10,7 +10,7 @@ Two implementations give identical numbers (a test compares them bit for bit):
 ``odeint`` calls ``torchdiffeq.odeint`` for every gap; ``steps`` (default) builds torchdiffeq's
 own fixed-grid solver once and calls its step function over the same time grid, skipping the
 input checks, grid construction and solution bookkeeping that ``odeint`` repeats on every
-call -- for a state this small that per-call overhead costs more than the maths (pitfalls.md).
+call -- for a state this small that per-call overhead costs more than the maths (torchdiffeq issue #278).
 """
 
 from __future__ import annotations

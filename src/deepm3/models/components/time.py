@@ -3,6 +3,12 @@
 Models receive raw int64 timestamps and turn differences into ``tau`` here, so that the
 unit and transform are one config choice (``time.unit``, ``time.transform``) for all models.
 Differences are taken in int64 before the cast to float: unix seconds do not fit float32.
+
+``time.query`` is a protocol switch, not a model option (``docs/protocol.md``, "Query
+modes"): ``target`` asks each prediction at the target event's own timestamp (what a live
+system sees when request and interaction coincide); ``last`` hides it from every model, in
+training and evaluation, by :func:`visible_inputs` -- the query moment becomes the last
+observed event, so no score can depend on when the predicted event happened.
 """
 
 from __future__ import annotations
@@ -14,6 +20,24 @@ from deepm3.errors import ConfigError
 
 UNITS = {"seconds": 1.0, "minutes": 60.0, "hours": 3600.0, "days": 86400.0, "weeks": 604800.0}
 TRANSFORMS = ("log1p", "linear", "zero")
+QUERY_MODES = ("target", "last")
+
+
+def check_query_mode(query: str) -> str:
+    if query not in QUERY_MODES:
+        raise ConfigError(f"time.query={query!r} is unknown; expected one of {list(QUERY_MODES)}")
+    return query
+
+
+def visible_inputs(batch: dict[str, torch.Tensor], query: str) -> dict[str, torch.Tensor]:
+    """What a model may see of ``batch`` under query mode ``query`` (a shallow copy in ``last``).
+
+    ``last``: every position's prediction is asked at its own event's time (``next_times =
+    times``): the gap to the predicted event, and so its timestamp, never reaches the model.
+    """
+    if check_query_mode(query) == "target":
+        return batch
+    return {**batch, "next_times": batch["times"]}
 
 
 class TimeTransform(nn.Module):
@@ -23,8 +47,9 @@ class TimeTransform(nn.Module):
     ``zero``: always 0 (a time-blind control).
     """
 
-    def __init__(self, unit: str | float = "hours", transform: str = "log1p") -> None:
+    def __init__(self, unit: str | float = "hours", transform: str = "log1p", query: str = "target") -> None:
         super().__init__()
+        self.query = check_query_mode(query)  # carried for models whose dynamics depend on it
         if isinstance(unit, str):
             if unit not in UNITS:
                 raise ConfigError(f"time.unit={unit!r} is unknown; expected one of {sorted(UNITS)} or a number of seconds")

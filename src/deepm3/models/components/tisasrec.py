@@ -10,7 +10,14 @@ Personalised interval: ``r_ij = min(floor(|t_i - t_j| / s), clip)`` where ``s`` 
 user's smallest non-zero gap. The paper takes ``s`` over the user's whole sequence; here it
 is the smallest non-zero gap among the window's events up to i, so no prediction depends on
 a later event (or on the validation/test events). Intervals are unit-free, so ``time.unit``
-does not apply; the query time (``next_times``) is not used, as in the paper. Defaults:
+does not apply.
+
+Query time: row i is the prediction made after event i, so its intervals are measured from
+the moment that prediction is asked, ``next_times[i]``: ``r_ij = min(floor(|q_i - t_j| / s),
+clip)``. Under ``time.query=last`` the model is given ``q_i = t_i`` and this is exactly the
+paper's relation matrix; under ``time.query=target`` ``q_i`` is the target's timestamp, so
+TiSASRec gets the same information about the query gap as DeepM3 and the gap GRU, through its
+own relative-time embeddings (the diagonal term is then the query gap itself). Defaults:
 2 blocks, dropout 0.2 and clip k = 256 as the paper uses on MovieLens-1M, at the same 64-dim,
 2-head size as ``sasrec``.
 """
@@ -26,17 +33,20 @@ from deepm3.models.components.base import SequentialRecommender
 from deepm3.models.components.time import input_gaps
 
 
-def personal_intervals(times: torch.Tensor, items: torch.Tensor, clip: int) -> torch.Tensor:
+def personal_intervals(times: torch.Tensor, items: torch.Tensor, clip: int,
+                       query_times: torch.Tensor | None = None) -> torch.Tensor:
     """``[B, L, L]`` int64 interval buckets ``r_ij`` (0 wherever i or j is padding).
 
-    Row i is scaled by the smallest non-zero gap between consecutive events at or before i
+    Row i measures from ``query_times[i]`` (default ``times[i]``, the paper's matrix) to each
+    event j, scaled by the smallest non-zero gap between consecutive events at or before i
     (1 second when there is none yet: every interval in that row is then 0 or clipped).
     """
     gaps = input_gaps(times, items)
     largest = torch.iinfo(gaps.dtype).max
     running_min = torch.cummin(torch.where(gaps > 0, gaps, torch.full_like(gaps, largest)), dim=1).values
     scale = torch.where(running_min == largest, torch.ones_like(running_min), running_min)
-    distance = (times[:, :, None] - times[:, None, :]).abs()
+    rows = times if query_times is None else query_times
+    distance = (rows[:, :, None] - times[:, None, :]).abs()
     buckets = torch.div(distance, scale[:, :, None], rounding_mode="floor").clamp(max=clip)
     real = items > 0
     return torch.where(real[:, :, None] & real[:, None, :], buckets, torch.zeros_like(buckets))
@@ -75,7 +85,7 @@ class TiSASRecNet(SequentialRecommender):
     def forward(self, items: torch.Tensor, times: torch.Tensor, next_times: torch.Tensor) -> torch.Tensor:
         length = items.shape[1]
         relative = RelativeTerms(
-            index=personal_intervals(times, items, self.clip),
+            index=personal_intervals(times, items, self.clip, query_times=next_times),
             keys=self.dropout(self.interval_keys.weight),
             values=self.dropout(self.interval_values.weight),
         )

@@ -1,0 +1,83 @@
+"""What a number was computed with: code version, library versions, device, command, data.
+
+Every run records this in its ``metrics.json`` (key ``provenance``), so a table can say
+which code produced each of its rows and refuse to pass silently when they differ.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+PACKAGES = ("deepm3", "torch", "lightning", "torchdiffeq", "numpy", "hydra-core", "torchmetrics")
+
+
+def git_commit(cwd: Path | None = None) -> tuple[str, bool | None]:
+    """``(commit, dirty)`` of the checkout holding this code; ``("unknown", None)`` outside git.
+
+    ``dirty`` counts tracked files only: untracked outputs do not make a run's code differ.
+    """
+    where = cwd or Path(__file__).resolve().parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True,
+                              check=True, timeout=10).stdout.strip()
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where,
+                                capture_output=True, text=True, check=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown", None
+    return head, bool(status)
+
+
+def code_version(cwd: Path | None = None) -> str:
+    """The commit, with ``-dirty`` when tracked files differ from it (one string for tables)."""
+    commit, dirty = git_commit(cwd)
+    return f"{commit}-dirty" if dirty else commit
+
+
+def package_versions() -> dict[str, str]:
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def device_description(device: Any) -> str:
+    """``cpu (<processor>)`` or the CUDA device's name."""
+    text = str(device)
+    if text.startswith("cuda"):
+        import torch
+
+        index = torch.device(text).index or 0
+        return f"{text} ({torch.cuda.get_device_name(index)})"
+    return f"cpu ({platform.processor() or platform.machine()})"
+
+
+def array_fingerprint(*arrays: np.ndarray) -> str:
+    """Short sha256 of the arrays' dtypes, shapes and bytes: equal data, equal fingerprint."""
+    digest = hashlib.sha256()
+    for array in arrays:
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()[:16]
+
+
+def run_provenance(device: Any, data_fingerprint: str, argv: list[str] | None = None) -> dict[str, Any]:
+    """The ``provenance`` block of a run's ``metrics.json``."""
+    commit, dirty = git_commit()
+    return {
+        "commit": commit, "dirty": dirty, "code_version": code_version(),
+        "versions": package_versions(), "python": platform.python_version(),
+        "device": device_description(device), "command": " ".join(argv if argv is not None else sys.argv),
+        "data_fingerprint": data_fingerprint,
+    }
