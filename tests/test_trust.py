@@ -221,3 +221,24 @@ def test_seed_level_view_tests_the_per_seed_means_with_a_paired_t_test() -> None
 def test_ranking_metrics_of_the_headline_match_a_hand_count() -> None:
     # kept as an anchor for RankMetrics: ndcg of rank 1 at K=10 is 1/log2(3)
     assert ranking_metrics(torch.tensor([1]), (10,))["ndcg@10"].item() == pytest.approx(1 / np.log2(3))
+
+
+@pytest.mark.parametrize("query", ["target", "last"])
+def test_deepm3_event_by_event_state_reproduces_the_window_forward(query: str) -> None:
+    """What a stateful server relies on: advance() per event + readout() == forward()."""
+    torch.manual_seed(1)
+    net = DeepM3Net(N, hidden=8, dropout=0.0, field={"width": 16, "zero_init": False}, time={"query": query},
+                    solver={"method": "rk4", "steps": 2}).eval()
+    window = _window(5000)
+    batch = visible_inputs(window, query)
+    with torch.no_grad():
+        expected = net.predict(batch)
+        h = net.initial_state(2)
+        previous = torch.zeros(2, dtype=torch.long)
+        for i in range(window["items"].shape[1]):
+            items, times = window["items"][:, i], window["times"][:, i]
+            gap = torch.where(previous > 0, times - previous, torch.zeros_like(times))
+            h = net.advance(h, items, gap)
+            previous = torch.where(items > 0, times, previous)
+        scores = net.readout(h, window["next_times"][:, -1] - window["times"][:, -1])
+    torch.testing.assert_close(scores, expected, rtol=1e-5, atol=1e-6)

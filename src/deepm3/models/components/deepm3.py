@@ -69,6 +69,33 @@ class DeepM3Net(SequentialRecommender):
             outputs.append(h)
         return self.dropout(self.out_norm(torch.stack(outputs, dim=1)))
 
+    # --- one event at a time: what a server keeping each user's state needs -------------------
+    # Between observed events both query modes carry the same state S_i (flow over the gap since
+    # the previous event, then absorb event i); they differ only in the read-out.
+
+    def initial_state(self, batch: int) -> torch.Tensor:
+        """``[batch, hidden]`` state before any event."""
+        return self.h0.detach().expand(batch, -1).clone()
+
+    def advance(self, h: torch.Tensor, items: torch.Tensor, gap_seconds: torch.Tensor) -> torch.Tensor:
+        """State after one more event per row: flow over ``gap_seconds`` (since the row's previous
+        event; 0 for its first), then absorb ``items`` (``[B]``; 0 = no event, state unchanged).
+
+        Over a user's events this reproduces :meth:`forward`'s state (eval mode) while the history
+        fits the window; beyond it, the state keeps remembering events the window would drop.
+        """
+        real = (items > 0).unsqueeze(-1)
+        h = self.ode(h, self.time(torch.where(items > 0, gap_seconds, torch.zeros_like(gap_seconds))))
+        gates = F.linear(self.dropout(self.item_embedding(items)), self.cell.weight_ih, self.cell.bias_ih)
+        return torch.where(real, self._gru_update(gates, h), h)
+
+    def readout(self, h: torch.Tensor, query_gap_seconds: torch.Tensor | None = None) -> torch.Tensor:
+        """``[B, N + 1]`` scores from states ``h``: under ``time.query=target`` the state first flows
+        over ``query_gap_seconds`` (last event -> request time); under ``last`` it is read as is."""
+        if self.time.query == "target" and query_gap_seconds is not None:
+            h = self.ode(h, self.time(query_gap_seconds))
+        return self.score(self.dropout(self.out_norm(h)))
+
     def _gru_update(self, input_gates: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         """``nn.GRUCell``'s update (same parameters and gate order) from precomputed input gates."""
         hidden_gates = F.linear(h, self.cell.weight_hh, self.cell.bias_hh)
