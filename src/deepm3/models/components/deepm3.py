@@ -1,6 +1,7 @@
 """DeepM3: a GRU that updates a latent intent at each event and lets it flow between events.
 
-At event i the state absorbs the item (GRU cell); it then follows ``dh/dt = f(h)`` over the
+At event i the state absorbs the item (GRU cell); it then follows the flow that
+``model.net.field.kind`` names (:mod:`.flows`; by default ``dh/dt = f(h)``) over the
 gap to the moment the next prediction is asked for (the next event in training, the query
 time in evaluation and serving). The evolved state scores items by dot product. With
 ``solver.method=none`` it is the same network without the ODE: the ablation.
@@ -17,8 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deepm3.models.components.base import SequentialRecommender
-from deepm3.models.components.ode import GapODE, VectorField
+from deepm3.errors import ConfigError
+from deepm3.models.components.base import SequentialRecommender, next_item_loss
+from deepm3.models.components.flows import build_flow
 from deepm3.models.components.time import TimeTransform, input_gaps, query_gaps
 
 
@@ -33,6 +35,8 @@ class DeepM3Net(SequentialRecommender):
         solver: dict | None = None,
         field: dict | None = None,
         time: dict | None = None,
+        horizon: bool = False,
+        horizon_weight: float = 0.1,
     ) -> None:
         super().__init__(num_items, hidden)
         solver = dict(solver or {"method": "euler", "steps": 1})
@@ -41,14 +45,42 @@ class DeepM3Net(SequentialRecommender):
         self.dropout = nn.Dropout(dropout)
         self.cell = nn.GRUCell(hidden, hidden)
         self.h0 = nn.Parameter(torch.zeros(hidden))
-        vector_field = VectorField(hidden, width=field.get("width", 2 * hidden), depth=field.get("depth", 2),
-                                   lipschitz=field.get("lipschitz", False), zero_init=field.get("zero_init", True))
-        self.ode = GapODE(vector_field, method=solver.get("method", "euler"), steps=solver.get("steps", 1),
-                          implementation=solver.get("implementation", "steps"))
+        self.ode = build_flow(hidden, field, solver)  # the `field.kind` between events (see .flows)
         self.time = TimeTransform(**(time or {}))
         self.out_norm = nn.LayerNorm(hidden)
+        if not (isinstance(horizon_weight, (int, float)) and not isinstance(horizon_weight, bool) and horizon_weight >= 0):
+            raise ConfigError(f"model.net.horizon_weight={horizon_weight!r}; expected a number >= 0")
+        # horizon (time.query=last only): predict at the model's own expected next time. A head
+        # reads each state's distribution of the gap to the next event (Gaussian in tau: mean,
+        # log-std), the state flows over the expected gap before scoring, and the head learns from
+        # the gaps that follow inside the window (labels, never inputs of the same prediction).
+        self.horizon = bool(horizon) and self.time.query == "last" and self.uses_time
+        self.horizon_weight = float(horizon_weight)
+        self.gap_head = nn.Linear(hidden, 2) if self.horizon else None
 
     def forward(self, items: torch.Tensor, times: torch.Tensor, next_times: torch.Tensor) -> torch.Tensor:
+        return self._run(items, times, next_times)[0]
+
+    def training_loss(self, batch: dict[str, torch.Tensor], loss: str = "ce") -> torch.Tensor:
+        """The next-item loss, plus (``horizon``) the gap head's negative log-likelihood."""
+        if not self.horizon:
+            return super().training_loss(batch, loss)
+        hidden, gap_params = self._run(batch["items"], batch["times"], batch["next_times"])
+        targets = batch["targets"]
+        real = targets > 0
+        item_loss = next_item_loss(self, hidden[real], targets[real], loss)
+        return item_loss + self.horizon_weight * self._gap_nll(gap_params, batch["times"], batch["items"])
+
+    def _gap_nll(self, gap_params: torch.Tensor, times: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Gaussian NLL of each next in-window gap (in tau) under the head at the event before it."""
+        following = self.time(input_gaps(times, items))[:, 1:]  # gap from event i to i + 1, at i + 1
+        known = (items[:, :-1] > 0) & (items[:, 1:] > 0)
+        mean, log_std = gap_params[:, :-1, 0], gap_params[:, :-1, 1].clamp(-5.0, 5.0)
+        nll = 0.5 * ((following - F.softplus(mean)) / log_std.exp()) ** 2 + log_std
+        return (nll * known).sum() / known.sum().clamp(min=1)
+
+    def _run(self, items: torch.Tensor, times: torch.Tensor,
+             next_times: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         batch, length = items.shape
         emb = self.dropout(self.item_embedding(items))
         flow_first = self.time.query == "last"  # flow to each event, then update; never past the last
@@ -59,15 +91,21 @@ class DeepM3Net(SequentialRecommender):
         # unbind: one backward node for all steps (indexing [:, i] would add a full-size gradient per step)
         input_gates = F.linear(emb, self.cell.weight_ih, self.cell.bias_ih).unbind(1)
         h = self.h0.expand(batch, -1)
-        outputs = []
+        outputs, gap_params = [], []
         for gates, is_real, gap in zip(input_gates, real.unbind(1), tau.unbind(1)):
             if flow_first:
                 h = self.ode(h, gap)  # 0 on padding and the window's first event: an exact identity
             h = torch.where(is_real, self._gru_update(gates, h), h)
             if not flow_first:
                 h = self.ode(h, gap)
-            outputs.append(h)
-        return self.dropout(self.out_norm(torch.stack(outputs, dim=1)))
+            if self.gap_head is not None:  # read out at the expected next time, carry h unchanged
+                params = self.gap_head(h)
+                gap_params.append(params)
+                outputs.append(self.ode(h, F.softplus(params[:, 0])))
+            else:
+                outputs.append(h)
+        hidden = self.dropout(self.out_norm(torch.stack(outputs, dim=1)))
+        return hidden, torch.stack(gap_params, dim=1) if gap_params else None
 
     # --- one event at a time: what a server keeping each user's state needs -------------------
     # Between observed events both query modes carry the same state S_i (flow over the gap since
@@ -91,9 +129,12 @@ class DeepM3Net(SequentialRecommender):
 
     def readout(self, h: torch.Tensor, query_gap_seconds: torch.Tensor | None = None) -> torch.Tensor:
         """``[B, N + 1]`` scores from states ``h``: under ``time.query=target`` the state first flows
-        over ``query_gap_seconds`` (last event -> request time); under ``last`` it is read as is."""
+        over ``query_gap_seconds`` (last event -> request time); under ``last`` it is read as is,
+        or (``horizon``) after flowing over the gap the model expects."""
         if self.time.query == "target" and query_gap_seconds is not None:
             h = self.ode(h, self.time(query_gap_seconds))
+        elif self.gap_head is not None:
+            h = self.ode(h, F.softplus(self.gap_head(h)[:, 0]))
         return self.score(self.dropout(self.out_norm(h)))
 
     def _gru_update(self, input_gates: torch.Tensor, h: torch.Tensor) -> torch.Tensor:

@@ -43,11 +43,12 @@ class VectorField(nn.Module):
     layer keeps its random start.
     """
 
-    def __init__(self, hidden: int, width: int, depth: int = 2, lipschitz: bool = False, zero_init: bool = True) -> None:
+    def __init__(self, hidden: int, width: int, depth: int = 2, lipschitz: bool = False, zero_init: bool = True,
+                 extra_inputs: int = 0) -> None:
         super().__init__()
         if depth < 1:
             raise ConfigError(f"model.net.field.depth={depth}; expected an integer >= 1")
-        sizes = [hidden] + [width] * (depth - 1) + [hidden]
+        sizes = [hidden + extra_inputs] + [width] * (depth - 1) + [hidden]
         layers: list[nn.Module] = []
         for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
             linear = nn.Linear(n_in, n_out)
@@ -62,15 +63,36 @@ class VectorField(nn.Module):
         return self.net(h)
 
 
+class TimeVectorField(VectorField):
+    """``f(h, e)``: a non-autonomous field that also reads ``e``, the time elapsed since the
+    last event (in ``tau`` units), so the direction of drift can change along the gap --
+    a recent event can pull one way and a long silence another, which ``f(h)`` cannot express.
+    """
+
+    time_dependent = True
+
+    def __init__(self, hidden: int, width: int, depth: int = 2, lipschitz: bool = False,
+                 zero_init: bool = True) -> None:
+        super().__init__(hidden, width, depth, lipschitz, zero_init, extra_inputs=1)  # + the elapsed time
+
+    def forward(self, h: torch.Tensor, elapsed: torch.Tensor | None = None) -> torch.Tensor:
+        elapsed = torch.zeros_like(h[..., :1]) if elapsed is None else elapsed.expand_as(h[..., :1])
+        return self.net(torch.cat([h, elapsed], dim=-1))
+
+
 class _ScaledField(nn.Module):
-    """``(s, h) -> tau * f(h)``: the per-sample time rescaling torchdiffeq needs."""
+    """``(s, h) -> tau * f(h)`` (or ``tau * f(h, s * tau)`` for a time-dependent field): the
+    per-sample time rescaling torchdiffeq needs; ``s * tau`` is the time elapsed so far."""
 
     def __init__(self, field: nn.Module) -> None:
         super().__init__()
         self.field = field
+        self.time_dependent = bool(getattr(field, "time_dependent", False))
         self.tau: torch.Tensor | None = None
 
     def forward(self, s: torch.Tensor, h: torch.Tensor, perturb: object = None) -> torch.Tensor:
+        if self.time_dependent:
+            return self.tau * self.field(h, s * self.tau)
         return self.tau * self.field(h)
 
 
