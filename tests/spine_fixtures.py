@@ -47,9 +47,11 @@ class TinySource(CsvSource):
     name = "tiny"
 
     def __init__(self, raw_dir: str | Path, users: int = 30, items: int = 20, min_events: int = 8,
-                 max_events: int = 14, seed: int = 0) -> None:
-        super().__init__(Path(raw_dir).expanduser() / f"tiny-{users}-{items}-{min_events}-{max_events}-{seed}.csv")
-        self.options = {"users": users, "items": items, "min_events": min_events, "max_events": max_events, "seed": seed}
+                 max_events: int = 14, seed: int = 0, repeats: bool = False) -> None:
+        name = f"tiny-{users}-{items}-{min_events}-{max_events}-{seed}{'-repeats' if repeats else ''}.csv"
+        super().__init__(Path(raw_dir).expanduser() / name)
+        self.options = {"users": users, "items": items, "min_events": min_events, "max_events": max_events,
+                        "seed": seed, "repeats": repeats}
 
     def files(self) -> list[Path]:
         if not self.path.is_file():
@@ -61,15 +63,19 @@ class TinySource(CsvSource):
         return dict(self.options)
 
 
-def synthetic_table(users: int, items: int, min_events: int, max_events: int, seed: int) -> pd.DataFrame:
-    """Interactions with a mix of zero, minute-scale and year-scale gaps; rows in time order per user."""
+def synthetic_table(users: int, items: int, min_events: int, max_events: int, seed: int,
+                    repeats: bool = False) -> pd.DataFrame:
+    """Interactions with a mix of zero, minute-scale and year-scale gaps; rows in time order per user.
+
+    ``repeats``: a user's items are drawn with replacement, so targets can repeat history items.
+    """
     rng = np.random.default_rng(seed)
     gap_choices = np.array([0, 60, 3_600, 86_400, 30 * 86_400, 3 * 365 * 86_400])
     rows = []
     for u in range(users):
         n = int(rng.integers(min_events, max_events + 1))
         t = 1_000_000_000 + int(rng.integers(0, 10_000_000))
-        for item in rng.choice(items, size=n, replace=False if n <= items else True):
+        for item in rng.choice(items, size=n, replace=repeats or n > items):
             rows.append((f"u{u}", f"i{item}", t, float(rng.integers(1, 6))))
             t += int(rng.choice(gap_choices))
     return pd.DataFrame(rows, columns=["user", "item", "timestamp", "rating"])

@@ -185,6 +185,34 @@ def brute_force_ranks(run: Run, exclude_history: bool) -> dict[str, int]:
     return ranks
 
 
+@pytest.fixture(scope="module")
+def repeat_run(tmp_path_factory) -> Run:
+    """History excluded on data where users consume items again (targets can repeat)."""
+    return Run("euler", tmp_path_factory.mktemp("e2e-repeats"), "eval.exclude_history=true",
+               "+dataset.source.repeats=true")
+
+
+def test_repeat_targets_are_flagged_per_user(repeat_run):
+    data = repeat_run.data
+    expected = {str(u): int(data.items[b - 1] in set(data.items[a:b - 1].tolist()))
+                for u, a, b in zip(data.user_ids, data.offsets, data.offsets[1:])}
+    assert 0 < sum(expected.values()) < len(expected)  # the fixture really has both kinds
+    assert dict(zip(repeat_run.users["user"], repeat_run.users["repeat"].tolist())) == expected
+
+
+def test_repeat_targets_are_ranked_over_every_item_even_with_the_history_excluded(repeat_run):
+    written = dict(zip(repeat_run.users["user"], repeat_run.users["rank"].tolist()))
+    assert written == brute_force_ranks(repeat_run, exclude_history=True)
+
+
+def test_the_headline_covers_novel_targets_and_repeats_are_their_own_slice(repeat_run):
+    rows, test = repeat_run.users, repeat_run.metrics["test"]
+    novel, repeat = rows[rows["repeat"] == 0], rows[rows["repeat"] == 1]
+    assert test["ndcg@10"] == pytest.approx(novel["ndcg@10"].mean(), abs=1e-6)
+    assert test["repeat/ndcg@10"] == pytest.approx(repeat["ndcg@10"].mean(), abs=1e-6)
+    assert test["repeat_share"] == pytest.approx(len(repeat) / len(rows))
+
+
 def test_test_ranks_equal_a_brute_force_count_with_the_history_excluded(history_excluded_run):
     """The ranks in test_users.csv, checked without the data module's batches or ``module.ranks``."""
     written = dict(zip(history_excluded_run.users["user"], history_excluded_run.users["rank"].tolist()))
