@@ -149,3 +149,62 @@ def test_horizon_training_adds_the_gap_loss() -> None:
     item_only = module.net.training_loss(batch).item()
     module.net.horizon_weight = 1.0
     assert module.net.training_loss(batch).item() != pytest.approx(item_only)
+
+
+@pytest.mark.parametrize("query", ["target", "last"])
+def test_solver_none_runs_as_one_fused_gru_equal_to_the_loop(query: str) -> None:
+    torch.manual_seed(3)
+    net = DeepM3Net(10, hidden=8, dropout=0.0, solver={"method": "none"}, time={"query": query})
+    assert net.fused
+    window = _window(60)
+    window["items"][0, :3] = 0  # more padding on one row
+    fused = net(window["items"], window["times"], window["next_times"])
+    net.fused = False
+    loop = net(window["items"], window["times"], window["next_times"])
+    torch.testing.assert_close(fused, loop, rtol=1e-6, atol=1e-6)
+    net.fused = True
+    g_fused = torch.autograd.grad(net(window["items"], window["times"], window["next_times"]).sum(), net.cell.weight_hh)[0]
+    net.fused = False
+    g_loop = torch.autograd.grad(net(window["items"], window["times"], window["next_times"]).sum(), net.cell.weight_hh)[0]
+    torch.testing.assert_close(g_fused, g_loop, rtol=1e-5, atol=1e-6)
+
+
+def test_the_fused_gru_template_holds_no_weights_of_its_own() -> None:
+    net = DeepM3Net(10, hidden=8, solver={"method": "none"})
+    assert not any(key.startswith("_gru_template") for key in net.state_dict())
+
+
+@pytest.mark.parametrize("method,steps", [("euler", 1), ("euler", 2), ("rk4", 1), ("rk4", 2)])
+@pytest.mark.parametrize("query", ["target", "last"])
+def test_the_scripted_inference_loop_equals_the_eager_loop(method: str, steps: int, query: str) -> None:
+    """Tolerance 1e-6: the same operations in the same order (in practice the values are equal)."""
+    torch.manual_seed(4)
+    net = DeepM3Net(10, hidden=8, dropout=0.0, field={"width": 16, "zero_init": False, "depth": 3},
+                    solver={"method": method, "steps": steps}, time={"query": query}).eval()
+    assert net.scripted
+    window = visible_inputs(_window(3600), query)
+    with torch.no_grad():
+        scripted = net(window["items"], window["times"], window["next_times"])
+        net.scripted = False
+        eager = net(window["items"], window["times"], window["next_times"])
+    torch.testing.assert_close(scripted, eager, rtol=1e-6, atol=1e-6)
+
+
+def test_training_keeps_the_eager_loop_so_gradients_are_the_reference_ones() -> None:
+    net = DeepM3Net(10, hidden=8, field={"zero_init": False})
+    window = _window(60)
+    calls = []
+    import deepm3.models.components.deepm3 as module
+
+    original = module.window_loop
+    module.window_loop = lambda: calls.append(1) or original()
+    try:
+        net(window["items"], window["times"], window["next_times"]).sum().backward()
+    finally:
+        module.window_loop = original
+    assert calls == [] and net.cell.weight_hh.grad is not None
+
+
+@pytest.mark.parametrize("field", [{"kind": "decay"}, {"kind": "time_mlp"}, {"lipschitz": True}])
+def test_configurations_the_script_does_not_implement_stay_eager(field: dict) -> None:
+    assert not DeepM3Net(10, hidden=8, field=field).scripted

@@ -34,6 +34,10 @@ TARGETS = {
     "euler latency <= 0.5 x rk4 latency (ml1m)": ("ml1m", "deepm3-euler", "deepm3-rk4", "latency_ms", 0.5),
     "euler train step <= 1.5 x none train step (ml1m)": ("ml1m", "deepm3-euler", "deepm3-none", "train_step_ms", 1.5),
     "deepm3 preset train step <= 0.5 x sasrec_large (ml1m)": ("ml1m", "deepm3-euler@preset", "sasrec_large@preset", "train_step_ms", 0.5),
+    # Speed II: DeepM3's per-event loop against the fused GRU (batch-1 latency at the ML-1M shape)
+    "euler latency <= 3 x gru4rec latency (ml1m)": ("ml1m", "deepm3-euler", "gru4rec", "latency_ms", 3.0),
+    "none latency <= 1.2 x gru4rec latency (ml1m)": ("ml1m", "deepm3-none", "gru4rec", "latency_ms", 1.2),
+    "euler train step <= 1.3 x none train step (ml1m)": ("ml1m", "deepm3-euler", "deepm3-none", "train_step_ms", 1.3),
 }
 EVAL_PASS_LIMIT_S = 5.0
 

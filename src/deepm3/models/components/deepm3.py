@@ -17,10 +17,14 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.func import functional_call
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from deepm3.errors import ConfigError
 from deepm3.models.components.base import SequentialRecommender, next_item_loss
 from deepm3.models.components.flows import build_flow
+from deepm3.models.components.ode import GapODE, VectorField
+from deepm3.models.components.scripted import METHOD_CODES, window_loop
 from deepm3.models.components.time import TimeTransform, input_gaps, query_gaps
 
 
@@ -57,6 +61,17 @@ class DeepM3Net(SequentialRecommender):
         self.horizon = bool(horizon) and self.time.query == "last" and self.uses_time
         self.horizon_weight = float(horizon_weight)
         self.gap_head = nn.Linear(hidden, 2) if self.horizon else None
+        # solver=none: the loop is a plain GRU, so run it as one fused nn.GRU call over the window
+        # with the cell's own parameters (torch.func.functional_call; the template holds no
+        # weights of its own and is not part of the state dict, so checkpoints are unchanged).
+        self.fused = not self.uses_time
+        object.__setattr__(self, "_gru_template", nn.GRU(hidden, hidden, batch_first=True, device="meta"))
+        # Inference (no gradients) runs the whole window loop as one TorchScript function where it
+        # implements this configuration (see .scripted); `scripted = False` forces the eager loop.
+        self.scripted = (isinstance(self.ode, GapODE) and isinstance(self.ode.scaled.field, VectorField)
+                         and not getattr(self.ode.scaled, "time_dependent", False)
+                         and self.ode.method in METHOD_CODES and not field.get("lipschitz", False)
+                         and not self.horizon)
 
     def forward(self, items: torch.Tensor, times: torch.Tensor, next_times: torch.Tensor) -> torch.Tensor:
         return self._run(items, times, next_times)[0]
@@ -89,6 +104,15 @@ class DeepM3Net(SequentialRecommender):
         # The GRU's input side does not depend on the state: one matmul for every event of the
         # window instead of one per step; only the state side stays in the sequential loop.
         # unbind: one backward node for all steps (indexing [:, i] would add a full-size gradient per step)
+        if self.fused:
+            return self.dropout(self.out_norm(self._fused_states(emb, items > 0))), None
+        if self.scripted and not torch.is_grad_enabled() and window_loop() is not None:
+            layers = [m for m in self.ode.scaled.field.net if isinstance(m, nn.Linear)]
+            states = window_loop()(
+                F.linear(emb, self.cell.weight_ih, self.cell.bias_ih), items > 0, tau, self.h0.expand(batch, -1),
+                self.cell.weight_hh, self.cell.bias_hh, [m.weight for m in layers], [m.bias for m in layers],
+                METHOD_CODES[self.ode.method], self.ode.steps, flow_first)
+            return self.dropout(self.out_norm(states)), None
         input_gates = F.linear(emb, self.cell.weight_ih, self.cell.bias_ih).unbind(1)
         h = self.h0.expand(batch, -1)
         outputs, gap_params = [], []
@@ -106,6 +130,24 @@ class DeepM3Net(SequentialRecommender):
                 outputs.append(h)
         hidden = self.dropout(self.out_norm(torch.stack(outputs, dim=1)))
         return hidden, torch.stack(gap_params, dim=1) if gap_params else None
+
+    def _fused_states(self, emb: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        """The loop's states without an ODE, from one packed GRU call: rows are rotated so their
+        events start at column 0, run from ``h0``, rotated back; padding keeps ``h0``."""
+        batch, length, _ = emb.shape
+        lengths = real.sum(dim=1)
+        pads = (length - lengths)[:, None]
+        columns = torch.arange(length, device=emb.device)[None, :]
+        to_front = ((columns + pads) % length).unsqueeze(-1).expand_as(emb)
+        packed = pack_padded_sequence(emb.gather(1, to_front), lengths.clamp(min=1).cpu(), batch_first=True,
+                                      enforce_sorted=False)
+        weights = {"weight_ih_l0": self.cell.weight_ih, "weight_hh_l0": self.cell.weight_hh,
+                   "bias_ih_l0": self.cell.bias_ih, "bias_hh_l0": self.cell.bias_hh}
+        h0 = self.h0.expand(1, batch, -1).contiguous()
+        out, _ = functional_call(self._gru_template, weights, (packed, h0))
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=length)
+        states = out.gather(1, ((columns - pads) % length).unsqueeze(-1).expand_as(out))
+        return torch.where(real.unsqueeze(-1), states, self.h0.expand_as(states))
 
     # --- one event at a time: what a server keeping each user's state needs -------------------
     # Between observed events both query modes carry the same state S_i (flow over the gap since
