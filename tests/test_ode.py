@@ -207,3 +207,18 @@ def test_the_fused_gru_update_equals_torch_grucell():
     x, h = torch.randn(5, HIDDEN), torch.randn(5, HIDDEN)
     gates = torch.nn.functional.linear(x, net.cell.weight_ih, net.cell.bias_ih)
     torch.testing.assert_close(net._gru_update(gates, h), net.cell(x, h), rtol=1e-6, atol=1e-6)
+
+
+def test_one_ode_serves_concurrent_threads_with_different_gaps() -> None:
+    """tau is bound per call, not stored on the module: a server may score requests in parallel."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    ode = GapODE(random_field(), method="rk4", steps=4)
+    h = torch.randn(64, 6)
+    taus = [torch.full((64,), float(k)) for k in range(1, 9)]
+    with torch.no_grad():
+        expected = [ode(h, tau) for tau in taus]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            results = list(pool.map(lambda tau: [ode(h, tau) for _ in range(20)][-1], taus))
+    for got, want in zip(results, expected):
+        assert torch.equal(got, want)

@@ -11,6 +11,9 @@ trained on (``deepm3_data``); one whose items differ from the run dir's is refus
 
 Inputs are turned into windows by the function evaluation uses
 (:func:`deepm3.data.samples.query_windows`): a served score equals an evaluated one.
+
+Over HTTP: ``python -m deepm3.serve run=<run dir>`` starts the server of :mod:`deepm3.server`
+(docs/serving.md); this module stays the Python API it is built on.
 """
 
 from __future__ import annotations
@@ -243,11 +246,19 @@ class Recommender:
         return _History(indices[known], times[known], query, [raw[j] for j in unknown])
 
     def _rank(self, histories: list[_History], k: int | None, exclude_seen: bool) -> list[list[tuple[str, float]]]:
-        scores = self._scores(histories)
+        return self.rank_scores(self._scores(histories), [h.items for h in histories], k, exclude_seen)
+
+    def rank_scores(self, scores: torch.Tensor, seen: Sequence[np.ndarray], k: int | None,
+                    exclude_seen: bool) -> list[list[tuple[str, float]]]:
+        """Top-``k`` ``(raw id, score)`` per row of ``[B, N + 1]`` scores (changed in place).
+
+        Column 0 (padding) is never returned; ``exclude_seen`` leaves out each row's ``seen``
+        item indices. Public so the HTTP server ranks stored-state scores the way this class does.
+        """
         scores[:, 0] = -math.inf  # padding is never an item
-        if exclude_seen:
-            rows = torch.cat([torch.full((len(h.items),), r, dtype=torch.long) for r, h in enumerate(histories)])
-            cols = torch.from_numpy(np.concatenate([h.items for h in histories]))
+        if exclude_seen and sum(len(s) for s in seen):
+            rows = torch.cat([torch.full((len(s),), r, dtype=torch.long) for r, s in enumerate(seen)])
+            cols = torch.from_numpy(np.concatenate([np.asarray(s, dtype=np.int64) for s in seen]))
             scores[rows.to(scores.device), cols.to(scores.device)] = -math.inf
         top = scores.topk(self.num_items if k is None else min(k, self.num_items), dim=1)
         values, indices = top.values.cpu().numpy(), top.indices.cpu().numpy()
@@ -255,15 +266,24 @@ class Recommender:
                 for vs, ix in zip(values, indices)]
 
     def _scores(self, histories: list[_History]) -> torch.Tensor:
-        """``[B, N + 1]`` float scores (column 0 is padding), on the recommender's device."""
-        items, times, next_times = query_windows([h.items for h in histories], [h.times for h in histories],
-                                                 [h.at for h in histories], self.max_len)
+        return self.score_windows([h.items for h in histories], [h.times for h in histories],
+                                  [h.at for h in histories])
+
+    def score_windows(self, items: Sequence[np.ndarray], times: Sequence[np.ndarray],
+                      ats: Sequence[int]) -> torch.Tensor:
+        """``[B, N + 1]`` float scores (column 0 is padding), on the recommender's device, for
+        validated histories in index space (the most recent ``max_len`` events are used)."""
+        items, times, next_times = query_windows(list(items), list(times), list(ats), self.max_len)
         batch = {name: torch.from_numpy(array).to(self.device)
                  for name, array in (("items", items), ("times", times), ("next_times", next_times))}
         with torch.no_grad():
             return self.net.predict(visible_inputs(batch, self.query)).float()
 
     def _popular(self, k: int | None) -> list[tuple[str, float]]:
+        return self.popular(k)
+
+    def popular(self, k: int | None) -> list[tuple[str, float]]:
+        """The ``k`` most popular training items with their counts (what an empty history gets)."""
         assert self.popularity is not None  # checked with the input
         order = np.argsort(-self.popularity[1:], kind="stable") + 1  # ties: item index order
         order = order if k is None else order[:k]
@@ -434,3 +454,9 @@ def read_popularity(run_dir: Path, item_ids: np.ndarray) -> np.ndarray | None:
     if data.item_ids.tolist() != item_ids.tolist():
         raise DataError(f"{data_dir}: its item map differs from {run_dir / ITEM_MAP_FILE}; cannot count popularity")
     return training_item_counts(data)
+
+
+if __name__ == "__main__":  # python -m deepm3.serve run=<run dir>: the HTTP server (deepm3.server)
+    from deepm3.server.cli import main
+
+    main()

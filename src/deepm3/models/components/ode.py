@@ -15,6 +15,8 @@ call -- for a state this small that per-call overhead costs more than the maths 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
@@ -81,19 +83,23 @@ class TimeVectorField(VectorField):
 
 
 class _ScaledField(nn.Module):
-    """``(s, h) -> tau * f(h)`` (or ``tau * f(h, s * tau)`` for a time-dependent field): the
-    per-sample time rescaling torchdiffeq needs; ``s * tau`` is the time elapsed so far."""
+    """Holds the field; :meth:`at` gives the ``(s, h) -> tau * f(h)`` callable torchdiffeq steps
+    (``tau * f(h, s * tau)`` for a time-dependent field; ``s * tau`` is the time elapsed so far).
+
+    ``tau`` is bound per call, never stored on the module, so one network can serve several
+    threads at once (a server scoring concurrent requests).
+    """
 
     def __init__(self, field: nn.Module) -> None:
         super().__init__()
         self.field = field
         self.time_dependent = bool(getattr(field, "time_dependent", False))
-        self.tau: torch.Tensor | None = None
 
-    def forward(self, s: torch.Tensor, h: torch.Tensor, perturb: object = None) -> torch.Tensor:
+    def at(self, tau: torch.Tensor) -> Callable[..., torch.Tensor]:
+        field = self.field
         if self.time_dependent:
-            return self.tau * self.field(h, s * self.tau)
-        return self.tau * self.field(h)
+            return lambda s, h, perturb=None: tau * field(h, s * tau)
+        return lambda s, h, perturb=None: tau * field(h)
 
 
 class GapODE(nn.Module):
@@ -116,7 +122,8 @@ class GapODE(nn.Module):
             # The grid odeint would build for step_size = 1 / steps, computed once.
             grid = FixedGridODESolver._grid_constructor_from_step_size(1.0 / steps)(None, None, self.grid)
             self.register_buffer("step_grid", grid, persistent=False)
-            self._solver = SOLVERS[method](func=self.scaled, y0=self.grid, step_size=1.0 / steps, atol=0.0)
+            self._solver = SOLVERS[method](func=self.scaled.at(self.grid[:1]), y0=self.grid, step_size=1.0 / steps,
+                                           atol=0.0)  # only its step function is used, with a per-call func
             self._intervals = [(grid[k], grid[k + 1] - grid[k], grid[k + 1]) for k in range(len(grid) - 1)]
 
     def _apply(self, fn, recurse=True):  # keep the cached grid intervals on the module's device/dtype
@@ -129,14 +136,11 @@ class GapODE(nn.Module):
     def forward(self, h: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
         if self.method == "none":
             return h
-        self.scaled.tau = tau.to(h.dtype).unsqueeze(-1)
-        try:
-            if self.implementation == "odeint":
-                return odeint(self.scaled, h, self.grid.to(h.dtype), method=self.method,
-                              options={"step_size": 1.0 / self.steps})[-1]
-            for t0, dt, t1 in self._intervals:
-                dy, _ = self._solver._step_func(self.scaled, t0, dt, t1, h)
-                h = h + dy
-            return h
-        finally:
-            self.scaled.tau = None
+        func = self.scaled.at(tau.to(h.dtype).unsqueeze(-1))
+        if self.implementation == "odeint":
+            return odeint(func, h, self.grid.to(h.dtype), method=self.method,
+                          options={"step_size": 1.0 / self.steps})[-1]
+        for t0, dt, t1 in self._intervals:
+            dy, _ = self._solver._step_func(func, t0, dt, t1, h)
+            h = h + dy
+        return h
