@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from itertools import permutations
 
 import numpy as np
@@ -223,6 +224,17 @@ def test_each_noise_config_instantiates_a_sweep_of_its_operator(name: str) -> No
 def test_noise_group_is_selectable_from_the_train_config() -> None:
     GlobalHydra.instance().clear()
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
-        cfg = compose(config_name="train", overrides=["+noise=shuffle"])
+        default = compose(config_name="train")
+        cfg = compose(config_name="train", overrides=["noise=shuffle", "noise.level=0.5"])
     GlobalHydra.instance().clear()
-    assert [op.level for op in instantiate(cfg.noise).operators()] == [0.25, 0.5, 1.0]
+    assert default.noise.name == "clean"  # part of every training config, off by default
+    sweep = instantiate(cfg.noise)
+    assert [op.level for op in sweep.operators()] == [0.25, 0.5, 1.0]  # the robustness study's levels
+    assert isinstance(sweep.operator(), GapShuffle) and sweep.operator().level == 0.5  # the run's own
+
+
+@pytest.mark.parametrize("field, value, message", [("level", "abc", "noise.level='abc'"), ("level", 3.0, "shuffle"),
+                                                   ("seed", 1.5, "noise.seed=1.5")])
+def test_a_bad_training_noise_value_is_one_config_error(field: str, value: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        NoiseSweep("shuffle", [0.5], **{field: value})

@@ -396,3 +396,52 @@ def test_peer_preset_trains_every_model_three_times_in_both_query_modes(tmp_path
     train = compose_train_with(*run_overrides(plan, plan.runs[0], list(cfg.preset.overrides), "cpu")[:-1])
     assert (train.dataset.user_core, train.dataset.item_core, train.dataset.max_len) == (0, 0, 50)
     assert train.eval.exclude_history is False
+
+
+def compose_phase2(*overrides: str) -> DictConfig:
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+            return compose(config_name="phase2", overrides=list(overrides))
+    finally:
+        GlobalHydra.instance().clear()
+
+
+@pytest.mark.parametrize("preset, dataset, epochs", [("study_cpu", "ml100k", 20),
+                                                     ("study_cpu_sparse", "amazon_toys", 8)])
+def test_cpu_presets_plan_the_whole_study_the_same_way_for_both_datasets(tmp_path: Path, preset: str, dataset: str,
+                                                                         epochs: int) -> None:
+    from deepm3.phase2.plan import plan_seeds
+    from deepm3.phase2.tune import tune_plan
+
+    cfg = compose_phase2(f"preset={preset}", f"dataset={dataset}", f"results_dir={tmp_path}")
+    plan = plan_from_config(cfg)
+    models = {k: list(v) for k, v in cfg.preset.models.items()}
+    timed = {"deepm3-euler", "deepm3-rk4", "deepm3-matched", "gru_dt", "tisasrec"}
+    assert set(models) == timed | set(cfg.preset.time_blind)
+    assert {"sasrec_large", "deepm3-matched", "bert4rec", "pop"} <= set(models) and "repeat" not in models
+    assert len(plan_seeds(cfg)) >= 3 and list(cfg.preset.query_modes) == ["target", "last"]
+    assert len(plan.runs) == 3 * (2 * len(timed) + len(cfg.preset.time_blind)) == 48
+    assert set(cfg.preset.tune) == set(models) - {"pop"}  # every trained model, DeepM3 included ...
+    assert {str(g) for g in cfg.preset.tune.values()} == {str(cfg.preset.tune["deepm3-euler"])}  # ... on one grid
+    assert len(tune_plan(plan, models, cfg.preset.tune, 0).runs) == 20
+    overrides = list(cfg.preset.overrides)
+    assert f"trainer.max_epochs={epochs}" in overrides and "eval.mode=sampled" in overrides
+    assert "shuffled" in cfg.preset.sensitivity.factors.gaps and cfg.preset.estimate_seconds > 0
+
+
+def test_make_amazon_composes_the_identical_study_on_amazon_books(tmp_path: Path) -> None:
+    import shlex
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[1]
+    for preset in ("full", "study_cpu_sparse"):
+        done = subprocess.run(["make", "-n", "amazon", f"PRESET={preset}", "DEVICE=cpu"], cwd=repo, capture_output=True,
+                              text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        line = next(line for line in done.stdout.splitlines() if "-m deepm3.phase2 " in line)
+        args = shlex.split(line.split("-m deepm3.phase2 ", 1)[1])
+        assert args[:2] == ["dataset=amazon_books", f"preset={preset}"]
+        books = plan_from_config(compose_phase2(*args, f"results_dir={tmp_path}"))
+        toys = plan_from_config(compose_phase2("dataset=amazon_toys", f"preset={preset}", f"results_dir={tmp_path}"))
+        assert books.dataset == "amazon_books" and [r.name for r in books.runs] == [r.name for r in toys.runs]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from deepm3.errors import DeepM3Error, exit_on_user_error
 from deepm3.io import check_writable_dir, write_atomic, write_json
 from deepm3.metrics import ranking_metrics
 from deepm3.models.module import RecModule
+from deepm3.noise_eval import find_reusable_run, noise_setting, noisy_test_metrics, reuse_checkpoint, training_key
 from deepm3.provenance import array_fingerprint, run_provenance
 
 log = logging.getLogger(__name__)
@@ -50,13 +52,18 @@ def build_module(cfg: DictConfig, num_items: int) -> RecModule:
     )
 
 
-def run(cfg: DictConfig, output_dir: Path | None = None, overrides: list[str] | None = None) -> dict[str, Any]:
+def run(cfg: DictConfig, output_dir: Path | None = None, overrides: list[str] | None = None,
+        reuse_dirs: Sequence[Path] = ()) -> dict[str, Any]:
     """Fit, select on validation, test; return (and write) the run's metrics.
 
     ``overrides`` (the run's command-line overrides) go into the provenance record as the
     command that reproduces the run; by default Hydra's, else the process's argv.
+    ``reuse_dirs``: folders whose complete runs with this run's training key (everything but
+    the test-time ``noise``) lend their checkpoint instead of a new fit (a multirun's sweep
+    folder; :mod:`deepm3.noise_eval`). The test stage also reports ``cfg.noise`` when not clean.
     """
     validate_config(cfg)
+    noise = noise_setting(cfg)
     out = Path(output_dir or HydraConfig.get().runtime.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.seed, workers=True)
@@ -73,27 +80,44 @@ def run(cfg: DictConfig, output_dir: Path | None = None, overrides: list[str] | 
                                                                     DatasetStamp(resume, module, datamodule)]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, default_root_dir=str(out),
                                      logger=CSVLogger(save_dir=str(out), name="logs", version=""))
-    start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
-    train_seconds = time.perf_counter() - start
-    checkpoint = next(c for c in trainer.callbacks if isinstance(c, ModelCheckpoint))
-    best = checkpoint.best_model_path or checkpoint.last_model_path
+    key = training_key(cfg)
+    source = find_reusable_run(key, reuse_dirs, out) if reuse_dirs and resume is None else None
+    if source is None:
+        start = time.perf_counter()
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
+        train_seconds = time.perf_counter() - start
+        checkpoint = next(c for c in trainer.callbacks if isinstance(c, ModelCheckpoint))
+        best = checkpoint.best_model_path or checkpoint.last_model_path
+        best_score = checkpoint.best_model_score
+        trained = {"best_val": {cfg.monitor: float(best_score) if best_score is not None else None},
+                   "epochs": int(trainer.current_epoch), "train_seconds": round(train_seconds, 2),
+                   "seconds_per_epoch": round(train_seconds / max(trainer.current_epoch, 1), 3)}
+    else:  # the same training as a finished sibling run: test its checkpoint, do not fit again
+        best = str(reuse_checkpoint(source, out, module, datamodule))
+        trained = {k: source.metrics.get(k) for k in ("best_val", "epochs", "train_seconds", "seconds_per_epoch")}
+        trained["reused_checkpoint_from"] = str(source.directory)
     trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
     test = {k.removeprefix("test/"): float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
-    best_score = checkpoint.best_model_score
     metrics = {
         "model": cfg.model.name, "dataset": datamodule.name, "seed": int(cfg.seed),
         "solver": OmegaConf.to_container(cfg.solver) if "solver" in cfg else None,
-        "test": test, "best_val": {cfg.monitor: float(best_score) if best_score is not None else None},
-        "best_checkpoint": best, "epochs": int(trainer.current_epoch), "num_params": int(num_params),
+        "test": test, "best_val": trained.pop("best_val"),
+        "best_checkpoint": best, "epochs": trained.pop("epochs"), "num_params": int(num_params),
         "uses_time": bool(getattr(module.net, "uses_time", False)),
-        "train_seconds": round(train_seconds, 2), "seconds_per_epoch": round(train_seconds / max(trainer.current_epoch, 1), 3),
+        **trained, "training_key": key,
         "data": datamodule.describe(),
         "protocol": {"query": str(cfg.time.get("query", "target")), "exclude_history": bool(cfg.eval.exclude_history),
                      "eval_mode": str(cfg.eval.get("mode", "full"))},
         "provenance": run_provenance(trainer.strategy.root_device, data_fingerprint(datamodule),
                                      _command(overrides)),
     }
+    if noise is not None:  # the best checkpoint is loaded: the same weights, perturbed test inputs
+        noisy = noisy_test_metrics(module, datamodule, noise, trainer.strategy.root_device)
+        metrics.update(noise=noise.describe(), noisy=noisy)
+        trainer.logger.log_metrics({f"test/noisy_{k}": v for k, v in noisy.items()}, step=trainer.global_step)
+        trainer.logger.save()
+        log.info("test metrics under noise %s level %s: %s", noise.name, noise.level,
+                 {k: round(v, 4) for k, v in sorted(noisy.items())})
     (out / ERROR_FILE).unlink(missing_ok=True)  # a rerun that succeeds clears an old failure
     _write_user_rows(out / "test_users.csv", module, datamodule)
     _copy_item_map(out, datamodule)
@@ -185,7 +209,9 @@ def main(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     try:
         check_writable_dir(cfg.paths.output_dir, "paths.output_dir")  # not after an epoch of training
-        metrics = run(cfg, Path(cfg.paths.output_dir))  # paths.output_dir= moves the whole run, logs included
+        # in a multirun, sibling jobs that differ only in noise share one training (deepm3.noise_eval)
+        reuse = [Path(hydra_cfg.sweep.dir)] if hydra_cfg.mode == RunMode.MULTIRUN else []
+        metrics = run(cfg, Path(cfg.paths.output_dir), reuse_dirs=reuse)  # paths.output_dir= moves the whole run
     except Exception as exc:
         if hydra_cfg.mode == RunMode.MULTIRUN:
             record_failure(Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task), exc)

@@ -224,20 +224,46 @@ def make_noise(name: str, level: float) -> NoiseOperator:
 
 @dataclass(frozen=True)
 class NoiseSweep:
-    """One noise kind at several strengths: what a ``conf/noise/*.yaml`` instantiates to."""
+    """One noise kind: what a ``conf/noise/*.yaml`` instantiates to.
+
+    ``levels`` are the strengths the robustness study sweeps over finished runs; ``level`` is
+    the one strength a training run's test stage also reports (``python -m deepm3.train
+    noise=jitter noise.level=0.5``; ``None``: the first of ``levels``), drawn with ``seed`` --
+    one seed for every run, so every model is tested on the same perturbed inputs.
+    """
 
     name: str
     levels: Sequence[float]
+    level: float | None = None
+    seed: int = 0
 
     def __post_init__(self) -> None:
-        levels = tuple(float(level) for level in self.levels)
+        if not isinstance(self.levels, Sequence) or isinstance(self.levels, str):
+            raise ConfigError(f"noise {self.name}: levels={self.levels!r}; expected a list of strengths")
+        levels = tuple(_number(level, "noise.levels[]") for level in self.levels)
         if not levels:
             raise ConfigError(f"noise {self.name}: levels is empty; expected at least one strength")
         object.__setattr__(self, "levels", levels)
+        if self.level is not None:
+            object.__setattr__(self, "level", _number(self.level, "noise.level"))
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ConfigError(f"noise.seed={self.seed!r}; expected an integer")
         self.operators()  # validates the name and every level now, not mid-study
+        self.operator()
 
     def operators(self) -> list[NoiseOperator]:
         return [make_noise(self.name, level) for level in self.levels]
+
+    def operator(self) -> NoiseOperator:
+        """The operator at ``level`` (a training run's test-time noise)."""
+        return make_noise(self.name, self.levels[0] if self.level is None else self.level)
+
+
+def _number(value: object, key: str) -> float:
+    """A noise strength as a float; anything else is a one-line :class:`ConfigError`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise ConfigError(f"{key}={value!r}; expected a number")
+    return float(value)
 
 
 def permute_within_rows(values: np.ndarray, chosen: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -3,9 +3,11 @@
 - :mod:`~deepm3.phase2.plan` -- which runs (models x seeds) and where they live;
 - :mod:`~deepm3.phase2.tune` -- the baselines over a small grid, selected on validation NDCG@10;
 - :mod:`~deepm3.phase2.train_all` -- trains the plan, resumable, one failure never stops the rest;
+- :mod:`~deepm3.phase2.progress` -- the plan before training and one progress line per run;
 - :mod:`~deepm3.phase2.results` -- reads finished runs back (metrics, per-user rows);
 - :mod:`~deepm3.phase2.main_table`, :mod:`~deepm3.phase2.significance_study`,
   :mod:`~deepm3.phase2.irregularity_study`, :mod:`~deepm3.phase2.robustness` -- the studies;
+- :mod:`~deepm3.phase2.claims` -- ``claims.md``: the original work's five claims against the tables;
 - :mod:`~deepm3.phase2.report` -- ``results/<dataset>/README.md``;
 - :mod:`~deepm3.phase2.cli` -- ``python -m deepm3.phase2`` (all of it from one Hydra command) and
   ``python -m deepm3.phase2.<stage>`` (one stage, then the report).

@@ -21,11 +21,11 @@ from omegaconf import OmegaConf
 
 from deepm3.analysis.entropy import MEASURES, HistorySymboliser, entropy_under_noise, select_word_length
 from deepm3.analysis.noise import Clean, NoiseOperator, NoiseSweep, PredictionInputs, perturb_samples
-from deepm3.data.datamodule import BatchCollator, SequenceDataModule
+from deepm3.data.datamodule import SequenceDataModule
 from deepm3.data.samples import SampleArrays
 from deepm3.errors import ConfigError, DataError
-from deepm3.metrics import ranking_metrics
 from deepm3.models.module import RecModule
+from deepm3.noise_eval import headline_metrics
 from deepm3.phase2.plan import Plan, RunSpec
 from deepm3.phase2.plots import figure, save_png
 from deepm3.phase2.results import write_table
@@ -85,16 +85,11 @@ def test_datamodule(spec: RunSpec) -> SequenceDataModule:
     return datamodule
 
 
-@torch.no_grad()
 def evaluate(module: RecModule, samples: SampleArrays, batch_size: int, device: torch.device) -> dict[str, float]:
-    """Mean full-ranking metrics of ``module`` on ``samples`` (history exclusion as in training)."""
-    collate = BatchCollator(samples)
-    ranks = []
-    for start in range(0, len(samples), batch_size):
-        batch = collate(list(range(start, min(start + batch_size, len(samples)))))
-        ranks.append(module.ranks({k: v.to(device) for k, v in batch.items()}).cpu())
-    values = ranking_metrics(torch.cat(ranks), module.ks)
-    return {name: float(v.float().mean()) for name, v in values.items()}
+    """The headline full-ranking metrics of ``module`` on ``samples``, computed as the test stage
+    computes them (history exclusion and its novel-target headline as in training); the same
+    function reports a training run's own test-time noise (:mod:`deepm3.noise_eval`)."""
+    return headline_metrics(module, samples, batch_size, device)
 
 
 def perturbed_metrics(runs: list[LoadedRun], test: SampleArrays, operators: list[tuple[str, NoiseOperator]],

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import time
 from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from deepm3.errors import ConfigError
 from deepm3.io import write_json
 
 from deepm3.phase2.plan import Plan, RunSpec
+from deepm3.phase2.progress import StudyProgress, measured_seconds
 from deepm3.train import METRICS_FILE, record_failure, run
 
 log = logging.getLogger(__name__)
@@ -84,34 +86,57 @@ def reuse_run(source: Path, target: Path) -> None:
 
 
 def train_all(plan: Plan, shared: Sequence[str] = (), device: str = "auto",
-              reusable: dict[tuple[str, ...], Path] | None = None) -> TrainSummary:
+              reusable: dict[tuple[str, ...], Path] | None = None, *, stage: str = "train",
+              seconds_hint: float | None = None, measured_from: Sequence[RunSpec] = (),
+              bar: bool | None = None) -> TrainSummary:
     """Train each incomplete run of ``plan``; never raises for one run's failure.
 
     ``reusable`` maps :func:`same_run_key` of complete runs (the tuning runs) to their folder:
     a planned run with the same key is copied from there instead of being trained again.
+    Before the first run the plan is logged (runs, complete, copies, to train, a rough time
+    estimate from complete runs' ``train_seconds`` or ``seconds_hint``); after each run one
+    progress line (``k of N``, elapsed, time left, failures so far), with a bar where stderr is
+    a terminal (``bar``: None = decide from stderr) -- :mod:`deepm3.phase2.progress`.
+    ``measured_from``: more complete runs to learn run times from (e.g. the tuning runs).
     """
     summary = TrainSummary()
     device_overrides(device)  # a bad device is the user's error, not every run's
+    actions: list[tuple[RunSpec, list[str], Path | None]] = []
     for spec in plan.runs:
         if spec.complete:
-            summary.skipped.append(spec.name)
             continue
         overrides = run_overrides(plan, spec, shared, device)
         source = (reusable or {}).get(same_run_key(overrides))
-        if source is not None and (source / METRICS_FILE).is_file():
-            log.info("phase2: %s is the same run as %s: copied, not trained again", spec.name, source.name)
-            reuse_run(source, spec.directory)
-            summary.skipped.append(spec.name)
-            continue
-        log.info("phase2: training %s", spec.name)
-        try:
-            spec.directory.mkdir(parents=True, exist_ok=True)
-            run(compose_run(overrides), output_dir=spec.directory, overrides=overrides)
-        except Exception as exc:  # noqa: BLE001 -- isolation is the point: record and go on
-            record_failure(spec.directory, overrides, exc)
-            summary.failed[spec.name] = f"{type(exc).__name__}: {exc}"
-            continue
-        summary.trained.append(spec.name)
+        actions.append((spec, overrides, source if source is not None and (source / METRICS_FILE).is_file() else None))
+    todo = [spec for spec, _, source in actions if source is None]
+    progress = StudyProgress(stage, todo, len(actions), measured_seconds([*plan.completed(), *measured_from]),
+                             seconds_hint, bar)
+    log.info("%s", progress.plan_line(len(plan.runs), len(plan.runs) - len(actions), len(actions) - len(todo)))
+    pending = {spec.name: (overrides, source) for spec, overrides, source in actions}
+    with progress:
+        for spec in plan.runs:
+            if spec.name not in pending:
+                summary.skipped.append(spec.name)
+                continue
+            overrides, source = pending[spec.name]
+            if source is not None:
+                log.info("phase2: %s is the same run as %s: copied, not trained again", spec.name, source.name)
+                reuse_run(source, spec.directory)
+                summary.skipped.append(spec.name)
+                log.info("%s", progress.finished(spec, "copied"))
+                continue
+            log.info("phase2: training %s", spec.name)
+            start = time.monotonic()
+            try:
+                spec.directory.mkdir(parents=True, exist_ok=True)
+                run(compose_run(overrides), output_dir=spec.directory, overrides=overrides)
+            except Exception as exc:  # noqa: BLE001 -- isolation is the point: record and go on
+                record_failure(spec.directory, overrides, exc)
+                summary.failed[spec.name] = f"{type(exc).__name__}: {exc}"
+                log.info("%s", progress.finished(spec, "failed", time.monotonic() - start))
+                continue
+            summary.trained.append(spec.name)
+            log.info("%s", progress.finished(spec, "trained", time.monotonic() - start))
     log.info("phase2: %d trained, %d skipped (already complete), %d failed",
              len(summary.trained), len(summary.skipped), len(summary.failed))
     return summary
