@@ -16,10 +16,13 @@ from typing import Any
 from omegaconf import DictConfig
 
 from deepm3.errors import ConfigError, DeepM3Error
+from deepm3.phase2.claims import write_claims
+from deepm3.phase2.selection import write_selection
 from deepm3.phase2.efficiency import write_efficiency
 from deepm3.phase2.irregularity_study import write_irregularity
 from deepm3.phase2.main_table import write_main_table
 from deepm3.phase2.plan import Plan, base_label, mode_view, plan_from_config, plan_seeds, query_modes
+from deepm3.phase2.progress import preset_hint
 from deepm3.phase2.report import write_report
 from deepm3.phase2.robustness import write_robustness
 from deepm3.phase2.sensitivity import sensitivity_plan, write_sensitivity
@@ -59,15 +62,17 @@ STUDIES: dict[str, Study] = {
         list(cfg.entropy_channels), str(cfg.device)),
     "efficiency": lambda plan, out, cfg: write_efficiency(plan, out, str(cfg.device),
                                                           list(cfg.preset.get("efficiency", []))),
+    "selection": lambda plan, out, cfg: write_selection(plan, out, cfg.preset.get("selection"),
+                                                        cfg.significance_metric, str(cfg.tune_monitor)),
 }
-# Studies of one mode only (irregularity, robustness, efficiency): the primary mode's runs.
-PRIMARY_ONLY = ("irregularity", "robustness", "efficiency")
-STAGES = ["tune", "train", *STUDIES, "sensitivity", "report", "verify"]
+# Studies of one mode only (irregularity, robustness, efficiency, selection): the primary mode's runs.
+PRIMARY_ONLY = ("irregularity", "robustness", "efficiency", "selection")
+STAGES = ["tune", "train", *STUDIES, "sensitivity", "claims", "report", "verify"]
 
 
 def run_phase2(cfg: DictConfig, command: str = "python -m deepm3.phase2") -> dict[str, Any]:
     """The stages named in ``cfg.studies``, in the order tune, train, studies, sensitivity,
-    report; returns what happened (runs trained/skipped/failed, files, notes, the reported plan)."""
+    claims, report; returns what happened (runs trained/skipped/failed, files, notes, the reported plan)."""
     unknown = [s for s in cfg.studies if s not in STAGES]
     if unknown:
         raise ConfigError(f"phase2: studies={list(cfg.studies)} has unknown {unknown}; expected names from {STAGES}")
@@ -82,16 +87,18 @@ def run_phase2(cfg: DictConfig, command: str = "python -m deepm3.phase2") -> dic
     if modes:  # tuned once, in the primary mode: the tuning runs are then the main runs' seed-0 twins
         models = {k: [*v, f"time.query={modes[0]}"] for k, v in models.items()}
     grids = cfg.preset.get("tune") or {}
+    hint = preset_hint(cfg.preset, plan.dataset)  # seconds per run until runs are measured (progress lines)
     tuning = tune_plan(plan, models, grids, plan_seeds(cfg)[0]) if grids else None
     if tuning is not None and "tune" in cfg.studies:
-        _merge(summary, train_all(tuning, shared, str(cfg.device)))
+        _merge(summary, train_all(tuning, shared, str(cfg.device), stage="tune", seconds_hint=hint))
         written["tune"] = write_tuning(tuning, models, grids, out, str(cfg.tune_monitor))
     plan = with_tuned(plan, tuned_overrides(out))
     if "train" in cfg.studies:
         reusable = {} if tuning is None else {
             same_run_key(run_overrides(tuning, spec, shared, str(cfg.device))): spec.directory
             for spec in tuning.completed()}
-        _merge(summary, train_all(plan, shared, str(cfg.device), reusable))
+        _merge(summary, train_all(plan, shared, str(cfg.device), reusable, stage="train", seconds_hint=hint,
+                                  measured_from=[] if tuning is None else tuning.completed()))
     notes: list[str] = []
     primary = mode_view(plan, modes, modes[0]) if modes else plan
     for name, study in STUDIES.items():
@@ -106,9 +113,12 @@ def run_phase2(cfg: DictConfig, command: str = "python -m deepm3.phase2") -> dic
     grid = cfg.preset.get("sensitivity")
     if "sensitivity" in cfg.studies and grid:
         sensitivity = sensitivity_plan(plan.dataset, grid, plan_seeds(cfg), plan.results_dir, plan.dataset_choice)
-        _merge(summary, train_all(sensitivity, shared, str(cfg.device)))  # its own runs: resumable
+        _merge(summary, train_all(sensitivity, shared, str(cfg.device), stage="sensitivity",  # its own runs
+                                  seconds_hint=hint, measured_from=plan.completed()))
         written["sensitivity"] = write_sensitivity(sensitivity, grid, out, cfg.significance_metric)
         reported = reported.extended(sensitivity)
+    if "claims" in cfg.studies:  # from the tables just written (or left by an earlier invocation)
+        written["claims"] = write_claims(out, plan.dataset, str(cfg.reference))
     if "report" in cfg.studies:
         run_commands = [f"python -m deepm3.train {' '.join(run_overrides(reported, spec, shared, str(cfg.device)))}"
                         for spec in reported.runs]

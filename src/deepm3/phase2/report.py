@@ -13,8 +13,12 @@ from deepm3.models.components.time import QUERY_MODES
 from deepm3.provenance import code_version
 
 REPORT = "README.md"
+CLAIMS = "claims.md"
 SECTIONS = [  # (file stem or png, heading)
     ("tune", "Tuning of the baselines (validation, one seed)"),
+    ("selection", "Selection on validation"),
+    ("selection_test", "Selected models: test"),
+    ("selection_significance", "Selected models: significance"),
     ("main_table", "Main table (full ranking)"),
     ("main_table_last", "Main table (full ranking), time.query=last"),
     ("main_table_sampled", "Sampled-mode table"),
@@ -35,13 +39,15 @@ SECTIONS = [  # (file stem or png, heading)
 def write_report(plan: Plan, out_dir: Path, commands: Sequence[str], notes: Sequence[str] = (),
                  run_commands: Sequence[str] = ()) -> Path:
     """Stitch the study files present in ``out_dir`` into its README.md."""
-    lines = [f"# Phase 2 results: {plan.dataset}", "",
-             "Produced by:", "", "```", *commands, "```", "",
-             f"Report written at code version `{code_version()}`.", "",
-             f"Runs: {len(plan.completed())} of {len(plan.runs)} complete ({len(plan.models)} models or variants), "
-             f"in `runs/<model>-seed<k>/` (their `metrics.json`, `test_users.csv` and `.hydra/config.yaml` "
-             f"are kept with the tables; `python -m deepm3.phase2 ... studies=[verify]` recomputes the "
-             f"tables from them and checks they match).", ""]
+    lines = [f"# Phase 2 results: {plan.dataset}", ""]
+    if (out_dir / CLAIMS).is_file():  # the page the project exists for comes first
+        lines += [f"**The original claims, checked: [{CLAIMS}]({CLAIMS})** -- {claims_summary(out_dir / CLAIMS)}", ""]
+    lines += ["Produced by:", "", "```", *commands, "```", "",
+              f"Report written at code version `{code_version()}`.", "",
+              f"Runs: {len(plan.completed())} of {len(plan.runs)} complete ({len(plan.models)} models or variants), "
+              f"in `runs/<model>-seed<k>/` (their `metrics.json`, `test_users.csv` and `.hydra/config.yaml` "
+              f"are kept with the tables; `python -m deepm3.phase2 ... studies=[verify]` recomputes the "
+              f"tables from them and checks they match).", ""]
     lines += code_versions(plan)
     lines += _missing(plan)
     for note in notes:
@@ -61,6 +67,14 @@ def write_report(plan: Plan, out_dir: Path, commands: Sequence[str], notes: Sequ
                                 if p.is_file() and p.name != REPORT], ""]
     text = "\n".join(lines)
     return write_atomic(out_dir / REPORT, lambda tmp: tmp.write_text(text))
+
+
+def claims_summary(path: Path) -> str:
+    """The verdict count line of ``claims.md`` (its first bold line), or a pointer to it."""
+    for line in path.read_text().splitlines():
+        if line.startswith("**") and line.endswith("**"):
+            return line.strip("*")
+    return "each claim, what we measured and a verdict"
 
 
 def code_versions(plan: Plan) -> list[str]:
