@@ -22,17 +22,19 @@ PACKAGES = ("deepm3", "torch", "lightning", "torchdiffeq", "numpy", "hydra-core"
 def git_commit(cwd: Path | None = None) -> tuple[str, bool | None]:
     """``(commit, dirty)`` of the checkout holding this code; ``("unknown", None)`` outside git.
 
-    ``dirty`` counts tracked files only: untracked outputs do not make a run's code differ.
+    ``dirty`` counts tracked files outside ``results/`` only: untracked outputs and the study
+    tables a run is writing do not make its code differ.
     """
     where = cwd or Path(__file__).resolve().parent
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True,
                               check=True, timeout=10).stdout.strip()
         status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where,
-                                capture_output=True, text=True, check=True, timeout=10).stdout.strip()
+                                capture_output=True, text=True, check=True, timeout=10).stdout
     except (OSError, subprocess.SubprocessError):
         return "unknown", None
-    return head, bool(status)
+    changed = [line[3:] for line in status.splitlines() if line.strip()]  # paths from the repository root
+    return head, any(not path.strip('"').startswith("results/") for path in changed)
 
 
 def code_version(cwd: Path | None = None) -> str:
