@@ -54,8 +54,10 @@ TINY_TRAINING = ["trainer.max_epochs=1", "++trainer.limit_train_batches=2", "++t
 
 def train(name: str, workdir: Path, max_len: int) -> Path:
     """A tiny run of ``name`` on ML-100k at ``max_len`` (reused when its metrics.json exists)."""
+    from deepm3.run_dir import is_complete
+
     run_dir = workdir / f"{name}-L{max_len}"
-    if (run_dir / "metrics.json").is_file():
+    if is_complete(run_dir):
         return run_dir
     command = [sys.executable, "-m", "deepm3.train", *MODELS[name], f"dataset.max_len={max_len}", *TINY_TRAINING,
                f"hydra.run.dir={run_dir}"]
@@ -74,11 +76,11 @@ def _env() -> dict[str, str]:
 def workload(run_dir: Path, users: int, seed: int = 0) -> list[dict[str, Any]]:
     """Test users' requests: the last ``max_len`` events before the test item, at its time."""
     from deepm3.data.processed import ProcessedData
-    from deepm3.serve import read_run_config, run_max_len
+    from deepm3.run_dir import config_max_len, read_config, read_metrics
 
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics = read_metrics(run_dir)
     data = ProcessedData.load(Path(metrics["data"]["data_dir"]))
-    max_len = run_max_len(read_run_config(run_dir), run_dir)
+    max_len = config_max_len(read_config(run_dir), run_dir)
     order = np.random.default_rng(seed).permutation(data.num_users)[:users]
     requests = []
     for user in order:

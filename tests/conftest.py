@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 import torch
 
 torch.set_num_threads(1)
-
-CONF_DIR = Path(__file__).resolve().parents[1] / "src" / "deepm3" / "conf"
 
 
 @pytest.fixture(autouse=True)

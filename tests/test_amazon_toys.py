@@ -14,7 +14,7 @@ from hydra.utils import instantiate
 from deepm3.data.amazon_export import drop_last_events, export, main
 from deepm3.data.sources.amazon import AmazonSource
 from deepm3.errors import DataError, user_error
-from tests.tiny_runs import compose_train
+from tests.helpers.tiny_runs import compose_train
 
 REPO = Path(__file__).resolve().parents[1]
 DAY = 86_400

@@ -1,7 +1,7 @@
 """Every bad input of issue 14 through the real command lines: exit status 1, one line on stderr
 naming the bad key, field or value, no traceback, and nothing on disk lost or changed.
 
-The probes run in ONE extra process (``tests/cli_probe.py``), which calls the Hydra ``main()``
+The probes run in ONE extra process (``tests/helpers/cli_probe.py``), which calls the Hydra ``main()``
 of ``deepm3.train`` / ``deepm3.recommend`` once per probe exactly as ``python -m`` would, so
 torch, Lightning and Hydra are imported once. As root it runs without the capabilities that
 bypass file permissions, so read-only folders are read-only for it. One probe also goes
@@ -25,8 +25,8 @@ import pandas as pd
 import pytest
 import torch
 
-from tests.serve_fixtures import train_tiny
-from tests.tiny_runs import FAST_TRAINER, tiny_dataset, tiny_run
+from tests.helpers.serve_fixtures import train_tiny
+from tests.helpers.tiny_runs import FAST_TRAINER, tiny_dataset, tiny_run
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NET = ["model.net.hidden=16", "model.net.field.width=16"]
@@ -193,7 +193,7 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict:
         folder.chmod(0o555)
     preexec = _without_permission_override if os.name == "posix" and os.geteuid() == 0 else None
     try:
-        done = subprocess.run([sys.executable, str(REPO_ROOT / "tests" / "cli_probe.py"), str(w / "probes.json"),
+        done = subprocess.run([sys.executable, "-m", "tests.helpers.cli_probe", str(w / "probes.json"),
                                str(w / "results.json")], cwd=w, env=_env(), capture_output=True, text=True,
                               timeout=600, preexec_fn=preexec)
     finally:

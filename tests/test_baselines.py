@@ -23,7 +23,7 @@ from deepm3.models.components.gru_dt import GRUDtNet
 from deepm3.models.components.pop import PopNet
 from deepm3.models.components.sasrec import SASRecNet
 from deepm3.models.components.tisasrec import TiSASRecNet, personal_intervals
-from tests.tiny_runs import compose_train, tiny_run
+from tests.helpers.tiny_runs import compose_train, tiny_run
 
 N = 30  # items
 L = 7  # window width

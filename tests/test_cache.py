@@ -11,7 +11,7 @@ import pytest
 from deepm3.data.cache import load_or_build
 from deepm3.data.preprocess import PreprocessConfig
 from deepm3.data.processed import ProcessedData
-from tests.spine_fixtures import CsvSource
+from tests.helpers.spine_fixtures import CsvSource
 
 CONFIG = PreprocessConfig(user_core=0, item_core=0)
 ROWS = [("u1", "a", 1), ("u1", "b", 2), ("u1", "c", 3), ("u1", "e", 4),

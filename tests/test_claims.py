@@ -187,7 +187,7 @@ def test_claims_is_a_default_stage_between_the_studies_and_the_report(tmp_path: 
     from hydra.core.global_hydra import GlobalHydra
 
     from deepm3.phase2.pipeline import STAGES, run_phase2
-    from tests.conftest import CONF_DIR
+    from tests.helpers.config import CONF_DIR
 
     assert STAGES.index("sensitivity") < STAGES.index("claims") < STAGES.index("report")
     GlobalHydra.instance().clear()

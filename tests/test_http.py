@@ -2,7 +2,7 @@
 
 Most tests use FastAPI's TestClient on apps built in memory: DeepM3 and GRU4Rec networks with
 random weights (a non-zero vector field, so the flow between events matters) wrapped in a
-``Recommender``. One tiny trained run dir (tests/serve_fixtures.py) covers ``GET /model`` and
+``Recommender``. One tiny trained run dir (tests/helpers/serve_fixtures.py) covers ``GET /model`` and
 the command line; two tests go through real sockets (uvicorn in a thread, and
 ``python -m deepm3.serve`` in a subprocess) and stop what they started.
 """
@@ -44,8 +44,8 @@ from deepm3.serve import Recommender  # noqa: E402
 from deepm3.server import Limits, create_app  # noqa: E402
 from deepm3.server.batching import MicroBatcher  # noqa: E402
 from deepm3.server.cli import serve  # noqa: E402
-from tests.conftest import CONF_DIR  # noqa: E402
-from tests.serve_fixtures import TrainedRun, train_tiny  # noqa: E402
+from tests.helpers.config import CONF_DIR  # noqa: E402
+from tests.helpers.serve_fixtures import TrainedRun, train_tiny  # noqa: E402
 
 N = 30
 MAX_LEN = 5

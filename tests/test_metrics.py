@@ -1,4 +1,4 @@
-"""Protocol §3: full-ranking metrics by direct rank computation, checked against torchmetrics."""
+"""docs/protocol.md, "Ranking": full-ranking metrics by direct rank computation, checked against torchmetrics."""
 
 from __future__ import annotations
 

@@ -30,7 +30,7 @@ from deepm3.analysis.noise import (
 )
 from deepm3.data.samples import SampleArrays
 from deepm3.errors import ConfigError
-from tests.conftest import CONF_DIR
+from tests.helpers.config import CONF_DIR
 
 NUM_ITEMS = 50
 

@@ -18,16 +18,10 @@ from deepm3.phase2.main_table import display
 from deepm3.phase2.pipeline import run_phase2
 from deepm3.phase2.plan import make_plan, plan_from_config
 from deepm3.phase2.sensitivity import BASE, ShuffledGapsDataModule, sensitivity_models
-from tests.conftest import CONF_DIR
-from tests.tiny_runs import FAST_TRAINER, tiny_dataset
+from tests.helpers.config import CONF_DIR
+from tests.helpers.tiny_study import phase2_config
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-MODELS = {
-    "deepm3-euler": ["model=deepm3", "model.net.hidden=16", "model.net.field.width=16"],
-    "gru4rec": ["model=gru4rec", "model.net.hidden=16", "model.net.gru_hidden=16"],
-    "pop": ["model=pop"],
-    "broken": ["model=pop", "model.net._target_=deepm3.no_such_module.Net"],  # fails in this run only
-}
 STUDY_FILES = [
     "main_table.csv", "main_table.md", "significance.csv", "significance.md",
     "irregularity_tertiles.csv", "irregularity_tertiles.md", "irregularity_lifts.csv", "irregularity_lifts.md",
@@ -35,25 +29,6 @@ STUDY_FILES = [
     "robustness_entropy.csv", "robustness_entropy.md", "efficiency.csv", "efficiency.md", "efficiency_bench.json",
     "README.md",
 ]
-
-
-def phase2_config(results: Path, data: Path, *overrides: str, models: dict | None = None) -> DictConfig:
-    """Like ``python -m deepm3.phase2 <TinySource dataset overrides> ...`` with a tiny plan."""
-    tiny = tiny_dataset(data)
-    dataset = [o for o in tiny if not o.startswith("paths.")]
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
-            cfg = compose(config_name="phase2", overrides=[
-                f"results_dir={results}", "seeds=[0,1]", "device=cpu", "noise_sweeps=[jitter,item_dropout]",
-                "entropy_seeds=[0,1]", "bootstrap=50", *dataset, *overrides])
-    finally:
-        GlobalHydra.instance().clear()
-    cfg.dataset_choice, cfg.dataset_overrides = "ml100k", dataset  # what __main__ forwards from the command line
-    cfg.train_overrides = [*FAST_TRAINER, *[o for o in tiny if o.startswith("paths.")]]
-    cfg.preset.models = MODELS if models is None else models
-    cfg.preset.tune = {}  # the preset's grid names models this tiny plan does not have
-    return cfg
 
 
 @pytest.fixture(scope="module")
@@ -240,7 +215,7 @@ def test_sensitivity_values_without_overrides_are_the_base_run() -> None:
 
 
 def test_shuffled_gaps_permute_training_gaps_and_keep_test_inputs(tmp_path: Path) -> None:
-    from tests.spine_fixtures import TinySource
+    from tests.helpers.spine_fixtures import TinySource
 
     def module(cls):
         dm = cls(TinySource(tmp_path / "raw"), tmp_path / "cache", max_len=8, seed=3)
@@ -363,17 +338,29 @@ def test_tuning_a_model_outside_the_plan_is_a_config_error() -> None:
         tune_models({"pop": []}, {"sasrec": {"optim.lr": [0.1]}})
 
 
-def test_each_stage_module_is_a_hydra_command(tmp_path: Path) -> None:
-    """``python -m deepm3.phase2.report`` runs the report alone, with the suite's overrides."""
+def test_one_entry_point_runs_the_stages_studies_names(tmp_path: Path) -> None:
+    """``python -m deepm3.phase2 'studies=[report]'`` runs the report alone, with the suite's overrides."""
     import subprocess
     import sys
 
-    cmd = [sys.executable, "-m", "deepm3.phase2.report", "dataset=synthetic", "seeds=[2]", f"results_dir={tmp_path}"]
+    cmd = [sys.executable, "-m", "deepm3.phase2", "studies=[report]", "dataset=synthetic", "seeds=[2]",
+           f"results_dir={tmp_path}"]
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     report = (tmp_path / "synthetic" / "README.md").read_text()
-    assert "python -m deepm3.phase2.report dataset=synthetic seeds=[2]" in report
+    assert "python -m deepm3.phase2 studies=[report] dataset=synthetic seeds=[2]" in report
     assert not (tmp_path / "synthetic" / "runs" / "pop-seed2").exists()  # nothing trained
+
+
+def test_no_stage_module_is_an_entry_point_of_its_own() -> None:
+    """One entry point: no ``python -m deepm3.phase2.<stage>``, no ``sys.argv`` rewriting."""
+    import deepm3.phase2
+
+    folder = Path(deepm3.phase2.__file__).parent
+    for path in folder.glob("*.py"):
+        text = path.read_text()
+        assert ("__main__" in text) == (path.name == "__main__.py"), path.name
+        assert "sys.argv" not in text, path.name
 
 
 def test_peer_preset_trains_every_model_three_times_in_both_query_modes(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from deepm3.errors import DataError
 from deepm3.phase2.main_table import check_modes
 from deepm3.phase2.pipeline import run_phase2
 from deepm3.phase2.plan import expand_query_modes, make_plan, mode_view
-from tests.test_phase2 import phase2_config
+from tests.helpers.tiny_study import phase2_config
 
 MODELS = {
     "deepm3-euler": ["model=deepm3", "model.net.hidden=16", "model.net.field.width=16"],

@@ -1,4 +1,4 @@
-"""Protocol §1.1–1.5: filtering, stable time order, item re-indexing, saved mappings."""
+"""docs/protocol.md, "Data and split": filtering, stable time order, item re-indexing, saved mappings."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from deepm3.data.preprocess import PreprocessConfig, build_sequences, k_core
 from deepm3.data.processed import ProcessedData
 from deepm3.errors import DataError
-from tests.spine_fixtures import table
+from tests.helpers.spine_fixtures import table
 
 NO_CORE = PreprocessConfig(user_core=0, item_core=0)
 

@@ -27,8 +27,8 @@ from deepm3.io import write_atomic
 from deepm3.models.components.deepm3 import DeepM3Net
 from deepm3.models.module import RecModule
 from deepm3.train import run
-from tests.spine_fixtures import TinySource
-from tests.tiny_runs import FAST_TRAINER, tiny_config, tiny_dataset
+from tests.helpers.spine_fixtures import TinySource
+from tests.helpers.tiny_runs import FAST_TRAINER, tiny_config, tiny_dataset
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SRC = REPO_ROOT / "src" / "deepm3"

@@ -30,12 +30,12 @@ from deepm3.errors import ConfigError, DataError, user_error
 from deepm3.io import write_atomic, write_json
 from deepm3.serve import Recommender, to_seconds
 from deepm3.train import run
-from tests.concurrency_workers import extract_worker, fetch_worker
-from tests.conftest import CONF_DIR
-from tests.serve_fixtures import TrainedRun, train_tiny
-from tests.spine_fixtures import TinySource
-from tests.test_download import served
-from tests.tiny_runs import tiny_config
+from tests.helpers.concurrency_workers import extract_worker, fetch_worker
+from tests.helpers.config import CONF_DIR
+from tests.helpers.http_files import served
+from tests.helpers.serve_fixtures import TrainedRun, train_tiny
+from tests.helpers.spine_fixtures import TinySource
+from tests.helpers.tiny_runs import tiny_config
 
 NET = ("model.net.hidden=16", "model.net.field.width=16")
 

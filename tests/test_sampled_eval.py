@@ -1,4 +1,6 @@
-"""Sampled evaluation (protocol §3): 100 unseen negatives per user, drawn once, shared by all models.
+"""Sampled evaluation: 100 unseen negatives per user, drawn once, shared by all models.
+
+The rules are docs/protocol.md, "Sampled mode".
 
 Full ranking stays the headline: sampled mode adds ``sampled_*`` metrics beside it.
 """
@@ -18,8 +20,8 @@ from deepm3.data import negatives as negatives_module
 from deepm3.data.negatives import load_or_sample_negatives, negatives_path, sample_negatives
 from deepm3.errors import ConfigError
 from deepm3.metrics import metric_names, sampled_target_ranks
-from tests.spine_fixtures import processed
-from tests.tiny_runs import tiny_config, tiny_run
+from tests.helpers.spine_fixtures import processed
+from tests.helpers.tiny_runs import tiny_config, tiny_run
 
 # three users over 40 items; "heavy" has seen items 1..30 (10 left unseen), with a repeat
 DATA = processed({

@@ -1,4 +1,4 @@
-"""Protocol §1.5–1.7: leave-one-out samples, left padding, training windows, gap CV.
+"""docs/protocol.md, "Data and split": leave-one-out samples, left padding, training windows, gap CV.
 
 Every event in these sequences has its own item index, consecutive within a user, so an
 item index says exactly which event of which user it is (the event after item k is k + 1).
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from deepm3.data.samples import eval_samples, train_samples, training_gap_cv
-from tests.spine_fixtures import processed
+from tests.helpers.spine_fixtures import processed
 
 MAX_LEN = 4
 

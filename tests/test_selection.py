@@ -12,7 +12,7 @@ from omegaconf import open_dict
 from deepm3.errors import ConfigError
 from deepm3.phase2.pipeline import run_phase2
 from deepm3.phase2.selection import choose, validation_table
-from tests.test_phase2 import phase2_config
+from tests.helpers.tiny_study import phase2_config
 
 MODELS = {
     "deepm3-euler": ["model=deepm3", "model.net.hidden=16", "model.net.field.width=16"],
@@ -77,7 +77,7 @@ def test_the_dynamics_preset_gives_every_candidate_and_baseline_the_same_budget(
     from hydra.core.global_hydra import GlobalHydra
 
     from deepm3.phase2.plan import plan_from_config
-    from tests.conftest import CONF_DIR
+    from tests.helpers.config import CONF_DIR
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):

@@ -30,8 +30,8 @@ from deepm3.errors import ConfigError, DataError
 from deepm3.recommend import main as recommend_main
 from deepm3.recommend import run as recommend_cli
 from deepm3.serve import Recommender
-from tests.conftest import CONF_DIR
-from tests.serve_fixtures import MAX_LEN, TrainedRun, train_tiny
+from tests.helpers.config import CONF_DIR
+from tests.helpers.serve_fixtures import MAX_LEN, TrainedRun, train_tiny
 
 YEAR = 365 * 86_400
 

@@ -28,8 +28,8 @@ from deepm3.data.sources.interactions import InteractionsFileSource
 from deepm3.data.sources.ml1m import ML1MSource
 from deepm3.data.sources.synthetic import SyntheticSource
 from deepm3.errors import ConfigError, DataError, user_error
-from tests.conftest import CONF_DIR
-from tests.fixtures_raw import (
+from tests.helpers.config import CONF_DIR
+from tests.helpers.fixtures_raw import (
     amazon_json_lines,
     expected_sequences,
     interaction_rows,

@@ -12,8 +12,8 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from deepm3.data.stats import dataset_stats, format_stats, run, within_user_gaps
-from tests.conftest import CONF_DIR
-from tests.spine_fixtures import processed
+from tests.helpers.config import CONF_DIR
+from tests.helpers.spine_fixtures import processed
 
 # user a: gaps 0, 10, 0, 30 (two ties); user b: gaps 20, 20 (no tie); user c: gap 100
 DATA = processed({

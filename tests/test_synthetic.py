@@ -1,5 +1,5 @@
-"""Protocol §5: the synthetic world is deterministic, its gaps have the CVs asked for, and time
-carries exactly as much information as ``time_signal`` says."""
+"""The synthetic world is deterministic, its gaps have the CVs asked for, and time carries
+exactly as much information as ``time_signal`` says (docs/protocol.md, "A world with known ground truth")."""
 
 from __future__ import annotations
 

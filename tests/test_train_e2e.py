@@ -27,7 +27,7 @@ from deepm3.metrics import metric_names, ranking_metrics
 from deepm3.models.module import RecModule
 from deepm3.train import run
 from tests.helpers.accelerator import trainer_override
-from tests.tiny_runs import compose_train
+from tests.helpers.tiny_runs import compose_train
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SOLVERS = ["euler", "rk4", "none"]
@@ -43,7 +43,7 @@ TINY_RUN = [
 def tiny_data(data_dir: Path) -> list[str]:
     """Select the synthetic ``TinySource`` instead of ML-100k (batches of 16: 2 batches < 1 epoch)."""
     return [
-        "dataset.source._target_=tests.spine_fixtures.TinySource", "~dataset.source.download",
+        "dataset.source._target_=tests.helpers.spine_fixtures.TinySource", "~dataset.source.download",
         "~dataset.source.use_recbole", f"dataset.source.raw_dir={data_dir / 'raw' / 'tiny'}",
         "dataset.name=tiny", "dataset.batch_size=16", f"paths.data_dir={data_dir}",
     ]

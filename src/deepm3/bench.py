@@ -24,6 +24,8 @@ from hydra import compose
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from deepm3.device import resolve_device
+from deepm3.errors import exit_on_user_error
 from deepm3.io import write_atomic, write_json
 from deepm3.metrics import target_ranks
 from deepm3.models.components.base import SequentialRecommender
@@ -40,12 +42,6 @@ TARGETS = {
     "euler train step <= 1.3 x none train step (ml1m)": ("ml1m", "deepm3-euler", "deepm3-none", "train_step_ms", 1.3),
 }
 EVAL_PASS_LIMIT_S = 5.0
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def device_name(device: torch.device) -> str:
@@ -238,7 +234,7 @@ def _fmt(value: Any) -> str:
 def run(cfg: DictConfig) -> dict[str, Any]:
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
-    device = pick_device(cfg.device)
+    device = resolve_device(cfg.device)
     rows = {name: [o.format(hidden=cfg.hidden, width=2 * cfg.hidden) for o in ov] for name, ov in cfg.rows.items()}
     presets = {name: list(ov) for name, ov in (cfg.get("presets") or {}).items()}
     results: dict[str, dict[str, dict[str, Any]]] = {}
@@ -261,7 +257,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="bench")
 def main(cfg: DictConfig) -> None:
-    run(cfg)
+    """Hydra entry point: a bad option (``device=cuda`` without a GPU) is one line on stderr."""
+    try:
+        run(cfg)
+    except Exception as exc:
+        exit_on_user_error(exc, log)
+        raise
 
 
 if __name__ == "__main__":

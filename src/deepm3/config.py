@@ -6,6 +6,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf
 
 from deepm3.errors import ConfigError
@@ -28,6 +29,7 @@ def validate_config(cfg: DictConfig) -> None:
     _integer(cfg.get("seed"), "seed")
     _number(cfg.optim.get("lr"), "optim.lr", "a positive number (e.g. 0.001)", lambda v: v > 0)
     _number(cfg.optim.get("weight_decay"), "optim.weight_decay", "a non-negative number", lambda v: v >= 0)
+    _optimizer_target(cfg.optim.get("_target_"))
     for key in ("user_core", "item_core"):
         _non_negative_int(cfg.dataset.get(key), f"dataset.{key}")
     _positive_int(cfg.dataset.get("eval_batch_size"), "dataset.eval_batch_size")
@@ -59,6 +61,19 @@ def _check_net(net: Any, prefix: str) -> None:
             _number(value, where, "a probability in [0, 1)", lambda v: 0 <= v < 1)
         elif isinstance(value, Mapping) and key == "field":
             _check_net(value, where)
+
+
+def _optimizer_target(target: object) -> None:
+    """``optim._target_`` must name something callable (an optimizer class), checked before any data is read."""
+    if target is None:
+        return  # a config saved before the optimizer was configurable: AdamW
+    expected = "expected an optimizer class such as torch.optim.AdamW or torch.optim.Adam"
+    if not isinstance(target, str) or not target:
+        raise ConfigError(f"optim._target_={target!r}; {expected}")
+    try:
+        get_method(target)
+    except Exception:  # noqa: BLE001 -- ImportError, ValueError: what cannot be found is one line
+        raise ConfigError(f"optim._target_={target!r} cannot be found; {expected}") from None
 
 
 def _positive_int(value: object, key: str, allow: int | None = None) -> None:

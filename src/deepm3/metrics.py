@@ -1,4 +1,4 @@
-"""Full-ranking metrics by direct rank computation (protocol §3).
+"""Full-ranking metrics by direct rank computation (docs/protocol.md, "Ranking").
 
 ``rank`` counts the other candidate items scoring **>=** the target (pessimistic ties: a
 constant model ranks every target last). Excluded items (padding, and the user's history

@@ -35,12 +35,11 @@ from deepm3.data.datamodule import BatchCollator
 from deepm3.data.samples import SampleArrays
 from deepm3.errors import ConfigError
 from deepm3.metrics import metric_names, ranking_metrics, repeat_targets
+from deepm3.run_dir import RunMetrics, checkpoint_dir, is_complete, tested_checkpoint, try_read_metrics
 
 log = logging.getLogger(__name__)
 
 CLEAN = "clean"
-METRICS_FILE = "metrics.json"
-CHECKPOINT_DIR = "checkpoints"
 # Keys that cannot change what is trained: where files go, the test-time noise, a resume path.
 NOT_TRAINING = ("noise", "paths", "ckpt_path", "hydra")
 
@@ -93,7 +92,7 @@ class ReusableRun:
 
     directory: Path
     checkpoint: Path
-    metrics: dict[str, Any]
+    metrics: RunMetrics
 
 
 def find_reusable_run(key: str, search_dirs: Iterable[Path], own: Path) -> ReusableRun | None:
@@ -105,15 +104,13 @@ def find_reusable_run(key: str, search_dirs: Iterable[Path], own: Path) -> Reusa
         if not folder.is_dir():
             continue
         for candidate in sorted(p for p in folder.iterdir() if p.is_dir()):
-            if candidate.resolve() == own or not (candidate / METRICS_FILE).is_file():
+            if candidate.resolve() == own or not is_complete(candidate):
                 continue
-            try:
-                metrics = json.loads((candidate / METRICS_FILE).read_text())
-            except (OSError, json.JSONDecodeError):
+            metrics = try_read_metrics(candidate)
+            if metrics is None or metrics.get("training_key") != key:
                 continue
-            named = metrics.get("best_checkpoint")
-            checkpoint = candidate / CHECKPOINT_DIR / Path(named).name if named else None
-            if metrics.get("training_key") == key and checkpoint is not None and checkpoint.is_file():
+            checkpoint = tested_checkpoint(candidate, metrics)
+            if checkpoint is not None:
                 return ReusableRun(candidate, checkpoint, metrics)
     return None
 
@@ -122,7 +119,7 @@ def reuse_checkpoint(source: ReusableRun, out: Path, module: Any, datamodule: An
     """Copy ``source``'s tested checkpoint into ``out/checkpoints/`` after checking it is this
     network's on this data (the checks a resume gets); returns the copy's path."""
     check_resume_checkpoint(source.checkpoint, module, dataset_stamp(datamodule))
-    target = Path(out) / CHECKPOINT_DIR / source.checkpoint.name
+    target = checkpoint_dir(out) / source.checkpoint.name
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy2(source.checkpoint, target)
     log.info("same training config as %s: its checkpoint %s is tested, not trained again",

@@ -1,13 +1,9 @@
 """Serve a trained run: the top-k next items for a raw-id history, asked at a chosen moment.
 
-A run dir written by ``python -m deepm3.train`` carries everything needed: the config
-(``.hydra/config.yaml``, for the window length), the item map (``item_map.csv``: raw id of
-each item index), training popularity (``item_popularity.csv``, for users without history)
-and the weights (``checkpoints/``). Weights load with ``torch.load(weights_only=True)`` and
-the network is rebuilt from the checkpoint's plain hyper-parameters after looking its class
-name up in an allow-list (:mod:`deepm3.registry`; nothing a checkpoint names is imported
-first), so nothing stored in a checkpoint runs code. A checkpoint records the item map it was
-trained on (``deepm3_data``); one whose items differ from the run dir's is refused.
+A run dir written by ``python -m deepm3.train`` carries everything needed: the config (for
+the window length), the item map, training popularity (for users without history) and the
+weights; :mod:`deepm3.run_dir` reads them. The network is rebuilt from its checkpoint without
+running anything the checkpoint names (:mod:`deepm3.checkpoint`).
 
 Inputs are turned into windows by the function evaluation uses
 (:func:`deepm3.data.samples.query_windows`): a served score equals an evaluated one.
@@ -18,12 +14,11 @@ Over HTTP: ``python -m deepm3.serve run=<run dir>`` starts the server of :mod:`d
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import numbers
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,19 +29,16 @@ import torch
 from omegaconf import OmegaConf
 from tqdm.auto import tqdm
 
-from deepm3.data.processed import DATA_STAMP_KEY, ITEM_MAP_FILE, ProcessedData, item_map_digest
-from deepm3.data.samples import query_windows, training_item_counts
-from deepm3.models.components.time import check_query_mode, visible_inputs
+from deepm3.checkpoint import build_net
+from deepm3.data.samples import query_windows
+from deepm3.device import resolve_device
 from deepm3.errors import DataError
-from deepm3.registry import network_class
 from deepm3.models.components.base import SequentialRecommender
+from deepm3.models.components.time import check_query_mode, visible_inputs
+from deepm3.run_dir import POPULARITY_FILE, config_max_len, locate_run, read_config, read_item_map, read_popularity
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_DIR = "checkpoints"
-CONFIG_FILE = Path(".hydra") / "config.yaml"
-POPULARITY_FILE = "item_popularity.csv"
-METRICS_FILE = "metrics.json"
 UNKNOWN_ITEM_POLICIES = ("error", "skip")
 
 
@@ -136,9 +128,9 @@ class Recommender:
         """Load a run dir (its best checkpoint) or one ``.ckpt`` inside a run dir's ``checkpoints/``."""
         run_dir, checkpoint = locate_run(Path(path).expanduser())
         item_ids = read_item_map(run_dir)
-        config = read_run_config(run_dir)
+        config = read_config(run_dir)
         net = build_net(checkpoint, run_dir, len(item_ids))
-        recommender = cls(net, item_ids, max_len=run_max_len(config, run_dir),
+        recommender = cls(net, item_ids, max_len=config_max_len(config, run_dir),
                           popularity=read_popularity(run_dir, item_ids), device=device,
                           name=str(OmegaConf.select(config, "model.name", default="model")),
                           query=str(OmegaConf.select(config, "time.query", default="target")))
@@ -304,156 +296,6 @@ class Recommender:
 
 def _is_sequence(value: Any) -> bool:
     return isinstance(value, (Sequence, np.ndarray, pd.Series)) and not isinstance(value, (str, bytes))
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"``: the GPU when there is one, else the CPU. A device that is not there is a one-line error."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError, ValueError):
-        raise DataError(f"device={device!r} is not a device; expected auto, cpu, cuda or cuda:<n>") from None
-    if resolved.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0 or (resolved.index is not None and resolved.index >= count):
-            raise DataError(f"device={device!r}: no such CUDA device on this machine ({count} found); "
-                            "use device=cpu or device=auto")
-    elif resolved.type not in ("cpu", "cuda", "mps") or (resolved.type == "mps" and not _mps_available()):
-        raise DataError(f"device={device!r} is not available here; expected auto, cpu, cuda or cuda:<n>")
-    return resolved
-
-
-def _mps_available() -> bool:
-    backend = getattr(torch.backends, "mps", None)
-    return bool(backend is not None and backend.is_available())
-
-
-def locate_run(path: Path) -> tuple[Path, Path]:
-    """``(run dir, checkpoint)`` for a run dir or a ``.ckpt`` in its ``checkpoints/``."""
-    if path.is_file():
-        if path.suffix != ".ckpt" or path.parent.name != CHECKPOINT_DIR:
-            raise DataError(f"{path}: expected a run dir or a .ckpt file inside <run dir>/{CHECKPOINT_DIR}/ "
-                            "(the run dir holds the config and item map the weights need)")
-        return path.parent.parent, path
-    if not path.is_dir():
-        raise DataError(f"{path}: no such run dir or checkpoint")
-    return path, best_checkpoint(path)
-
-
-def best_checkpoint(run_dir: Path) -> Path:
-    """The checkpoint ``metrics.json`` names (the one tested), else ``best-*``, else ``last.ckpt``."""
-    folder = run_dir / CHECKPOINT_DIR
-    metrics = run_dir / METRICS_FILE
-    if metrics.is_file():
-        named = json.loads(metrics.read_text()).get("best_checkpoint")
-        if named and (folder / Path(named).name).is_file():  # by name: the run dir may have moved
-            return folder / Path(named).name
-    candidates = sorted(folder.glob("best-*.ckpt")) or sorted(folder.glob("last.ckpt"))
-    if not candidates:
-        raise DataError(f"{run_dir}: no checkpoint in {CHECKPOINT_DIR}/; "
-                        "expected a run dir written by python -m deepm3.train")
-    return candidates[-1]
-
-
-def read_item_map(run_dir: Path) -> np.ndarray:
-    """Raw ids of items 1..N (``item_map.csv``, saved by training)."""
-    path = run_dir / ITEM_MAP_FILE
-    if not path.is_file():
-        raise DataError(f"{run_dir}: no {ITEM_MAP_FILE}; expected a run dir written by python -m deepm3.train")
-    table = pd.read_csv(path, dtype={"raw_id": str}, keep_default_na=False)
-    if list(table.columns) != ["index", "raw_id"] or table["index"].tolist() != list(range(1, len(table) + 1)):
-        raise DataError(f"{path}: expected columns index,raw_id with index 1..N in order")
-    return table["raw_id"].to_numpy(dtype=str)
-
-
-def read_run_config(run_dir: Path) -> Any:
-    path = run_dir / CONFIG_FILE
-    if not path.is_file():
-        raise DataError(f"{run_dir}: no {CONFIG_FILE}; expected a run dir written by python -m deepm3.train")
-    return OmegaConf.load(path)
-
-
-def run_max_len(config: Any, run_dir: Path) -> int:
-    """The window length the model was trained and evaluated with (``dataset.max_len``)."""
-    max_len = OmegaConf.select(config, "dataset.max_len", default=None)
-    if isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 1:
-        raise DataError(f"{run_dir / CONFIG_FILE}: dataset.max_len={max_len!r}; expected a positive integer")
-    return max_len
-
-
-def build_net(checkpoint: Path, run_dir: Path, num_items: int) -> SequentialRecommender:
-    """The network of a Lightning checkpoint, rebuilt from plain data and filled with its weights."""
-    try:
-        saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    except Exception as exc:  # unpickling refuses anything but tensors and plain containers
-        raise DataError(f"{checkpoint}: not a loadable weights-only checkpoint ({type(exc).__name__}: "
-                        f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
-    params = saved.get("hyper_parameters", {}) if isinstance(saved, Mapping) else {}
-    net_cfg = params.get("net")
-    if not isinstance(net_cfg, Mapping) or "_target_" not in net_cfg or "state_dict" not in saved:
-        raise DataError(f"{checkpoint}: expected a deepm3 training checkpoint (hyper_parameters.net and state_dict)")
-    trained_items = params.get("num_items")
-    if trained_items != num_items:
-        raise DataError(f"{checkpoint}: trained on {trained_items} items but {run_dir / ITEM_MAP_FILE} lists "
-                        f"{num_items}; the checkpoint comes from another dataset")
-    _check_data_stamp(saved.get(DATA_STAMP_KEY), checkpoint, run_dir)
-    net_class = network_class(net_cfg["_target_"], str(checkpoint))  # an allow-list: nothing named is imported
-    kwargs = {key: value for key, value in net_cfg.items() if key != "_target_"}
-    if _has_target(kwargs):
-        raise DataError(f"{checkpoint}: nested _target_ in hyper_parameters.net; serving builds only plain-data networks")
-    try:
-        net = net_class(num_items=num_items, **kwargs)
-    except (TypeError, ValueError) as exc:  # options of another deepm3 version, or values out of range
-        raise DataError(f"{checkpoint}: cannot rebuild {net_cfg['_target_']} from its hyper_parameters.net ({exc})") from None
-    weights = {key.removeprefix("net."): value for key, value in saved["state_dict"].items() if key.startswith("net.")}
-    try:
-        net.load_state_dict(weights)
-    except RuntimeError as exc:
-        raise DataError(f"{checkpoint}: its weights do not fit {net_cfg['_target_']} over {num_items} items "
-                        f"({str(exc).splitlines()[-1].strip()})") from None
-    return net
-
-
-def _check_data_stamp(stamp: Any, checkpoint: Path, run_dir: Path) -> None:
-    """Refuse a checkpoint whose recorded item map is not the run dir's (same count, other items).
-
-    Checkpoints written before the stamp existed carry none and are served as before.
-    """
-    if not isinstance(stamp, Mapping) or "item_map_sha256" not in stamp:
-        return
-    if stamp["item_map_sha256"] != item_map_digest(read_item_map(run_dir)):
-        raise DataError(f"{checkpoint}: trained on another dataset ({stamp.get('dataset')!r}, cache "
-                        f"{stamp.get('cache_key')}) than {run_dir / ITEM_MAP_FILE} describes: the same "
-                        f"{stamp.get('num_items')} item columns mean other items; serve it from its own run dir")
-
-
-def _has_target(value: Any) -> bool:
-    if isinstance(value, Mapping):
-        return "_target_" in value or any(_has_target(v) for v in value.values())
-    if isinstance(value, (list, tuple)):
-        return any(_has_target(v) for v in value)
-    return False
-
-
-def read_popularity(run_dir: Path, item_ids: np.ndarray) -> np.ndarray | None:
-    """``[N + 1]`` training counts per item: ``item_popularity.csv``, else recomputed from the
-    run's processed data (runs trained before the file existed); ``None`` when neither is there."""
-    path = run_dir / POPULARITY_FILE
-    if path.is_file():
-        table = pd.read_csv(path, dtype={"raw_id": str}, keep_default_na=False)
-        if table["raw_id"].tolist() != item_ids.tolist():
-            raise DataError(f"{path} does not list the items of {run_dir / ITEM_MAP_FILE} in the same order; "
-                            "the two files come from different datasets")
-        return np.concatenate([[0], table["count"].to_numpy(dtype=np.int64)])
-    metrics = run_dir / METRICS_FILE
-    data_dir = json.loads(metrics.read_text()).get("data", {}).get("data_dir") if metrics.is_file() else None
-    if not data_dir or not ProcessedData.is_complete(Path(data_dir)):
-        return None
-    data = ProcessedData.load(Path(data_dir))
-    if data.item_ids.tolist() != item_ids.tolist():
-        raise DataError(f"{data_dir}: its item map differs from {run_dir / ITEM_MAP_FILE}; cannot count popularity")
-    return training_item_counts(data)
 
 
 if __name__ == "__main__":  # python -m deepm3.serve run=<run dir>: the HTTP server (deepm3.server)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import time
-import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,26 +29,39 @@ from deepm3.config import validate_config
 from deepm3.data.datamodule import SequenceDataModule
 from deepm3.data.samples import training_item_counts
 from deepm3.errors import DeepM3Error, exit_on_user_error
-from deepm3.io import check_writable_dir, write_atomic, write_json
+from deepm3.io import check_writable_dir
 from deepm3.metrics import ranking_metrics
-from deepm3.models.module import RecModule
+from deepm3.models.module import DEFAULT_OPTIMIZER, RecModule
 from deepm3.noise_eval import find_reusable_run, noise_setting, noisy_test_metrics, reuse_checkpoint, training_key
 from deepm3.provenance import array_fingerprint, run_provenance
+from deepm3.run_dir import (RunMetrics, clear_error, last_checkpoint, save_config, write_error, write_item_map,
+                            write_metrics, write_popularity, write_user_rows)
 
 log = logging.getLogger(__name__)
 
-METRICS_FILE = "metrics.json"
-ERROR_FILE = "error.json"
-
 
 def build_module(cfg: DictConfig, num_items: int) -> RecModule:
-    """The LightningModule for ``cfg.model`` with plain-container hyper-parameters."""
+    """The LightningModule for ``cfg.model`` with plain-container hyper-parameters.
+
+    Plain containers, not ``DictConfig``: checkpoints must load with ``weights_only=True``.
+    """
     net = OmegaConf.to_container(cfg.model.net, resolve=True)
     return RecModule(
         net=net, num_items=num_items, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay,
         loss=cfg.optim.loss, exclude_history=cfg.eval.exclude_history, ks=list(cfg.eval.ks),
         monitor=cfg.monitor, eval_mode=cfg.eval.get("mode", "full"), query=cfg.time.get("query", "target"),
+        optimizer=optimizer_config(cfg.optim),
     )
+
+
+def optimizer_config(optim: DictConfig) -> dict[str, Any]:
+    """``cfg.optim`` less ``loss``, ``lr`` and ``weight_decay`` (RecModule's own arguments) as a plain
+    dict; a run config saved before the optimizer was configurable names none and gets AdamW."""
+    spec = OmegaConf.to_container(optim, resolve=True)
+    assert isinstance(spec, dict)
+    for key in ("loss", "lr", "weight_decay", "_partial_"):
+        spec.pop(key, None)
+    return {"_target_": DEFAULT_OPTIMIZER, **spec}
 
 
 def run(cfg: DictConfig, output_dir: Path | None = None, overrides: list[str] | None = None,
@@ -98,7 +110,7 @@ def run(cfg: DictConfig, output_dir: Path | None = None, overrides: list[str] | 
         trained["reused_checkpoint_from"] = str(source.directory)
     trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
     test = {k.removeprefix("test/"): float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
-    metrics = {
+    metrics: RunMetrics = {
         "model": cfg.model.name, "dataset": datamodule.name, "seed": int(cfg.seed),
         "solver": OmegaConf.to_container(cfg.solver) if "solver" in cfg else None,
         "test": test, "best_val": trained.pop("best_val"),
@@ -118,11 +130,11 @@ def run(cfg: DictConfig, output_dir: Path | None = None, overrides: list[str] | 
         trainer.logger.save()
         log.info("test metrics under noise %s level %s: %s", noise.name, noise.level,
                  {k: round(v, 4) for k, v in sorted(noisy.items())})
-    (out / ERROR_FILE).unlink(missing_ok=True)  # a rerun that succeeds clears an old failure
-    _write_user_rows(out / "test_users.csv", module, datamodule)
-    _copy_item_map(out, datamodule)
-    _save_config(out, cfg)
-    write_json(out / METRICS_FILE, metrics)  # last: its presence marks a complete run
+    clear_error(out)  # a rerun that succeeds clears an old failure
+    write_user_rows(out, _user_rows(module, datamodule))
+    _write_item_files(out, datamodule)
+    save_config(out, cfg)
+    write_metrics(out, metrics)  # last: its presence marks a complete run
     log.info("test metrics: %s", {k: round(v, 4) for k, v in sorted(test.items())})
     return metrics
 
@@ -145,7 +157,7 @@ def _resume_path(ckpt_path: str | None, out: Path) -> str | None:
     if ckpt_path is None:
         return None
     if ckpt_path == "last":
-        last = out / "checkpoints" / "last.ckpt"
+        last = last_checkpoint(out)
         if last.is_file():
             log.info("resuming from %s", last)
             return str(last)
@@ -157,8 +169,8 @@ def _resume_path(ckpt_path: str | None, out: Path) -> str | None:
     return str(path)
 
 
-def _write_user_rows(path: Path, module: RecModule, datamodule: SequenceDataModule) -> None:
-    """Per-user test rows (protocol §3): significance and irregularity studies need no re-run."""
+def _user_rows(module: RecModule, datamodule: SequenceDataModule) -> pd.DataFrame:
+    """Per-user test rows (docs/protocol.md, "The studies"): significance and irregularity studies need no re-run."""
     users = module.test_ranks["users"].numpy()
     ranks = module.test_ranks["ranks"]
     data, test = datamodule.data, datamodule.splits["test"]
@@ -176,27 +188,14 @@ def _write_user_rows(path: Path, module: RecModule, datamodule: SequenceDataModu
         rows["sampled_rank"] = module.test_ranks["sampled_ranks"].numpy()
         for name, values in ranking_metrics(module.test_ranks["sampled_ranks"], module.ks).items():
             rows[f"sampled_{name}"] = values.numpy()
-    write_atomic(path, lambda tmp: rows.to_csv(tmp, index=False))
+    return rows
 
 
-def _copy_item_map(out: Path, datamodule: SequenceDataModule) -> None:
-    assert datamodule.data_dir is not None
-    text = (datamodule.data_dir / "item_map.csv").read_text()
-    write_atomic(out / "item_map.csv", lambda tmp: tmp.write_text(text))
-    # Serving falls back to these counts for a user without history (deepm3.serve).
-    assert datamodule.data is not None
-    counts = training_item_counts(datamodule.data)
-    popularity = pd.DataFrame({"index": np.arange(1, len(counts)), "raw_id": datamodule.data.item_ids,
-                               "count": counts[1:]})
-    write_atomic(out / "item_popularity.csv", lambda tmp: popularity.to_csv(tmp, index=False))
-
-
-def _save_config(out: Path, cfg: DictConfig) -> None:
-    """Keep a run dir servable when ``run`` is called without Hydra's launcher (which writes this file)."""
-    path = out / ".hydra" / "config.yaml"
-    if not path.is_file():
-        task = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
-        write_atomic(path, lambda tmp: OmegaConf.save(task, tmp))
+def _write_item_files(out: Path, datamodule: SequenceDataModule) -> None:
+    """The item map, and training counts that serving falls back to for a user without history."""
+    assert datamodule.data_dir is not None and datamodule.data is not None
+    write_item_map(out, datamodule.data_dir)
+    write_popularity(out, datamodule.data.item_ids, training_item_counts(datamodule.data))
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
@@ -224,10 +223,7 @@ def main(cfg: DictConfig) -> float | None:
 def record_failure(out: Path, overrides: list[str], exc: BaseException) -> None:
     """Write ``error.json`` so sweep reports can say which run is missing and why."""
     log.error("run failed (%s): %s", " ".join(overrides), exc)
-    write_json(out / ERROR_FILE, {
-        "overrides": overrides, "error": f"{type(exc).__name__}: {exc}",
-        "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
-    })
+    write_error(out, overrides, exc)
 
 
 if __name__ == "__main__":

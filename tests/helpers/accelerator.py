@@ -1,9 +1,9 @@
 """Where the tests' tiny training runs train: the CPU, unless ``DEEPM3_TEST_ACCELERATOR`` asks for more.
 
 ``benchmarks/gpu_check.sh`` sets ``DEEPM3_TEST_ACCELERATOR=gpu`` for its training stage, so the
-runs that the tests start through the real config (``tests/tiny_runs.py``,
-``tests/test_train_e2e.py``, ``tests/serve_fixtures.py``) train on CUDA instead of silently on the
-CPU; :func:`check_checkpoint_device` then proves where the weights were.
+runs that the tests start through the real config (``tests/helpers/tiny_runs.py``,
+``tests/test_train_e2e.py``, ``tests/helpers/serve_fixtures.py``) train on CUDA instead of
+silently on the CPU; :func:`check_checkpoint_device` then proves where the weights were.
 """
 
 from __future__ import annotations

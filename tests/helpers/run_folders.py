@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
+
+from deepm3.run_dir import write_metrics, write_user_rows
 
 
 def write_run_folder(directory: Path, per_user: dict[str, float], test: dict[str, float], *,
@@ -13,8 +14,6 @@ def write_run_folder(directory: Path, per_user: dict[str, float], test: dict[str
     """``test_users.csv`` (one row per user, in the given order) and ``metrics.json`` (which marks
     the run complete) in ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({"user": list(per_user), metric: list(per_user.values())}).to_csv(
-        directory / "test_users.csv", index=False)
-    metrics = {"test": test, "num_params": num_params, "train_seconds": train_seconds,
-               "seconds_per_epoch": train_seconds, "epochs": 1}
-    (directory / "metrics.json").write_text(json.dumps(metrics))
+    write_user_rows(directory, pd.DataFrame({"user": list(per_user), metric: list(per_user.values())}))
+    write_metrics(directory, {"test": test, "num_params": num_params, "train_seconds": train_seconds,
+                              "seconds_per_epoch": train_seconds, "epochs": 1})

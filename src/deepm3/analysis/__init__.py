@@ -1,4 +1,4 @@
-"""The analysis core of the experiment suite (protocol §4): pure, numpy/scipy functions.
+"""The analysis core of the experiment suite (docs/experiments.md, "The analyses"): pure, numpy/scipy functions.
 
 - :mod:`~deepm3.analysis.entropy` -- random topological entropy of symbolised histories;
 - :mod:`~deepm3.analysis.noise` -- test-time perturbations of the prediction inputs;

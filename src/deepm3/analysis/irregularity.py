@@ -1,4 +1,4 @@
-"""Does the reference model gain most where timing is irregular? (protocol §4, irregularity)
+"""Does the reference model gain most where timing is irregular? (docs/experiments.md, "Irregularity")
 
 Users are grouped by the coefficient of variation (std / mean) of their training gaps, the
 ``gap_cv`` column of the per-user rows: CV 0 is a metronome, CV 1 a Poisson process, CV > 1

@@ -1,4 +1,4 @@
-"""Test-time perturbations of the prediction inputs (protocol §4, robustness; no re-training).
+"""Test-time perturbations of the prediction inputs (docs/experiments.md, "Robustness"; no re-training).
 
 The operators act on the left-padded evaluation arrays of :mod:`deepm3.data.samples`
 (``items``, ``times``, ``next_times``; 0 = padding on the left, the last column is the most

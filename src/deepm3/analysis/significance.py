@@ -1,4 +1,4 @@
-"""Paired significance of the reference model against each baseline (protocol §4).
+"""Paired significance of the reference model against each baseline (docs/experiments.md, "Significance").
 
 The unit is the user: both models are scored on the same users, so the tests are paired
 (``scipy.stats.ttest_rel`` and the Wilcoxon signed-rank test on ``reference - baseline``).

@@ -135,7 +135,7 @@ class SequenceDataModule(L.LightningDataModule):
         self.seed = seed
         if eval_mode not in EVAL_MODES:
             raise ConfigError(f"eval.mode={eval_mode!r}; expected one of {list(EVAL_MODES)}")
-        self.eval_mode = eval_mode  # sampled: val/test batches also carry `negatives` (protocol §3)
+        self.eval_mode = eval_mode  # sampled: val/test also carry `negatives` (docs/protocol.md, "Sampled mode")
         self.negatives = negatives
         self.negatives_seed = negatives_seed
         self.data: ProcessedData | None = None

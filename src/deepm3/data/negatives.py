@@ -1,4 +1,4 @@
-"""Sampled-evaluation negatives (protocol §3): drawn once, stored with the processed data.
+"""Sampled-evaluation negatives (docs/protocol.md, "Sampled mode"): drawn once, stored with the processed data.
 
 Each user gets ``count`` distinct items drawn uniformly from the items they never
 interacted with (in any split). The draw depends only on the processed data and

@@ -1,4 +1,7 @@
-"""Protocol §1: interactions table -> filtered, stably time-sorted, re-indexed user sequences."""
+"""Interactions table -> filtered, stably time-sorted, re-indexed user sequences.
+
+The rules are docs/protocol.md, "Data and split".
+"""
 
 from __future__ import annotations
 
@@ -62,7 +65,7 @@ def choose_users(user_ids: np.ndarray, max_users: int | None, seed: int) -> np.n
 
 
 def build_sequences(df: pd.DataFrame, config: PreprocessConfig, source: str = "dataset") -> ProcessedData:
-    """Turn a validated interactions table into per-user sequences (protocol §1.1–1.5).
+    """Turn a validated interactions table into per-user sequences (docs/protocol.md, "Data and split").
 
     Ties in time keep file order (a stable sort on the row position, never on item id).
     Items are numbered 1..N in order of raw id (0 is padding); users with fewer than

@@ -1,4 +1,4 @@
-"""Leave-one-out samples (protocol §1.5–1.7) as left-padded arrays.
+"""Leave-one-out samples (docs/protocol.md, "Data and split") as left-padded arrays.
 
 Every sample has the same four ``[n, max_len]`` int64 arrays, so one model interface serves
 training and evaluation:

@@ -1,4 +1,4 @@
-"""The one interactions table every source yields (protocol §1.1), validated once."""
+"""The one interactions table every source yields (docs/protocol.md, "Data and split"), validated once."""
 
 from __future__ import annotations
 

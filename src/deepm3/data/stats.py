@@ -40,7 +40,7 @@ def quantiles(values: np.ndarray) -> dict[str, float | None]:
 
 
 def within_user_gaps(data: ProcessedData) -> np.ndarray:
-    """Seconds between consecutive events of the same user (protocol §1.6), all users together."""
+    """Seconds between consecutive events of the same user (docs/protocol.md, "Time features"), all users together."""
     gaps = np.diff(data.times)
     same_user = np.ones(len(gaps), dtype=bool)
     same_user[data.offsets[1:-1] - 1] = False  # the step from one user's last event to the next user's first
@@ -52,7 +52,7 @@ def dataset_stats(data: ProcessedData) -> dict[str, Any]:
 
     ``tied_share`` is the share of within-user gaps that are zero (an event at the same second
     as the previous one); ``gap_cv`` is over users' *training* gaps, the quantity the
-    irregularity tertiles use (protocol §4), for users where it is defined.
+    irregularity tertiles use (docs/experiments.md, "Irregularity"), for users where it is defined.
     """
     gaps = within_user_gaps(data)
     cv = training_gap_cv(data)

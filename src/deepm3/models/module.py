@@ -14,6 +14,8 @@ from deepm3.metrics import DEFAULT_KS, EVAL_MODES, RankMetrics, repeat_targets, 
 from deepm3.models.components.base import SequentialRecommender
 from deepm3.models.components.time import check_query_mode, visible_inputs
 
+DEFAULT_OPTIMIZER = "torch.optim.AdamW"
+
 
 class RecModule(L.LightningModule):
     """Wraps a network built from a plain-dict Hydra config (so checkpoints load with
@@ -31,6 +33,10 @@ class RecModule(L.LightningModule):
     ``query`` (``time.query``) decides what every network sees of the moment a prediction is
     asked for (:func:`deepm3.models.components.time.visible_inputs`), in training and
     evaluation alike: under ``last`` no network can see the predicted event's timestamp.
+
+    ``optimizer`` is a plain-dict Hydra config of the optimizer class and its arguments other
+    than ``lr`` and ``weight_decay`` (``{"_target_": "torch.optim.Adam"}``); ``None`` is AdamW,
+    as checkpoints written before it was configurable were trained with.
     """
 
     def __init__(
@@ -45,6 +51,7 @@ class RecModule(L.LightningModule):
         monitor: str = "val/ndcg@10",
         eval_mode: str = "full",
         query: str = "target",
+        optimizer: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         check_query_mode(query)
@@ -134,4 +141,5 @@ class RecModule(L.LightningModule):
             metric.reset()
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        spec = {"_target_": DEFAULT_OPTIMIZER, **(self.hparams.optimizer or {}), "_partial_": True}
+        return instantiate(spec)(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)

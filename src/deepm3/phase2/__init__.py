@@ -1,4 +1,4 @@
-"""The experiment suite ("phase 2", protocol §4): train a plan of runs, then the studies.
+"""The experiment suite ("phase 2", docs/experiments.md): train a plan of runs, then the studies.
 
 - :mod:`~deepm3.phase2.plan` -- which runs (models x seeds) and where they live;
 - :mod:`~deepm3.phase2.tune` -- the baselines over a small grid, selected on validation NDCG@10;
@@ -9,6 +9,6 @@
   :mod:`~deepm3.phase2.irregularity_study`, :mod:`~deepm3.phase2.robustness` -- the studies;
 - :mod:`~deepm3.phase2.claims` -- ``claims.md``: the original work's five claims against the tables;
 - :mod:`~deepm3.phase2.report` -- ``results/<dataset>/README.md``;
-- :mod:`~deepm3.phase2.cli` -- ``python -m deepm3.phase2`` (all of it from one Hydra command) and
-  ``python -m deepm3.phase2.<stage>`` (one stage, then the report).
+- :mod:`~deepm3.phase2.cli` -- ``python -m deepm3.phase2``: all of it from one Hydra command, or
+  the stages ``studies=[...]`` names.
 """

@@ -1,4 +1,5 @@
-"""``python -m deepm3.phase2 dataset=<name> preset=<smoke|full> seeds=[...] device=auto``: every stage."""
+"""``python -m deepm3.phase2 dataset=<name> preset=<smoke|full> seeds=[...] device=auto``: every stage,
+or only those ``'studies=[...]'`` names (e.g. ``'studies=[robustness,report]'``)."""
 
 from deepm3.phase2.cli import main
 

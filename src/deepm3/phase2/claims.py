@@ -317,9 +317,3 @@ def write_claims(out_dir: Path, dataset: str, reference: str = EULER) -> list[Pa
     csv = write_atomic(Path(out_dir) / f"{STEM}.csv", lambda tmp: frame.to_csv(tmp, index=False))
     md = write_atomic(Path(out_dir) / f"{STEM}.md", lambda tmp: tmp.write_text(text))
     return [csv, md]
-
-
-if __name__ == "__main__":
-    from deepm3.phase2.cli import run_stage
-
-    run_stage("claims")

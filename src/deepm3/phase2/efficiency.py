@@ -16,7 +16,7 @@ from deepm3 import bench
 from deepm3.phase2.plan import Plan
 from deepm3.phase2.results import run_metrics, write_table
 from deepm3.phase2.train_all import train_config_context
-from deepm3.serve import read_run_config
+from deepm3.run_dir import read_config
 
 STEM = "efficiency"
 BENCH_JSON = "efficiency_bench.json"
@@ -26,7 +26,7 @@ def dataset_shape(plan: Plan) -> dict[str, int]:
     """``num_items``, ``max_len``, ``num_users`` of the first complete run."""
     spec = plan.completed()[0]
     data = run_metrics(Plan(plan.dataset, plan.results_dir, (spec,)))[0]["data"]
-    max_len = int(read_run_config(spec.directory).dataset.max_len)
+    max_len = int(read_config(spec.directory).dataset.max_len)
     return {"num_items": int(data["items"]), "max_len": max_len, "num_users": int(data["users"])}
 
 
@@ -52,9 +52,3 @@ def write_efficiency(plan: Plan, out_dir: Path, device: str = "auto", overrides:
                           f"{cfg.batch_size}; trained_seconds_per_epoch: the phase-2 runs of the same label)",
                           floatfmt=".4g")
     return [*written, out_dir / BENCH_JSON]
-
-
-if __name__ == "__main__":
-    from deepm3.phase2.cli import run_stage
-
-    run_stage("efficiency")

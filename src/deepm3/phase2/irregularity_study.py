@@ -51,9 +51,3 @@ def lift_plot(lifts, reference: str, metric: str):
     ax.set_ylabel(f"relative lift of {reference} on {metric}")
     ax.legend(fontsize=8)
     return fig
-
-
-if __name__ == "__main__":
-    from deepm3.phase2.cli import run_stage
-
-    run_stage("irregularity")

@@ -77,9 +77,3 @@ def check_modes(runs: list[dict], mode: str | None) -> None:
 
 def _write(table: pd.DataFrame, out_dir: Path, stem: str, title: str) -> list[Path]:
     return write_table(table, out_dir, stem, title, shown=display(table))
-
-
-if __name__ == "__main__":
-    from deepm3.phase2.cli import run_stage
-
-    run_stage("main_table")

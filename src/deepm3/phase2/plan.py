@@ -1,12 +1,11 @@
 """The plan of a study: every (model, seed) run of one dataset and the folder it lives in.
 
-A run folder is ``<results>/<dataset>/runs/<model>-seed<k>/``; its ``metrics.json`` (written
-last by :func:`deepm3.train.run`) marks it complete, its ``error.json`` records a failure.
+A run folder is ``<results>/<dataset>/runs/<model>-seed<k>/``, laid out as
+:mod:`deepm3.run_dir` says: its ``metrics.json`` marks it complete, its ``error.json`` records a failure.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any
 
 from deepm3.errors import ConfigError
 from deepm3.models.components.time import check_query_mode
-from deepm3.train import ERROR_FILE, METRICS_FILE
+from deepm3.run_dir import has_error, is_complete, read_error
 
 RUNS_DIR = "runs"
 
@@ -34,21 +33,15 @@ class RunSpec:
 
     @property
     def complete(self) -> bool:
-        return (self.directory / METRICS_FILE).is_file()
+        return is_complete(self.directory)
 
     @property
     def failed(self) -> bool:
-        return not self.complete and (self.directory / ERROR_FILE).is_file()
+        return not self.complete and has_error(self.directory)
 
     def error(self) -> str | None:
         """The recorded failure (one line), or None."""
-        path = self.directory / ERROR_FILE
-        if self.complete or not path.is_file():
-            return None
-        try:
-            return str(json.loads(path.read_text()).get("error", "unknown error"))
-        except (OSError, json.JSONDecodeError) as exc:
-            return f"unreadable {path}: {exc}"
+        return None if self.complete else read_error(self.directory)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ early when validation stops improving.
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
@@ -26,6 +25,7 @@ from typing import Any, TextIO
 
 from deepm3.phase2.plan import RunSpec, base_label
 from deepm3.phase2.tune import PREFIX
+from deepm3.run_dir import try_read_metrics
 
 TUNE_PREFIX = f"{PREFIX}-"
 
@@ -66,9 +66,8 @@ def measured_seconds(runs: Iterable[RunSpec]) -> dict[str, list[float]]:
     """``train_seconds`` of complete runs by base model label (copies of another run excluded)."""
     out: dict[str, list[float]] = {}
     for spec in runs:
-        try:
-            metrics = json.loads((spec.directory / "metrics.json").read_text())
-        except (OSError, json.JSONDecodeError):
+        metrics = try_read_metrics(spec.directory)
+        if metrics is None:
             continue
         seconds = metrics.get("train_seconds")
         if isinstance(seconds, (int, float)) and "reused_from" not in metrics:

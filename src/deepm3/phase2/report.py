@@ -125,9 +125,3 @@ def _missing(plan: Plan) -> list[str]:
         reason = spec.error() or "not run yet (no metrics.json, no error.json)"
         lines.append(f"| `{spec.name}` | {reason.splitlines()[0].replace('|', chr(92) + '|')} |")
     return [*lines, ""]
-
-
-if __name__ == "__main__":
-    from deepm3.phase2.cli import run_stage
-
-    run_stage()

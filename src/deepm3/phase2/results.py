@@ -3,7 +3,6 @@ and the small writers every study shares (CSV + Markdown, atomically)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -11,15 +10,14 @@ import pandas as pd
 
 from deepm3.io import write_atomic
 from deepm3.phase2.plan import Plan
-
-USERS_FILE = "test_users.csv"
+from deepm3.run_dir import read_metrics, read_user_rows
 
 
 def run_metrics(plan: Plan) -> list[dict[str, Any]]:
     """``metrics.json`` of each complete run, with the plan's model label and seed."""
     out = []
     for spec in plan.completed():
-        metrics = json.loads((spec.directory / "metrics.json").read_text())
+        metrics = read_metrics(spec.directory)
         out.append({**metrics, "model": spec.model, "seed": spec.seed})
     return out
 
@@ -32,9 +30,8 @@ def user_rows(plan: Plan) -> pd.DataFrame:
     """
     frames = []
     for spec in plan.completed():
-        rows = pd.read_csv(spec.directory / USERS_FILE, dtype={"user": str}, keep_default_na=False,
-                           na_values=[""])
-        protocol = json.loads((spec.directory / "metrics.json").read_text()).get("protocol") or {}
+        rows = read_user_rows(spec.directory)
+        protocol = read_metrics(spec.directory).get("protocol") or {}
         if protocol.get("exclude_history") and "repeat" in rows:
             rows = rows[rows["repeat"] == 0]
         frames.append(rows.assign(model=spec.model, seed=spec.seed))

@@ -23,6 +23,7 @@ from deepm3.analysis.entropy import MEASURES, HistorySymboliser, entropy_under_n
 from deepm3.analysis.noise import Clean, NoiseOperator, NoiseSweep, PredictionInputs, perturb_samples
 from deepm3.data.datamodule import SequenceDataModule
 from deepm3.data.samples import SampleArrays
+from deepm3.device import resolve_device
 from deepm3.errors import ConfigError, DataError
 from deepm3.models.module import RecModule
 from deepm3.noise_eval import headline_metrics
@@ -30,7 +31,7 @@ from deepm3.phase2.plan import Plan, RunSpec
 from deepm3.phase2.plots import figure, save_png
 from deepm3.phase2.results import write_table
 from deepm3.phase2.train_all import CONF_DIR
-from deepm3.serve import best_checkpoint, read_run_config, resolve_device
+from deepm3.run_dir import best_checkpoint, read_config
 from deepm3.train import build_module
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ def load_sweeps(names: Sequence[str]) -> list[NoiseSweep]:
 def check_same_inputs(specs: Sequence[RunSpec]) -> None:
     """Every run must have been tested on the same windows, or the same perturbation is not shared."""
     shapes = {spec.name: (str(cfg.dataset.name), int(cfg.dataset.max_len))
-              for spec in specs for cfg in [read_run_config(spec.directory)]}
+              for spec in specs for cfg in [read_config(spec.directory)]}
     if len(set(shapes.values())) > 1:
         raise DataError(f"robustness: runs differ in (dataset.name, dataset.max_len): {shapes}; "
                         "every model must be tested on the same windows")
@@ -70,7 +71,7 @@ def check_same_inputs(specs: Sequence[RunSpec]) -> None:
 
 def load_run(spec: RunSpec, num_items: int, device: torch.device) -> LoadedRun:
     """The run's module from its saved config, filled with the checkpoint it was tested with."""
-    cfg = read_run_config(spec.directory)
+    cfg = read_config(spec.directory)
     module = build_module(cfg, num_items)
     state = torch.load(best_checkpoint(spec.directory), map_location="cpu", weights_only=True)["state_dict"]
     module.load_state_dict(state)
@@ -79,7 +80,7 @@ def load_run(spec: RunSpec, num_items: int, device: torch.device) -> LoadedRun:
 
 def test_datamodule(spec: RunSpec) -> SequenceDataModule:
     """The test split a run was evaluated on (the dataset config saved in its folder)."""
-    cfg = read_run_config(spec.directory)
+    cfg = read_config(spec.directory)
     datamodule = instantiate(cfg.dataset, seed=int(cfg.seed), _convert_="all")
     datamodule.setup()
     return datamodule
@@ -186,9 +187,3 @@ def write_robustness(plan: Plan, out_dir: Path, noise: Sequence[str], metric: st
                            f"noise seeds {list(entropy_seeds)}; bins and word length fixed on the clean histories)")
     written.append(save_png(curves_plot(table, metric), out_dir / PLOT))
     return written
-
-
-if __name__ == "__main__":
-    from deepm3.phase2.cli import run_stage
-
-    run_stage("robustness")

@@ -107,9 +107,3 @@ def write_sensitivity(plan: Plan, grid: Mapping, out_dir: Path, metric: str = "n
                           f"Sensitivity of DeepM3: one factor changed at a time from the base (mean ± std over seeds)")
     written.append(save_png(sensitivity_plot(table, metric), out_dir / PLOT))
     return written
-
-
-if __name__ == "__main__":
-    from deepm3.phase2.cli import run_stage
-
-    run_stage("sensitivity")

@@ -54,9 +54,3 @@ def _write_one(plan: Plan, out_dir: Path, reference: str, metric: str, stem: str
     seeds_title = (f"Seed-level view{where}: {metric} per training seed (mean ± std over seeds) and a paired t-test "
                    f"over the seeds both models ran ({reference} vs each model)")
     return written + write_table(seeds, out_dir, f"{stem}_seeds", seeds_title, floatfmt=".4g")
-
-
-if __name__ == "__main__":
-    from deepm3.phase2.cli import run_stage
-
-    run_stage("significance")

@@ -7,7 +7,6 @@ and ``paths.output_dir=<run dir>``. A run that raises writes ``error.json`` and 
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import time
@@ -23,11 +22,10 @@ from omegaconf import DictConfig
 
 import deepm3.conf
 from deepm3.errors import ConfigError
-from deepm3.io import write_json
-
 from deepm3.phase2.plan import Plan, RunSpec
 from deepm3.phase2.progress import StudyProgress, measured_seconds
-from deepm3.train import METRICS_FILE, record_failure, run
+from deepm3.run_dir import METRICS_FILE, is_complete, read_metrics, write_metrics
+from deepm3.train import record_failure, run
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +79,7 @@ def reuse_run(source: Path, target: Path) -> None:
     """Copy a complete run folder (e.g. the winning tuning run, which is the seed-0 main run)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copytree(source, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns(METRICS_FILE))
-    metrics = json.loads((source / METRICS_FILE).read_text())
-    write_json(target / METRICS_FILE, {**metrics, "reused_from": str(source)})  # last: marks it complete
+    write_metrics(target, {**read_metrics(source), "reused_from": str(source)})  # last: marks it complete
 
 
 def train_all(plan: Plan, shared: Sequence[str] = (), device: str = "auto",
@@ -107,7 +104,7 @@ def train_all(plan: Plan, shared: Sequence[str] = (), device: str = "auto",
             continue
         overrides = run_overrides(plan, spec, shared, device)
         source = (reusable or {}).get(same_run_key(overrides))
-        actions.append((spec, overrides, source if source is not None and (source / METRICS_FILE).is_file() else None))
+        actions.append((spec, overrides, source if source is not None and is_complete(source) else None))
     todo = [spec for spec, _, source in actions if source is None]
     progress = StudyProgress(stage, todo, len(actions), measured_seconds([*plan.completed(), *measured_from]),
                              seconds_hint, bar)
@@ -140,9 +137,3 @@ def train_all(plan: Plan, shared: Sequence[str] = (), device: str = "auto",
     log.info("phase2: %d trained, %d skipped (already complete), %d failed",
              len(summary.trained), len(summary.skipped), len(summary.failed))
     return summary
-
-
-if __name__ == "__main__":
-    from deepm3.phase2.cli import run_stage
-
-    run_stage("train")

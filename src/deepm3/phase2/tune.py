@@ -20,6 +20,7 @@ from deepm3.errors import ConfigError
 from deepm3.io import write_json
 from deepm3.phase2.plan import Plan, RunSpec, make_plan
 from deepm3.phase2.results import write_table
+from deepm3.run_dir import read_metrics
 
 STEM = "tune"
 TUNED_FILE = "tuned.json"
@@ -57,7 +58,7 @@ def selection(tuning: Plan, models: Mapping[str, Sequence[str]], grids: Mapping[
             spec = _spec(tuning, f"{PREFIX}-{model}-{k}")
             score = float("nan")
             if spec is not None and spec.complete:
-                value = json.loads((spec.directory / "metrics.json").read_text())["best_val"].get(monitor)
+                value = read_metrics(spec.directory)["best_val"].get(monitor)
                 score = float("nan") if value is None else float(value)
             rows.append({"model": model, "point": k, "overrides": " ".join(point), monitor: score})
     table = pd.DataFrame(rows)
@@ -83,9 +84,3 @@ def tuned_overrides(out_dir: Path) -> dict[str, list[str]]:
 
 def _spec(plan: Plan, label: str) -> RunSpec | None:
     return next((run for run in plan.runs if run.model == label), None)
-
-
-if __name__ == "__main__":
-    from deepm3.phase2.cli import run_stage
-
-    run_stage("tune")

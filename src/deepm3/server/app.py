@@ -42,7 +42,8 @@ import deepm3
 from deepm3.data.processed import item_map_digest
 from deepm3.errors import DataError, DeepM3Error
 from deepm3.provenance import code_version
-from deepm3.serve import Recommendations, Recommender, locate_run, read_run_config
+from deepm3.run_dir import locate_run, read_config, try_read_metrics
+from deepm3.serve import Recommendations, Recommender
 from deepm3.server.batching import MicroBatcher
 from deepm3.server.observe import Metrics, TimingMiddleware
 from deepm3.server.schemas import (EventsResponse, Query, Recommendation, SnapshotResponse, UserEvents, UserSummary,
@@ -294,10 +295,10 @@ def describe(rec: Recommender, run: Path | None, limits: Limits, snapshot: Path 
     config, checkpoint, trained = None, None, None
     if run is not None:
         run_dir, checkpoint = locate_run(Path(run).expanduser())
-        config = read_run_config(run_dir)
-        metrics_file = run_dir / "metrics.json"
-        if metrics_file.is_file():
-            trained = (json.loads(metrics_file.read_text()).get("provenance") or {}).get("code_version")
+        config = read_config(run_dir)
+        metrics = try_read_metrics(run_dir)
+        if metrics is not None:
+            trained = (metrics.get("provenance") or {}).get("code_version")
     solver = OmegaConf.select(config, "model.net.solver", default=None) if config is not None else None
     stateful = is_stateful(rec.net)
     network = type(rec.net)

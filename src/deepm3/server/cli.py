@@ -16,11 +16,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from deepm3.errors import ConfigError, DeepM3Error
-from deepm3.serve import Recommender, locate_run
+from deepm3.run_dir import SNAPSHOT_FILE, locate_run
+from deepm3.serve import Recommender
 
 log = logging.getLogger(__name__)
 
-SNAPSHOT_FILE = "serve_state.pt"
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 

@@ -5,7 +5,7 @@ in memory whole. Lines are parsed one at a time into compact integer codes -- ea
 reviewer / product id string is stored once, in a dict -- and only then is a seeded sample
 of ``max_users`` users drawn (before any filtering, as the reference pipeline does; the
 k-core filter then runs to a fixpoint on the sample in the shared preprocessing). Only the
-sampled users' rows become a table, in file order (ties keep that order, protocol §1.3).
+sampled users' rows become a table, in file order (ties keep that order: docs/protocol.md, "Data and split").
 """
 
 from __future__ import annotations

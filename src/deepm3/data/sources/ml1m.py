@@ -1,7 +1,7 @@
 """MovieLens-1M: GroupLens ``ml-1m.zip`` -> ``ml-1m/ratings.dat`` (``UserID::MovieID::Rating::Timestamp``).
 
 1,000,209 ratings by 6,040 users, timestamps in seconds, about half of them tied within a
-user (protocol §1.3 keeps their file order). The archive is downloaded once, md5-verified
+user (docs/protocol.md, "Data and split": they keep their file order). The archive is downloaded once, md5-verified
 (GroupLens publishes the sum) and extracted without letting any member escape ``raw_dir``.
 The ``.dat`` files are latin-1 (``movies.dat`` has accented titles), so they are decoded as such.
 """

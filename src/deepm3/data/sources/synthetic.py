@@ -1,4 +1,6 @@
-"""A synthetic world with known ground truth (protocol §5): time matters exactly as much as we say.
+"""A synthetic world with known ground truth: time matters exactly as much as we say.
+
+Why it exists: docs/protocol.md, "A world with known ground truth".
 
 Each user carries a latent intent ``z(t) = a + x(t)`` in R^dim: a fixed anchor ``a`` plus a
 drift ``x`` that follows a *rotating Ornstein-Uhlenbeck* process between events,

@@ -2,7 +2,7 @@
 
 Trained like every model here (next-item loss at each position), not with the paper's
 session-parallel mini-batches. A linear readout maps the GRU state to the embedding size
-for scoring. Defaults are RecBole's GRU4Rec configuration that the README compares against
+for scoring. Defaults are RecBole's GRU4Rec configuration of the peer numbers (docs/experiments.md, "Measured results")
 (64-dim embeddings, 128-dim GRU, 1 layer, dropout 0.3 on the embeddings only).
 
 Subclasses may feed extra per-event inputs (``step_inputs``) and extra readout inputs about

@@ -11,23 +11,53 @@ Two implementations give identical numbers (a test compares them bit for bit):
 own fixed-grid solver once and calls its step function over the same time grid, skipping the
 input checks, grid construction and solution bookkeeping that ``odeint`` repeats on every
 call -- for a state this small that per-call overhead costs more than the maths (torchdiffeq issue #278).
+
+``steps`` reaches into torchdiffeq's private ``_impl`` (its solver table, fixed-grid solver and
+grid constructor), which pyproject.toml pins to a tested range. Should a release move them,
+deepm3 warns once at import and solves every gap with the public ``odeint``: the same numbers,
+only slower.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
+from typing import Any
 
 import torch
+import torchdiffeq
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 from torchdiffeq import odeint
-from torchdiffeq._impl.odeint import SOLVERS
-from torchdiffeq._impl.solvers import FixedGridODESolver
 
 from deepm3.errors import ConfigError
 
 METHODS = ("euler", "rk4", "none")
 IMPLEMENTATIONS = ("steps", "odeint")
+
+
+def _private_solvers() -> tuple[dict[str, Any], Callable[..., Any]] | None:
+    """torchdiffeq's fixed-grid solver classes and step-grid constructor, or ``None`` (one warning)
+    when this torchdiffeq does not have them where the ``steps`` implementation expects them."""
+    try:
+        from torchdiffeq._impl.odeint import SOLVERS
+        from torchdiffeq._impl.solvers import FixedGridODESolver
+
+        solvers = {method: SOLVERS[method] for method in ("euler", "rk4")}
+        grid = FixedGridODESolver._grid_constructor_from_step_size
+        for solver in solvers.values():
+            solver._step_func  # noqa: B018 -- the attribute the step loop calls
+    except (ImportError, AttributeError, KeyError, TypeError) as exc:
+        version = getattr(torchdiffeq, "__version__", "?")
+        warnings.warn(f"torchdiffeq {version} lacks the internals of deepm3's fast solver path ({type(exc).__name__}: "
+                      f"{exc}); solving every gap with torchdiffeq.odeint instead (same numbers, slower)",
+                      RuntimeWarning, stacklevel=2)
+        return None
+    return solvers, grid
+
+
+_PRIVATE = _private_solvers()
+FAST_PATH = _PRIVATE is not None  # False: implementation=steps runs as implementation=odeint
 
 
 class VectorField(nn.Module):
@@ -115,23 +145,26 @@ class GapODE(nn.Module):
             raise ConfigError(f"solver.implementation={implementation!r}; expected one of {list(IMPLEMENTATIONS)}")
         self.method = method
         self.steps = steps
-        self.implementation = implementation
+        self.implementation = implementation if FAST_PATH else "odeint"
         self.scaled = _ScaledField(field)
         self.register_buffer("grid", torch.tensor([0.0, 1.0]), persistent=False)
-        if method != "none":
+        if method != "none" and self.implementation == "steps":
+            assert _PRIVATE is not None
+            solvers, grid_constructor = _PRIVATE
             # The grid odeint would build for step_size = 1 / steps, computed once.
-            grid = FixedGridODESolver._grid_constructor_from_step_size(1.0 / steps)(None, None, self.grid)
+            grid = grid_constructor(1.0 / steps)(None, None, self.grid)
             self.register_buffer("step_grid", grid, persistent=False)
-            self._solver = SOLVERS[method](func=self.scaled.at(self.grid[:1]), y0=self.grid, step_size=1.0 / steps,
+            self._solver = solvers[method](func=self.scaled.at(self.grid[:1]), y0=self.grid, step_size=1.0 / steps,
                                            atol=0.0)  # only its step function is used, with a per-call func
-            self._intervals = [(grid[k], grid[k + 1] - grid[k], grid[k + 1]) for k in range(len(grid) - 1)]
+            self._intervals_of: torch.Tensor | None = None
 
-    def _apply(self, fn, recurse=True):  # keep the cached grid intervals on the module's device/dtype
-        module = super()._apply(fn, recurse)
-        if self.method != "none":
-            g = self.step_grid
-            self._intervals = [(g[k], g[k + 1] - g[k], g[k + 1]) for k in range(len(g) - 1)]
-        return module
+    def _grid_intervals(self) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """``(t0, dt, t1)`` of each step, cached until ``.to()``/``.double()`` replaces the grid buffer."""
+        grid = self.step_grid
+        if self._intervals_of is not grid:
+            self._intervals = [(grid[k], grid[k + 1] - grid[k], grid[k + 1]) for k in range(len(grid) - 1)]
+            self._intervals_of = grid
+        return self._intervals
 
     def forward(self, h: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
         if self.method == "none":
@@ -140,7 +173,7 @@ class GapODE(nn.Module):
         if self.implementation == "odeint":
             return odeint(func, h, self.grid.to(h.dtype), method=self.method,
                           options={"step_size": 1.0 / self.steps})[-1]
-        for t0, dt, t1 in self._intervals:
+        for t0, dt, t1 in self._grid_intervals():
             dy, _ = self._solver._step_func(func, t0, dt, t1, h)
             h = h + dy
         return h

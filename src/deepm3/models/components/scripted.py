@@ -4,7 +4,7 @@ Eager PyTorch pays Python and dispatcher overhead for each of the ~20 small oper
 event step, 200 times per window; at batch 1 that overhead, not arithmetic, is the latency.
 Scripting the whole window loop (GRU update + fixed-grid solver steps of the MLP field) removes
 the per-op Python cost. On this project's 2-core CPU it cut batch-1 latency at the ML-1M shape
-by about half (see docs/speed.md for the measured table). ``torch.compile`` of the step was
+by about half (docs/speed.md, "Fused paths"). ``torch.compile`` of the step was
 slower at batch 1 (per-call guards cost more than the work) and needs a compiler at runtime.
 
 The eager loop in :mod:`.deepm3` stays the reference: the scripted path is used only without

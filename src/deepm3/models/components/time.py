@@ -1,4 +1,4 @@
-"""Time features shared by every time-aware model (protocol §1.6).
+"""Time features shared by every time-aware model (docs/protocol.md, "Time features").
 
 Models receive raw int64 timestamps and turn differences into ``tau`` here, so that the
 unit and transform are one config choice (``time.unit``, ``time.transform``) for all models.

@@ -1,6 +1,6 @@
 """Run deepm3's command-line entry points once per probe, all in this one process, and report.
 
-    python tests/cli_probe.py probes.json results.json
+    python -m tests.helpers.cli_probe probes.json results.json   # with the repository on PYTHONPATH
 
 ``probes.json`` lists ``{"id", "module", "args", "watch"}``: ``module`` is ``deepm3.train`` or
 ``deepm3.recommend``, whose Hydra ``main()`` is called with ``sys.argv = [module, *args]``

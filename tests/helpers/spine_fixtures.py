@@ -2,7 +2,7 @@
 
 ``CsvSource`` reads an interactions CSV (so cache tests can touch a real raw file);
 ``TinySource`` writes a synthetic one on first use and is what the end-to-end tests select
-with ``dataset.source._target_=tests.spine_fixtures.TinySource``.
+with ``dataset.source._target_=tests.helpers.spine_fixtures.TinySource``.
 """
 
 from __future__ import annotations

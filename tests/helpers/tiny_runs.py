@@ -10,13 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
 from deepm3.train import run
-from tests.conftest import CONF_DIR
 from tests.helpers.accelerator import check_checkpoint_device, trainer_override
+from tests.helpers.config import compose
 
 FAST_TRAINER = [
     "trainer.max_epochs=1", "++trainer.limit_train_batches=2", trainer_override(),
@@ -27,7 +25,7 @@ FAST_TRAINER = [
 def tiny_dataset(data_dir: Path, items: int = 20, max_len: int = 8) -> list[str]:
     """Overrides selecting ``TinySource`` with ``items`` items and windows of ``max_len``."""
     return [
-        "dataset.source._target_=tests.spine_fixtures.TinySource", "~dataset.source.download",
+        "dataset.source._target_=tests.helpers.spine_fixtures.TinySource", "~dataset.source.download",
         "~dataset.source.use_recbole", f"dataset.source.raw_dir={data_dir / 'raw' / 'tiny'}",
         f"+dataset.source.items={items}", "dataset.name=tiny", "dataset.batch_size=16",
         f"dataset.max_len={max_len}", f"paths.data_dir={data_dir}",
@@ -35,12 +33,8 @@ def tiny_dataset(data_dir: Path, items: int = 20, max_len: int = 8) -> list[str]
 
 
 def compose_train(overrides: list[str]) -> DictConfig:
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
-            return compose(config_name="train", overrides=overrides)
-    finally:
-        GlobalHydra.instance().clear()
+    """The ``train`` config with ``overrides``, as ``python -m deepm3.train`` composes it."""
+    return compose("train", overrides)
 
 
 def tiny_config(out: Path, data_dir: Path, *overrides: str, items: int = 20) -> DictConfig:

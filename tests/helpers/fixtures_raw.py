@@ -3,7 +3,7 @@
 Every writer takes interaction rows ``(user, item, rating, unix_seconds)`` in *file order*
 and writes them the way the real file does (separators, encodings, headers, JSON keys,
 compression, time units), so a parser that passes here reads the real download.
-``expected_sequences`` is the slow obvious reference for protocol §1.3 (stable time sort).
+``expected_sequences`` is the slow obvious reference for the stable time sort (docs/protocol.md, "Data and split").
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from deepm3.data.schema import validate_interactions
 from deepm3.data.sources.base import InteractionSource
 from deepm3.models.module import RecModule
 from tests.helpers.accelerator import trainer_override
-from tests.tiny_runs import compose_train
+from tests.helpers.tiny_runs import compose_train
 
 MAX_LEN = 5  # shorter than every history, so windows are truncated
 GAPS = np.array([0, 60, 3_600, 86_400, 30 * 86_400, 2 * 365 * 86_400])
@@ -75,7 +75,7 @@ def train_tiny(out: Path, *overrides: str, items: int = 20) -> TrainedRun:
     cfg = compose_train([
         "trainer.max_epochs=1", "++trainer.limit_train_batches=2", trainer_override(),
         "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
-        "dataset.source._target_=tests.serve_fixtures.ServeSource", "~dataset.source.download",
+        "dataset.source._target_=tests.helpers.serve_fixtures.ServeSource", "~dataset.source.download",
         "~dataset.source.use_recbole", "~dataset.source.raw_dir", f"+dataset.source.items={items}",
         "dataset.name=serve", "dataset.batch_size=16", f"dataset.max_len={MAX_LEN}",
         f"paths.data_dir={data_dir}", f"paths.output_dir={out / 'run'}", *overrides,
