@@ -7,7 +7,7 @@ STAMP := $(VENV)/.deepm3-installed
 TORCH_SPEC ?= torch==2.13.0
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-full bench clean phase2 amazon
+.PHONY: help install train test test-full lint format bench clean phase2 amazon
 
 help: ## show this help
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -27,6 +27,14 @@ train: $(STAMP) ## train + test DeepM3 on ML-100k (pass Hydra overrides with ARG
 
 test: $(STAMP) ## run the fast test suite (not slow)
 	$(PY) -m pytest -m "not slow" $(ARGS)
+
+lint: $(STAMP) ## ruff: lint and format check (what CI runs)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP) ## ruff: fix import order and reformat the tree
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 test-full: $(STAMP) ## run every test, slow ones included
 	$(PY) -m pytest $(ARGS)

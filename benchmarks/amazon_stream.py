@@ -26,8 +26,10 @@ from pathlib import Path
 import numpy as np
 
 DAY = 86_400
-WORDS = ("the book story read author characters great series loved plot really good first one would "
-         "written well time end life new way little never ever much page writing world fun enjoyed").split()
+WORDS = (
+    "the book story read author characters great series loved plot really good first one would "
+    "written well time end life new way little never ever much page writing world fun enjoyed"
+).split()
 
 
 def generate(path: Path, reviews: int, seed: int = 0) -> None:
@@ -49,9 +51,14 @@ def generate(path: Path, reviews: int, seed: int = 0) -> None:
     with gzip.open(tmp, "wt", compresslevel=1, encoding="utf-8") as out:
         for row in order:
             record = {
-                "reviewerID": f"A{user_of[row]:013X}", "asin": f"{item_of[row]:010d}", "reviewerName": "A Reader",
-                "helpful": [int(row % 7), int(row % 7) + 1], "reviewText": text[starts[row]:starts[row] + lengths[row]],
-                "overall": float(1 + row % 5), "summary": "A good read", "unixReviewTime": int(day_of[row]) * DAY,
+                "reviewerID": f"A{user_of[row]:013X}",
+                "asin": f"{item_of[row]:010d}",
+                "reviewerName": "A Reader",
+                "helpful": [int(row % 7), int(row % 7) + 1],
+                "reviewText": text[starts[row] : starts[row] + lengths[row]],
+                "overall": float(1 + row % 5),
+                "summary": "A good read",
+                "unixReviewTime": int(day_of[row]) * DAY,
                 "reviewTime": "01 1, 2014",
             }
             out.write(json.dumps(record) + "\n")
@@ -73,10 +80,15 @@ def process(path: Path, max_users: int | None) -> dict:
         data.save(Path(folder))
     saved = time.perf_counter()
     return {
-        "sampled_interactions": int(len(table)), "users": data.num_users, "items": data.num_items,
-        "interactions": int(len(data.items)), "k_core_passes": data.stats["k_core_passes"],
-        "parse_and_sample_s": round(parsed - start, 1), "k_core_and_sequences_s": round(built - parsed, 1),
-        "save_s": round(saved - built, 1), "total_s": round(saved - start, 1),
+        "sampled_interactions": int(len(table)),
+        "users": data.num_users,
+        "items": data.num_items,
+        "interactions": int(len(data.items)),
+        "k_core_passes": data.stats["k_core_passes"],
+        "parse_and_sample_s": round(parsed - start, 1),
+        "k_core_and_sequences_s": round(built - parsed, 1),
+        "save_s": round(saved - built, 1),
+        "total_s": round(saved - start, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
 
@@ -98,8 +110,12 @@ def main() -> None:
         start = time.perf_counter()
         generate(path, args.reviews)
         print(f"generated {path} ({path.stat().st_size / 2**20:.0f} MiB gzip) in {time.perf_counter() - start:.0f} s")
-    child = subprocess.run([sys.executable, __file__, "--process", str(path), "--max-users", str(args.max_users)],
-                           capture_output=True, text=True, check=True)
+    child = subprocess.run(
+        [sys.executable, __file__, "--process", str(path), "--max-users", str(args.max_users)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     result = json.loads(child.stdout.strip().splitlines()[-1])
     print(json.dumps({"reviews": args.reviews, "max_users": max_users, "cpus": os.cpu_count(), **result}, indent=2))
 

@@ -47,9 +47,15 @@ MODELS = {  # name -> training overrides
     "sasrec": ["model=sasrec"],
     "gru4rec": ["model=gru4rec"],
 }
-TINY_TRAINING = ["trainer.max_epochs=1", "++trainer.limit_train_batches=2", "++trainer.limit_val_batches=2",
-                 "++trainer.limit_test_batches=2", "trainer.enable_progress_bar=false",
-                 "trainer.enable_model_summary=false", "trainer.accelerator=cpu"]
+TINY_TRAINING = [
+    "trainer.max_epochs=1",
+    "++trainer.limit_train_batches=2",
+    "++trainer.limit_val_batches=2",
+    "++trainer.limit_test_batches=2",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+    "trainer.accelerator=cpu",
+]
 
 
 def train(name: str, workdir: Path, max_len: int) -> Path:
@@ -59,8 +65,15 @@ def train(name: str, workdir: Path, max_len: int) -> Path:
     run_dir = workdir / f"{name}-L{max_len}"
     if is_complete(run_dir):
         return run_dir
-    command = [sys.executable, "-m", "deepm3.train", *MODELS[name], f"dataset.max_len={max_len}", *TINY_TRAINING,
-               f"hydra.run.dir={run_dir}"]
+    command = [
+        sys.executable,
+        "-m",
+        "deepm3.train",
+        *MODELS[name],
+        f"dataset.max_len={max_len}",
+        *TINY_TRAINING,
+        f"hydra.run.dir={run_dir}",
+    ]
     print(f"training {name} (tiny) -> {run_dir}", flush=True)
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=_env())
     if done.returncode != 0:
@@ -69,8 +82,11 @@ def train(name: str, workdir: Path, max_len: int) -> Path:
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
-            "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    return {
+        **os.environ,
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+        "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    }
 
 
 def workload(run_dir: Path, users: int, seed: int = 0) -> list[dict[str, Any]]:
@@ -86,11 +102,16 @@ def workload(run_dir: Path, users: int, seed: int = 0) -> list[dict[str, Any]]:
     for user in order:
         start, end = int(data.offsets[user]), int(data.offsets[user + 1]) - 1  # end: the test item
         first = max(start, end - max_len)
-        requests.append({"user": str(data.user_ids[user]),
-                         "items": data.item_ids[data.items[first:end] - 1].tolist(),
-                         "timestamps": data.times[first:end].tolist(), "at": int(data.times[end]),
-                         "full_items": data.item_ids[data.items[start:end] - 1].tolist(),
-                         "full_times": data.times[start:end].tolist()})
+        requests.append(
+            {
+                "user": str(data.user_ids[user]),
+                "items": data.item_ids[data.items[first:end] - 1].tolist(),
+                "timestamps": data.times[first:end].tolist(),
+                "at": int(data.times[end]),
+                "full_items": data.item_ids[data.items[start:end] - 1].tolist(),
+                "full_times": data.times[start:end].tolist(),
+            }
+        )
     return requests
 
 
@@ -107,10 +128,25 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "deepm3.serve", f"run={run_dir}", "host=127.0.0.1", f"port={self.port}",
-             "device=cpu", f"threads={threads}", "state.snapshot=null", "log_level=warning",
-             f"batching={'true' if batching else 'false'}"],
-            cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            [
+                sys.executable,
+                "-m",
+                "deepm3.serve",
+                f"run={run_dir}",
+                "host=127.0.0.1",
+                f"port={self.port}",
+                "device=cpu",
+                f"threads={threads}",
+                "state.snapshot=null",
+                "log_level=warning",
+                f"batching={'true' if batching else 'false'}",
+            ],
+            cwd=ROOT,
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
 
     def __enter__(self) -> "Server":
         import httpx
@@ -137,8 +173,9 @@ class Server:
                 self.process.wait()
 
 
-async def load(url: str, bodies: list[dict[str, Any]], requests: int, clients: int,
-               time_limit: float, warmup: int = 20) -> dict[str, Any]:
+async def load(
+    url: str, bodies: list[dict[str, Any]], requests: int, clients: int, time_limit: float, warmup: int = 20
+) -> dict[str, Any]:
     """``requests`` POST /recommend (cycling through ``bodies``) from ``clients`` tasks, bounded by time.
 
     aiohttp, not httpx: on a loaded 2-core machine httpx's own overhead (~2-6 ms a request)
@@ -177,14 +214,20 @@ async def load(url: str, bodies: list[dict[str, Any]], requests: int, clients: i
         await asyncio.gather(*(worker() for _ in range(clients)))
         wall = time.perf_counter() - started
     ms = np.array(latencies) * 1000
-    return {"requests": len(latencies), "errors": len(errors), "first_error": errors[0] if errors else None,
-            "p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)),
-            "p99_ms": float(np.percentile(ms, 99)), "rps": len(latencies) / wall, "seconds": wall,
-            "timed_out": len(latencies) < requests}
+    return {
+        "requests": len(latencies),
+        "errors": len(errors),
+        "first_error": errors[0] if errors else None,
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p95_ms": float(np.percentile(ms, 95)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "rps": len(latencies) / wall,
+        "seconds": wall,
+        "timed_out": len(latencies) < requests,
+    }
 
 
-def stored_vs_window(server: Server, users: list[dict[str, Any]], requests: int,
-                     time_limit: float) -> dict[str, Any]:
+def stored_vs_window(server: Server, users: list[dict[str, Any]], requests: int, time_limit: float) -> dict[str, Any]:
     """p50 of a known user's request vs the same user's full-window request, one client."""
     import httpx
 
@@ -196,9 +239,11 @@ def stored_vs_window(server: Server, users: list[dict[str, Any]], requests: int,
                 raise SystemExit(f"/events failed: {response.text}")
     stored = [{"user": u["user"], "at": u["at"], "k": 10} for u in users]
     window = [{"items": u["items"], "timestamps": u["timestamps"], "at": u["at"], "k": 10} for u in users]
-    return {"stored": asyncio.run(load(server.url, stored, requests, 1, time_limit)),
-            "window": asyncio.run(load(server.url, window, requests, 1, time_limit)),
-            "window_events": int(np.median([len(u["items"]) for u in users]))}
+    return {
+        "stored": asyncio.run(load(server.url, stored, requests, 1, time_limit)),
+        "window": asyncio.run(load(server.url, window, requests, 1, time_limit)),
+        "window_events": int(np.median([len(u["items"]) for u in users])),
+    }
 
 
 def verdict(ok: bool) -> str:
@@ -207,8 +252,13 @@ def verdict(ok: bool) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", action="append", default=[], metavar="NAME=DIR",
-                        help=f"a run dir per model; names: {', '.join(MODELS)} (default: train tiny ones)")
+    parser.add_argument(
+        "--run",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help=f"a run dir per model; names: {', '.join(MODELS)} (default: train tiny ones)",
+    )
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--time-limit", type=float, default=120.0, help="seconds per load run (it stops there)")
@@ -217,8 +267,12 @@ def main() -> None:
     parser.add_argument("--max-len", type=int, default=200, help="window of the runs trained here")
     parser.add_argument("--workdir", type=Path, default=ROOT / "outputs" / "serve_load")
     parser.add_argument("--server-threads", type=int, default=1, help="torch threads in each server")
-    parser.add_argument("--batching", choices=["off", "on", "both"], default="off",
-                        help="serve with batching=false, true, or each run both ways")
+    parser.add_argument(
+        "--batching",
+        choices=["off", "on", "both"],
+        default="off",
+        help="serve with batching=false, true, or each run both ways",
+    )
     parser.add_argument("--out", type=Path, help="also write the results as JSON here")
     args = parser.parse_args()
     if not (0 < args.requests <= 100_000 and 0 < args.clients <= 64 and 0 < args.time_limit <= 3600):
@@ -240,19 +294,24 @@ def main() -> None:
 
                 stats["max_len"] = httpx.get(f"{server.url}/model").json()["max_len"]
                 if name == "deepm3-euler" and batching == modes[0]:
-                    users = [u for u in workload(run_dir, 10_000) if len(u["items"]) >= stats["max_len"]][:args.users]
+                    users = [u for u in workload(run_dir, 10_000) if len(u["items"]) >= stats["max_len"]][: args.users]
                     results["stored_state"] = stored_vs_window(server, users, args.stored_requests, args.time_limit)
             results["batched" if batching else "models"][name] = stats
             label = f"{name}{' +batching' if batching else ''}"
-            print(f"{label:23s} p50 {stats['p50_ms']:7.2f} ms  p95 {stats['p95_ms']:7.2f}  p99 {stats['p99_ms']:7.2f}  "
-                  f"{stats['rps']:7.1f} req/s  {stats['requests']} requests  {stats['errors']} errors", flush=True)
+            print(
+                f"{label:23s} p50 {stats['p50_ms']:7.2f} ms  p95 {stats['p95_ms']:7.2f}  p99 {stats['p99_ms']:7.2f}  "
+                f"{stats['rps']:7.1f} req/s  {stats['requests']} requests  {stats['errors']} errors",
+                flush=True,
+            )
 
     print("\n| model | batching | max_len | requests | clients | p50 ms | p95 ms | p99 ms | req/s | errors |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for key, batching in (("models", "off"), ("batched", "on")):
         for name, s in results[key].items():
-            print(f"| {name} | {batching} | {s['max_len']} | {s['requests']} | {args.clients} | {s['p50_ms']:.2f} | "
-                  f"{s['p95_ms']:.2f} | {s['p99_ms']:.2f} | {s['rps']:.1f} | {s['errors']} |")
+            print(
+                f"| {name} | {batching} | {s['max_len']} | {s['requests']} | {args.clients} | {s['p50_ms']:.2f} | "
+                f"{s['p95_ms']:.2f} | {s['p99_ms']:.2f} | {s['rps']:.1f} | {s['errors']} |"
+            )
     models = results["models"] or results["batched"]
     all_rows = [*results["models"].values(), *results["batched"].values()]
     euler, rk4, gru = (models[n]["p50_ms"] for n in ("deepm3-euler", "deepm3-rk4", "gru4rec"))
@@ -264,9 +323,11 @@ def main() -> None:
     }
     if stored:
         ratio = stored["stored"]["p50_ms"] / stored["window"]["p50_ms"]
-        print(f"\nknown user (stored state) p50 {stored['stored']['p50_ms']:.2f} ms vs full window "
-              f"({stored['window_events']} events) p50 {stored['window']['p50_ms']:.2f} ms, one client, "
-              f"{stored['stored']['requests']} requests each")
+        print(
+            f"\nknown user (stored state) p50 {stored['stored']['p50_ms']:.2f} ms vs full window "
+            f"({stored['window_events']} events) p50 {stored['window']['p50_ms']:.2f} ms, one client, "
+            f"{stored['stored']['requests']} requests each"
+        )
         checks["known-user p50 <= 1/10 of the full-window p50"] = (ratio, ratio <= 0.1)
     print()
     for label, (value, ok) in checks.items():

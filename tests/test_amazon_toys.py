@@ -32,8 +32,10 @@ EVENTS = {
 def write_toys_tsv(path: Path) -> Path:
     """The exact format of the Toys file: tab-separated, header ``user_id item_id time``, unix
     seconds at day resolution, rows in time order."""
-    rows = sorted(((T0 + day * DAY, user, item) for user, events in EVENTS.items() for item, day in events),
-                  key=lambda row: row[0])
+    rows = sorted(
+        ((T0 + day * DAY, user, item) for user, events in EVENTS.items() for item, day in events),
+        key=lambda row: row[0],
+    )
     path.write_text("user_id\titem_id\ttime\n" + "".join(f"{u}\t{i}\t{t}\n" for t, u, i in rows))
     return path
 
@@ -45,21 +47,24 @@ def toys_datamodule(*overrides: str):
     return cfg, datamodule
 
 
-def test_the_config_reads_the_file_named_by_the_environment_variable(tmp_path: Path,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_config_reads_the_file_named_by_the_environment_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("DEEPM3_AMAZON_TOYS", str(write_toys_tsv(tmp_path / "interactions.tsv")))
     cfg, datamodule = toys_datamodule()
     assert cfg.dataset.name == "amazon_toys" and (cfg.dataset.user_core, cfg.dataset.item_core) == (3, 0)
     stats = datamodule.data.stats
     assert (stats["users"], stats["items"], stats["interactions"]) == (3, 6, 13)  # nothing filtered away
-    sequences = {user: [datamodule.data.item_ids[i - 1] for i in datamodule.data.items[s:e]]
-                 for user, s, e in zip(datamodule.data.user_ids, datamodule.data.offsets[:-1],
-                                       datamodule.data.offsets[1:])}
+    sequences = {
+        user: [datamodule.data.item_ids[i - 1] for i in datamodule.data.items[s:e]]
+        for user, s, e in zip(datamodule.data.user_ids, datamodule.data.offsets[:-1], datamodule.data.offsets[1:])
+    }
     assert sequences == {user: [item for item, _ in events] for user, events in EVENTS.items()}  # ties: file order
 
 
-def test_dataset_source_path_on_the_command_line_wins_over_the_variable(tmp_path: Path,
-                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_dataset_source_path_on_the_command_line_wins_over_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("DEEPM3_AMAZON_TOYS", str(tmp_path / "elsewhere.tsv"))
     path = write_toys_tsv(tmp_path / "toys.tsv")
     _, datamodule = toys_datamodule(f"dataset.source.path={path}")
@@ -85,20 +90,47 @@ def test_no_packaged_file_points_at_the_development_machines_shared_folder() -> 
 
 # -- rebuilding the file from the public download ------------------------------------------------
 
+
 def write_reviews(path: Path, reviews: list[tuple[str, str, int]]) -> Path:
     """``reviews_<category>_5.json.gz`` as McAuley 2014 ships it (one JSON object per line)."""
-    lines = [json.dumps({"reviewerID": u, "asin": i, "reviewerName": "R", "helpful": [0, 0], "reviewText": "ok",
-                         "overall": 5.0, "summary": "s", "unixReviewTime": t, "reviewTime": "01 1, 2014"})
-             for u, i, t in reviews]
+    lines = [
+        json.dumps(
+            {
+                "reviewerID": u,
+                "asin": i,
+                "reviewerName": "R",
+                "helpful": [0, 0],
+                "reviewText": "ok",
+                "overall": 5.0,
+                "summary": "s",
+                "unixReviewTime": t,
+                "reviewTime": "01 1, 2014",
+            }
+        )
+        for u, i, t in reviews
+    ]
     path.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
     return path
 
 
 # u1: 6 reviews, the last two share a day with an earlier one; u2: 5 (keeps 3); u3: 4 (keeps 2: dropped)
-REVIEWS = [("u1", "a", T0), ("u2", "a", T0 + DAY), ("u1", "b", T0 + 2 * DAY), ("u1", "c", T0 + 2 * DAY),
-           ("u3", "a", T0), ("u1", "d", T0 + 2 * DAY), ("u2", "b", T0 + 3 * DAY), ("u1", "e", T0 + 5 * DAY),
-           ("u3", "b", T0 + DAY), ("u2", "c", T0 + 4 * DAY), ("u1", "f", T0 + 6 * DAY), ("u2", "d", T0 + 4 * DAY),
-           ("u3", "c", T0 + 2 * DAY), ("u2", "e", T0 + 9 * DAY), ("u3", "d", T0 + 3 * DAY)]
+REVIEWS = [
+    ("u1", "a", T0),
+    ("u2", "a", T0 + DAY),
+    ("u1", "b", T0 + 2 * DAY),
+    ("u1", "c", T0 + 2 * DAY),
+    ("u3", "a", T0),
+    ("u1", "d", T0 + 2 * DAY),
+    ("u2", "b", T0 + 3 * DAY),
+    ("u1", "e", T0 + 5 * DAY),
+    ("u3", "b", T0 + DAY),
+    ("u2", "c", T0 + 4 * DAY),
+    ("u1", "f", T0 + 6 * DAY),
+    ("u2", "d", T0 + 4 * DAY),
+    ("u3", "c", T0 + 2 * DAY),
+    ("u2", "e", T0 + 9 * DAY),
+    ("u3", "d", T0 + 3 * DAY),
+]
 
 
 def test_export_drops_each_users_last_two_reviews_in_stable_time_order(tmp_path: Path) -> None:
@@ -130,7 +162,6 @@ def test_the_exported_file_is_what_the_dataset_config_reads(tmp_path: Path, monk
 def test_drop_last_keeps_file_order_among_tied_last_events() -> None:
     import pandas as pd
 
-    table = pd.DataFrame({"user": ["x"] * 5, "item": ["p", "q", "r", "s", "t"],
-                          "timestamp": [5, 1, 5, 1, 3]})
+    table = pd.DataFrame({"user": ["x"] * 5, "item": ["p", "q", "r", "s", "t"], "timestamp": [5, 1, 5, 1, 3]})
     kept = drop_last_events(table, drop_last=2, min_events=1)
     assert kept["item"].tolist() == ["q", "s", "t"]  # time order; the two dropped are p, r (day 5, file order)

@@ -45,8 +45,11 @@ def _without_permission_override() -> None:  # pragma: no cover - runs in the ch
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1",
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    return {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+    }
 
 
 # -- the world the probes run against -------------------------------------------------------------
@@ -105,12 +108,18 @@ def build_world(w: Path) -> dict:
     pq = pytest.importorskip("pyarrow.parquet")
     import pyarrow as pa
 
-    pq.write_table(pa.table({"user_id": ["a", None, "c"], "item_id": ["x", "y", "z"], "timestamp": [1, 2, 3]}),
-                   files / "null-user.parquet")
-    pq.write_table(pa.table({"user_id": ["a", "b", "c"], "item_id": [1.0, 2.0, 3.0], "timestamp": [1, 2, 3]}),
-                   files / "float-items.parquet")
-    pq.write_table(pa.table({"user_id": ["a", "b", "c"], "item_id": ["x", "y", "z"], "timestamp": [True, False, True]}),
-                   files / "bool-times.parquet")
+    pq.write_table(
+        pa.table({"user_id": ["a", None, "c"], "item_id": ["x", "y", "z"], "timestamp": [1, 2, 3]}),
+        files / "null-user.parquet",
+    )
+    pq.write_table(
+        pa.table({"user_id": ["a", "b", "c"], "item_id": [1.0, 2.0, 3.0], "timestamp": [1, 2, 3]}),
+        files / "float-items.parquet",
+    )
+    pq.write_table(
+        pa.table({"user_id": ["a", "b", "c"], "item_id": ["x", "y", "z"], "timestamp": [True, False, True]}),
+        files / "bool-times.parquet",
+    )
     _zip_with_symlink(w / "ml1m-raw" / "ml-1m.zip")
     recs = w / "recs"
     recs.mkdir()
@@ -127,18 +136,38 @@ def build_world(w: Path) -> dict:
 
     def train(probe: str, *args: str, base: list[str] = train_base, output: Path | None = None) -> dict:
         output = output or w / "runs" / probe
-        return {"id": probe, "module": "deepm3.train", "watch": train_watch,
-                "args": [*base, f"hydra.run.dir={w / 'hydra' / probe}", f"paths.output_dir={output}", *args]}
+        return {
+            "id": probe,
+            "module": "deepm3.train",
+            "watch": train_watch,
+            "args": [*base, f"hydra.run.dir={w / 'hydra' / probe}", f"paths.output_dir={output}", *args],
+        }
 
     def interactions(probe: str, path: Path, *args: str) -> dict:
-        base = [*FAST_TRAINER, *NET, "dataset=interactions", f"dataset.source.path={path}", f"paths.data_dir={w / 'data-i'}"]
+        base = [
+            *FAST_TRAINER,
+            *NET,
+            "dataset=interactions",
+            f"dataset.source.path={path}",
+            f"paths.data_dir={w / 'data-i'}",
+        ]
         return train(probe, *args, base=base)
 
     def recommend(probe: str, **options: str) -> dict:
-        args = {"run": str(serve.run_dir), "input": str(good), "output": str(recs / f"{probe}.csv"), "device": "cpu",
-                "progress": "false", **options}
-        return {"id": probe, "module": "deepm3.recommend", "args": [f"{k}={v}" for k, v in args.items()],
-                "watch": [str(serve.run_dir), str(inputs), str(recs), str(foreign_run), str(zen_run)]}
+        args = {
+            "run": str(serve.run_dir),
+            "input": str(good),
+            "output": str(recs / f"{probe}.csv"),
+            "device": "cpu",
+            "progress": "false",
+            **options,
+        }
+        return {
+            "id": probe,
+            "module": "deepm3.recommend",
+            "args": [f"{k}={v}" for k, v in args.items()],
+            "watch": [str(serve.run_dir), str(inputs), str(recs), str(foreign_run), str(zen_run)],
+        }
 
     probes = [
         # (probe, expected words on the one error line)
@@ -149,20 +178,39 @@ def build_world(w: Path) -> dict:
         (train("dropout-two", "model.net.dropout=2"), ["model.net.dropout=2"]),
         (train("resume-truncated", f"ckpt_path={cut}"), [f"ckpt_path={cut}", "truncated"]),
         (train("resume-foreign-dataset", f"ckpt_path={checkpoint}"), ["ckpt_path=", "another dataset"]),
-        (train("resume-not-a-checkpoint", f"ckpt_path={inputs / 'other.ckpt'}"), ["other.ckpt", "not a deepm3 training checkpoint"]),
-        (train("resume-not-torch", f"ckpt_path={inputs / 'foreign.ckpt'}"), ["foreign.ckpt", "not a loadable checkpoint"]),
+        (
+            train("resume-not-a-checkpoint", f"ckpt_path={inputs / 'other.ckpt'}"),
+            ["other.ckpt", "not a deepm3 training checkpoint"],
+        ),
+        (
+            train("resume-not-torch", f"ckpt_path={inputs / 'foreign.ckpt'}"),
+            ["foreign.ckpt", "not a loadable checkpoint"],
+        ),
         (train("read-only-output", output=read_only["ro-out"] / "run"), ["paths.output_dir=", "ro-out", "read-only"]),
         (train("read-only-cache", f"dataset.cache_dir={read_only['ro-cache']}"), ["ro-cache", "cannot write"]),
         (interactions("missing-file", w / "files" / "interactions"), ["interactions: file not found"]),
-        (interactions("timestamp-1e19", files / "big.csv"),
-         ["big.csv: line 4: field 'timestamp' = '10000000000000000000'"]),
+        (
+            interactions("timestamp-1e19", files / "big.csv"),
+            ["big.csv: line 4: field 'timestamp' = '10000000000000000000'"],
+        ),
         (interactions("file-timestamp-huge", files / "huge.csv"), [f"huge.csv: line 3: field 'timestamp' = '{BIG}'"]),
-        (interactions("parquet-null-user", files / "null-user.parquet"), ["null-user.parquet: row 1: field 'user_id' is empty"]),
+        (
+            interactions("parquet-null-user", files / "null-user.parquet"),
+            ["null-user.parquet: row 1: field 'user_id' is empty"],
+        ),
         (interactions("parquet-float-items", files / "float-items.parquet"), ["column 'item_id' holds double values"]),
         (interactions("parquet-bool-times", files / "bool-times.parquet"), ["column 'timestamp' holds bool values"]),
-        (train("zip-symlink", "dataset=ml1m", f"dataset.source.raw_dir={w / 'ml1m-raw'}", "dataset.source.download=false",
-               "dataset.source.checksum=null", base=[*FAST_TRAINER, *NET, f"paths.data_dir={w / 'data-z'}"]),
-         ["member 'ml-1m' is a symbolic link"]),
+        (
+            train(
+                "zip-symlink",
+                "dataset=ml1m",
+                f"dataset.source.raw_dir={w / 'ml1m-raw'}",
+                "dataset.source.download=false",
+                "dataset.source.checksum=null",
+                base=[*FAST_TRAINER, *NET, f"paths.data_dir={w / 'data-z'}"],
+            ),
+            ["member 'ml-1m' is a symbolic link"],
+        ),
         (recommend("output-is-input", output=str(good)), [f"output={good} is the input file"]),
         (recommend("output-links-to-input", output=str(inputs / "link.csv")), ["link.csv is the input file"]),
         (recommend("batch-size-text", batch_size="abc"), ["batch_size='abc'"]),
@@ -171,10 +219,16 @@ def build_world(w: Path) -> dict:
         (recommend("non-utf8-input", input=str(inputs / "latin1.csv")), ["latin1.csv: not UTF-8"]),
         (recommend("output-is-folder", output=str(recs / "folder.csv")), ["folder.csv is a folder"]),
         (recommend("output-read-only-file", output=str(locked)), ["locked.csv is read-only"]),
-        (recommend("output-in-read-only-folder", output=str(read_only["ro-recs"] / "recs.csv")), ["ro-recs", "cannot write"]),
+        (
+            recommend("output-in-read-only-folder", output=str(read_only["ro-recs"] / "recs.csv")),
+            ["ro-recs", "cannot write"],
+        ),
         (recommend("at-huge", at=BIG), [f"at={BIG}", "out of range"]),
         (recommend("timestamp-huge", input=str(inputs / "big-time.csv")), ["big-time.csv line 3", BIG, "out of range"]),
-        (recommend("timestamp-negative", input=str(inputs / "negative.csv")), ["negative.csv line 2", "'-5'", "out of range"]),
+        (
+            recommend("timestamp-negative", input=str(inputs / "negative.csv")),
+            ["negative.csv line 2", "'-5'", "out of range"],
+        ),
         (recommend("foreign-item-map", run=str(foreign_run)), ["another dataset"]),
         (recommend("target-this", run=str(zen_run)), ["'this.Zen' is not a SequentialRecommender"]),
     ]
@@ -193,26 +247,62 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict:
         folder.chmod(0o555)
     preexec = _without_permission_override if os.name == "posix" and os.geteuid() == 0 else None
     try:
-        done = subprocess.run([sys.executable, "-m", "tests.helpers.cli_probe", str(w / "probes.json"),
-                               str(w / "results.json")], cwd=w, env=_env(), capture_output=True, text=True,
-                              timeout=600, preexec_fn=preexec)
+        done = subprocess.run(
+            [sys.executable, "-m", "tests.helpers.cli_probe", str(w / "probes.json"), str(w / "results.json")],
+            cwd=w,
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=600,
+            preexec_fn=preexec,
+        )
     finally:
         for folder in world["read_only"].values():
             folder.chmod(0o755)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((w / "results.json").read_text())
-    return {"results": results, "expected": {probe["id"]: words for probe, words in world["probes"]},
-            "read_only": world["read_only"]}
+    return {
+        "results": results,
+        "expected": {probe["id"]: words for probe, words in world["probes"]},
+        "read_only": world["read_only"],
+    }
 
 
 PROBES = [
-    "lr-negative", "lr-text", "user-core-text", "hidden-zero", "dropout-two", "resume-truncated",
-    "resume-foreign-dataset", "resume-not-a-checkpoint", "resume-not-torch", "read-only-output", "read-only-cache",
-    "missing-file", "timestamp-1e19", "file-timestamp-huge", "parquet-null-user", "parquet-float-items",
-    "parquet-bool-times", "zip-symlink",
-    "output-is-input", "output-links-to-input", "batch-size-text", "k-zero", "exclude-seen-maybe", "non-utf8-input",
-    "output-is-folder", "output-read-only-file", "output-in-read-only-folder", "at-huge", "timestamp-huge",
-    "timestamp-negative", "foreign-item-map", "target-this", "device-cuda-without-gpu", "device-nonsense",
+    "lr-negative",
+    "lr-text",
+    "user-core-text",
+    "hidden-zero",
+    "dropout-two",
+    "resume-truncated",
+    "resume-foreign-dataset",
+    "resume-not-a-checkpoint",
+    "resume-not-torch",
+    "read-only-output",
+    "read-only-cache",
+    "missing-file",
+    "timestamp-1e19",
+    "file-timestamp-huge",
+    "parquet-null-user",
+    "parquet-float-items",
+    "parquet-bool-times",
+    "zip-symlink",
+    "output-is-input",
+    "output-links-to-input",
+    "batch-size-text",
+    "k-zero",
+    "exclude-seen-maybe",
+    "non-utf8-input",
+    "output-is-folder",
+    "output-read-only-file",
+    "output-in-read-only-folder",
+    "at-huge",
+    "timestamp-huge",
+    "timestamp-negative",
+    "foreign-item-map",
+    "target-this",
+    "device-cuda-without-gpu",
+    "device-nonsense",
 ]
 
 
@@ -244,11 +334,19 @@ def test_every_probe_of_the_table_ran(outcomes: dict) -> None:
 def test_a_real_recommend_process_refuses_to_overwrite_its_input(tmp_path: Path) -> None:
     source = tmp_path / "x.csv"
     source.write_text("user,item,timestamp\nu1,sku-003,100\n")
-    done = subprocess.run([sys.executable, "-m", "deepm3.recommend", f"run={tmp_path / 'run'}", "input=x.csv",
-                           "output=x.csv"], cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "deepm3.recommend", f"run={tmp_path / 'run'}", "input=x.csv", "output=x.csv"],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 1
-    assert done.stderr.strip().splitlines() == [f"error: output=x.csv is the input file ({source}); writing there "
-                                                "would replace the histories with the recommendations: choose "
-                                                "another output path"]
+    assert done.stderr.strip().splitlines() == [
+        f"error: output=x.csv is the input file ({source}); writing there "
+        "would replace the histories with the recommendations: choose "
+        "another output path"
+    ]
     assert source.read_text() == "user,item,timestamp\nu1,sku-003,100\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.csv"]

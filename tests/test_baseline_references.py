@@ -27,10 +27,8 @@ N = 9  # items
 HIDDEN, HEADS = 4, 2
 ITEMS = torch.tensor([[0, 3, 1, 7, 2, 5], [5, 9, 4, 4, 8, 6]])
 # Row 0: tied events, then gaps of 60, 40 and 10 s (each smaller than the last); row 1: 1 s to a year.
-TIMES = torch.tensor([[0, 1_000, 1_000, 1_060, 1_100, 1_110],
-                      [10, 11, 3_611, 3_611, 90_000, 31_626_000]])
-NEXT_TIMES = torch.tensor([[0, 1_000, 1_060, 1_100, 1_110, 1_170],
-                           [11, 3_611, 3_611, 90_000, 31_626_000, 31_626_060]])
+TIMES = torch.tensor([[0, 1_000, 1_000, 1_060, 1_100, 1_110], [10, 11, 3_611, 3_611, 90_000, 31_626_000]])
+NEXT_TIMES = torch.tensor([[0, 1_000, 1_060, 1_100, 1_110, 1_170], [11, 3_611, 3_611, 90_000, 31_626_000, 31_626_060]])
 Tensor = torch.Tensor
 
 
@@ -44,8 +42,9 @@ def build(make: type[SequentialRecommender], **kwargs) -> SequentialRecommender:
     return net
 
 
-def forward(net: SequentialRecommender, items: Tensor = ITEMS, times: Tensor = TIMES,
-            next_times: Tensor = NEXT_TIMES) -> Tensor:
+def forward(
+    net: SequentialRecommender, items: Tensor = ITEMS, times: Tensor = TIMES, next_times: Tensor = NEXT_TIMES
+) -> Tensor:
     with torch.no_grad():
         return net(items, times, next_times)
 
@@ -55,6 +54,7 @@ def close(actual: Tensor, expected: Tensor) -> None:
 
 
 # ----- the pieces, written out -------------------------------------------------------------------
+
 
 def linear(x: Tensor, layer: nn.Linear) -> Tensor:
     return x @ layer.weight.T + layer.bias
@@ -83,8 +83,14 @@ def recency(table: nn.Embedding, length: int) -> Tensor:
     return torch.stack([table.weight[length - 1 - j] for j in range(length)])
 
 
-def self_attention(x: Tensor, items: Tensor, att: MultiHeadSelfAttention, causal: bool, key_terms: Tensor | None = None,
-                   value_terms: Tensor | None = None) -> Tensor:
+def self_attention(
+    x: Tensor,
+    items: Tensor,
+    att: MultiHeadSelfAttention,
+    causal: bool,
+    key_terms: Tensor | None = None,
+    value_terms: Tensor | None = None,
+) -> Tensor:
     """Multi-head attention, one query at a time: ``a_ij = softmax_j(q_i . k_ij / sqrt(d))`` over
     the real keys (``j <= i`` when causal; ``j = i`` always), ``out_i = W_o [sum_j a_ij v_ij] + b_o``.
 
@@ -120,6 +126,7 @@ def pre_ln_stack(x: Tensor, items: Tensor, encoder: TransformerEncoder, causal: 
 
 # ----- the references ----------------------------------------------------------------------------
 
+
 def test_sasrec_is_causal_pre_ln_self_attention_over_item_plus_position_embeddings() -> None:
     net = build(SASRecNet, hidden=HIDDEN, heads=HEADS, blocks=2, max_len=8)
     length = ITEMS.shape[1]
@@ -153,8 +160,9 @@ def test_tisasrec_is_relation_aware_attention_over_clipped_personal_intervals() 
     assert {0, 1, 2, clip} <= set(r.flatten().tolist())  # unclipped buckets and the clip both occur
     key_terms = recency(net.key_positions.embedding, length)[None, None] + net.interval_keys.weight[r]
     value_terms = recency(net.value_positions.embedding, length)[None, None] + net.interval_values.weight[r]
-    expected = pre_ln_stack(net.item_embedding.weight[ITEMS], ITEMS, net.encoder, causal=True,
-                            key_terms=key_terms, value_terms=value_terms)
+    expected = pre_ln_stack(
+        net.item_embedding.weight[ITEMS], ITEMS, net.encoder, causal=True, key_terms=key_terms, value_terms=value_terms
+    )
     close(forward(net, next_times=TIMES), expected)
 
 
@@ -166,8 +174,12 @@ def test_bert4rec_is_bidirectional_post_ln_attention_with_a_mask_embedding_and_a
     items[:, -1] = net.mask_token  # what predict asks: the item after the window
     items[1, 2] = net.mask_token  # and a masked event inside the window, as in training
     length = items.shape[1]
-    tokens = torch.stack([torch.stack([net.mask_embedding if item == N + 1 else net.item_embedding.weight[item]
-                                       for item in row]) for row in items.tolist()])
+    tokens = torch.stack(
+        [
+            torch.stack([net.mask_embedding if item == N + 1 else net.item_embedding.weight[item] for item in row])
+            for row in items.tolist()
+        ]
+    )
     x = layer_norm(tokens + recency(net.positions.embedding, length), net.encoder.input_norm)
     for block in net.encoder.blocks:
         x = layer_norm(x + self_attention(x, items, block.attention, causal=False), block.attention_norm)
@@ -185,12 +197,18 @@ def test_bert4rec_masks_real_events_drawn_below_mask_prob_and_the_last_one_of_a_
     items = torch.tensor([[0, 0, 3, 1, 7, 2], [5, 9, 4, 4, 8, 6]])
     targets = torch.tensor([[0, 0, 1, 7, 2, 8], [9, 4, 4, 8, 6, 3]])
     sequence = [[0, 3, 1, 7, 2, 8], [9, 4, 4, 8, 6, 3]]  # inputs shifted left, last target appended
-    draws = torch.tensor([[0.1, 0.9, 0.2, 0.7, 0.4, 0.9],  # col 0 is padding; cols 2 and 4 are masked
-                          [0.9, 0.5, 0.6, 0.9, 0.8, 0.7]])  # nothing below 0.5: the last event is masked
+    draws = torch.tensor(
+        [
+            [0.1, 0.9, 0.2, 0.7, 0.4, 0.9],  # col 0 is padding; cols 2 and 4 are masked
+            [0.9, 0.5, 0.6, 0.9, 0.8, 0.7],
+        ]
+    )  # nothing below 0.5: the last event is masked
     monkeypatch.setattr(torch, "rand", lambda *size, **kwargs: draws)
     seen: dict[str, Tensor] = {}
-    monkeypatch.setattr("deepm3.models.components.bert4rec.next_item_loss",
-                        lambda net, hidden, goal, loss: seen.setdefault("targets", goal).sum() * 0)
+    monkeypatch.setattr(
+        "deepm3.models.components.bert4rec.next_item_loss",
+        lambda net, hidden, goal, loss: seen.setdefault("targets", goal).sum() * 0,
+    )
     real_forward = BERT4RecNet.forward
 
     def spy(self, items: Tensor, times: Tensor, next_times: Tensor) -> Tensor:
@@ -246,9 +264,11 @@ def test_gru_dt_feeds_each_gap_since_the_previous_event_and_reads_out_with_the_g
             if ITEMS[b, t] > 0:
                 since[b, t] = (TIMES[b, t] - TIMES[b, t - 1]) / 3600 if t > 0 and ITEMS[b, t - 1] > 0 else 0.0
                 until[b, t] = (NEXT_TIMES[b, t] - TIMES[b, t]) / 3600
-    step = torch.tanh(torch.log1p(since)[..., None] * net.input_gap_features.linear.weight[:, 0]
-                      + net.input_gap_features.linear.bias)
-    query = torch.tanh(torch.log1p(until)[..., None] * net.query_gap_features.linear.weight[:, 0]
-                       + net.query_gap_features.linear.bias)
+    step = torch.tanh(
+        torch.log1p(since)[..., None] * net.input_gap_features.linear.weight[:, 0] + net.input_gap_features.linear.bias
+    )
+    query = torch.tanh(
+        torch.log1p(until)[..., None] * net.query_gap_features.linear.weight[:, 0] + net.query_gap_features.linear.bias
+    )
     states = gru_by_hand(torch.cat([net.item_embedding.weight[ITEMS], step], -1), ITEMS > 0, net.gru.gru)
     close(forward(net), linear(torch.cat([states, query], -1), net.readout))

@@ -50,10 +50,10 @@ def make_batch(lengths: list[int], width: int = L, seed: int = 0) -> dict[str, t
         events = torch.randint(1, N + 1, (n + 1,), generator=generator)
         gaps = torch.tensor([0, 60, 3600, 86400, 31_536_000])[torch.randint(0, 5, (n + 1,), generator=generator)]
         stamps = 1_500_000_000 + torch.cumsum(gaps, 0)
-        batch["items"][row, width - n:] = events[:-1]
-        batch["targets"][row, width - n:] = events[1:]
-        batch["times"][row, width - n:] = stamps[:-1]
-        batch["next_times"][row, width - n:] = stamps[1:]
+        batch["items"][row, width - n :] = events[:-1]
+        batch["targets"][row, width - n :] = events[1:]
+        batch["times"][row, width - n :] = stamps[:-1]
+        batch["next_times"][row, width - n :] = stamps[1:]
     return batch
 
 
@@ -109,7 +109,7 @@ def test_later_items_and_timestamps_never_change_earlier_outputs(causal_net, fir
     real = changed["items"][:, first_changed:] > 0
     changed["items"][:, first_changed:] = torch.where(real, (changed["items"][:, first_changed:] % N) + 1, 0)
     # later events now come 1 s apart: the smallest gap in the window, and a very different one
-    one_second_apart = batch["times"][:, first_changed - 1:first_changed] + torch.arange(1, L - first_changed + 1)
+    one_second_apart = batch["times"][:, first_changed - 1 : first_changed] + torch.arange(1, L - first_changed + 1)
     changed["times"][:, first_changed:] = torch.where(real, one_second_apart, 0)
     changed["next_times"][:, first_changed:] = torch.where(real, one_second_apart + 1, 0)
     before, after = outputs(causal_net, batch), outputs(causal_net, changed)

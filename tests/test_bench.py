@@ -11,10 +11,25 @@ from deepm3.bench import check_targets, format_table
 def test_bench_writes_json_and_markdown_for_every_row(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     cmd = [
-        sys.executable, "-m", "deepm3.bench", "device=cpu", "threads=1", "hidden=8",
-        "~sizes.ml1m", "~sizes.ml100k", "+sizes.tiny={num_items:40,max_len:6,num_users:30}", "~presets", "batch_size=8", "train_warmup=1", "train_steps=2",
-        "latency_warmup=1", "latency_calls=3", "throughput_batches=1", "measure_memory=false",
-        f"output={out}", f"hydra.run.dir={tmp_path / 'run'}",
+        sys.executable,
+        "-m",
+        "deepm3.bench",
+        "device=cpu",
+        "threads=1",
+        "hidden=8",
+        "~sizes.ml1m",
+        "~sizes.ml100k",
+        "+sizes.tiny={num_items:40,max_len:6,num_users:30}",
+        "~presets",
+        "batch_size=8",
+        "train_warmup=1",
+        "train_steps=2",
+        "latency_warmup=1",
+        "latency_calls=3",
+        "throughput_batches=1",
+        "measure_memory=false",
+        f"output={out}",
+        f"hydra.run.dir={tmp_path / 'run'}",
     ]
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -30,11 +45,13 @@ def test_bench_writes_json_and_markdown_for_every_row(tmp_path: Path) -> None:
 
 
 def test_targets_compare_ratios_within_one_size() -> None:
-    results = {"ml1m": {
-        "deepm3-euler": {"latency_ms": 4.0, "train_step_ms": 14.0, "eval_pass_s": 2.0},
-        "deepm3-rk4": {"latency_ms": 10.0, "train_step_ms": 30.0},
-        "deepm3-none": {"latency_ms": 3.0, "train_step_ms": 10.0},
-    }}
+    results = {
+        "ml1m": {
+            "deepm3-euler": {"latency_ms": 4.0, "train_step_ms": 14.0, "eval_pass_s": 2.0},
+            "deepm3-rk4": {"latency_ms": 10.0, "train_step_ms": 30.0},
+            "deepm3-none": {"latency_ms": 3.0, "train_step_ms": 10.0},
+        }
+    }
     checks = check_targets(results)
     assert checks["euler latency <= 0.5 x rk4 latency (ml1m)"] == {"ratio": 0.4, "limit": 0.5, "ok": True}
     assert checks["euler train step <= 1.5 x none train step (ml1m)"]["ok"] is True

@@ -14,8 +14,16 @@ from deepm3.data.processed import ProcessedData
 from tests.helpers.spine_fixtures import CsvSource
 
 CONFIG = PreprocessConfig(user_core=0, item_core=0)
-ROWS = [("u1", "a", 1), ("u1", "b", 2), ("u1", "c", 3), ("u1", "e", 4),
-        ("u2", "a", 4), ("u2", "c", 5), ("u2", "d", 6), ("u2", "e", 7)]
+ROWS = [
+    ("u1", "a", 1),
+    ("u1", "b", 2),
+    ("u1", "c", 3),
+    ("u1", "e", 4),
+    ("u2", "a", 4),
+    ("u2", "c", 5),
+    ("u2", "d", 6),
+    ("u2", "e", 7),
+]
 
 
 @pytest.fixture

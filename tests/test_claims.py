@@ -24,40 +24,98 @@ def verdict(out: Path, dataset: str, claim: int):
 
 
 def sampled_table(out: Path, ndcg: float) -> None:
-    write(out, "main_table_sampled", [{"model": "deepm3-rk4", "seeds": 3, "params": 1, "train_seconds": 1.0,
-                                       "ndcg@10": ndcg, "ndcg@10_std": 0.01}])
+    write(
+        out,
+        "main_table_sampled",
+        [{"model": "deepm3-rk4", "seeds": 3, "params": 1, "train_seconds": 1.0, "ndcg@10": ndcg, "ndcg@10_std": 0.01}],
+    )
 
 
 def lifts(out: Path, high: dict[str, tuple[float, float, float]]) -> None:
-    rows = [{"reference": "deepm3-euler", "baseline": b, "group": "high", "metric": "ndcg@10", "lift": lift,
-             "ci_low": low, "ci_high": up, "n_users": 300} for b, (lift, low, up) in high.items()]
-    rows.append({"reference": "deepm3-euler", "baseline": "sasrec", "group": "low", "metric": "ndcg@10", "lift": -0.5,
-                 "ci_low": -0.6, "ci_high": -0.4, "n_users": 300})
+    rows = [
+        {
+            "reference": "deepm3-euler",
+            "baseline": b,
+            "group": "high",
+            "metric": "ndcg@10",
+            "lift": lift,
+            "ci_low": low,
+            "ci_high": up,
+            "n_users": 300,
+        }
+        for b, (lift, low, up) in high.items()
+    ]
+    rows.append(
+        {
+            "reference": "deepm3-euler",
+            "baseline": "sasrec",
+            "group": "low",
+            "metric": "ndcg@10",
+            "lift": -0.5,
+            "ci_low": -0.6,
+            "ci_high": -0.4,
+            "n_users": 300,
+        }
+    )
     write(out, "irregularity_lifts", rows)
 
 
 def robustness(out: Path, drops: dict[str, float], level: float = 1.0) -> None:
-    write(out, "robustness", [{"noise": "jitter", "level": level, "model": m, "metric": "ndcg@10", "seeds": 3,
-                               "mean": 0.1, "std": 0.0, "relative_drop": d, "relative_drop_std": 0.0}
-                              for m, d in drops.items()])
+    write(
+        out,
+        "robustness",
+        [
+            {
+                "noise": "jitter",
+                "level": level,
+                "model": m,
+                "metric": "ndcg@10",
+                "seeds": 3,
+                "mean": 0.1,
+                "std": 0.0,
+                "relative_drop": d,
+                "relative_drop_std": 0.0,
+            }
+            for m, d in drops.items()
+        ],
+    )
 
 
 def significance(out: Path, rows: dict[str, tuple[float, float]], stem: str = "significance") -> None:
-    write(out, stem, [{"reference": "deepm3-euler", "baseline": b, "metric": "ndcg@10", "mean_difference": d,
-                       "t_pvalue_holm": p} for b, (d, p) in rows.items()])
+    write(
+        out,
+        stem,
+        [
+            {"reference": "deepm3-euler", "baseline": b, "metric": "ndcg@10", "mean_difference": d, "t_pvalue_holm": p}
+            for b, (d, p) in rows.items()
+        ],
+    )
 
 
 def efficiency(out: Path, euler_ms: float, rk4_ms: float) -> None:
-    write(out, "efficiency", [{"device": "CPU", "model": "deepm3-euler", "latency_ms": euler_ms},
-                              {"device": "CPU", "model": "deepm3-rk4", "latency_ms": rk4_ms}])
+    write(
+        out,
+        "efficiency",
+        [
+            {"device": "CPU", "model": "deepm3-euler", "latency_ms": euler_ms},
+            {"device": "CPU", "model": "deepm3-rk4", "latency_ms": rk4_ms},
+        ],
+    )
 
 
 def main_table(out: Path, deepm3_params: int = 800_000, large_params: int = 2_600_000) -> None:
-    write(out, "main_table", [{"model": "deepm3-euler", "seeds": 3, "params": deepm3_params, "ndcg@10": 0.2},
-                              {"model": "sasrec_large", "seeds": 3, "params": large_params, "ndcg@10": 0.19}])
+    write(
+        out,
+        "main_table",
+        [
+            {"model": "deepm3-euler", "seeds": 3, "params": deepm3_params, "ndcg@10": 0.2},
+            {"model": "sasrec_large", "seeds": 3, "params": large_params, "ndcg@10": 0.19},
+        ],
+    )
 
 
 # -- claim 1: an absolute number, only on ML-1M ----------------------------------------------------
+
 
 @pytest.mark.parametrize("ndcg, expected", [(0.40, HOLDS), (0.4078 * 1.049, HOLDS), (0.30, FAILS), (0.45, FAILS)])
 def test_claim1_holds_within_five_percent_of_the_number_on_ml1m(tmp_path: Path, ndcg: float, expected: str) -> None:
@@ -81,6 +139,7 @@ def test_a_missing_table_is_not_testable_and_names_the_file(tmp_path: Path) -> N
 
 # -- claim 2: the lift on the most irregular tertile of the dense dataset ---------------------------
 
+
 def test_claim2_holds_when_the_lift_over_the_strongest_baseline_has_a_ci_above_zero(tmp_path: Path) -> None:
     lifts(tmp_path, {"sasrec": (0.30, 0.2, 0.4), "gru_dt": (0.03, 0.01, 0.05), "deepm3-none": (-0.1, -0.2, 0.0)})
     finding = verdict(tmp_path, "ml100k", 2)
@@ -101,14 +160,17 @@ def test_claim2_is_about_the_dense_dataset(tmp_path: Path) -> None:
 
 # -- claim 3: robustness to time noise on the sparse dataset ---------------------------------------
 
+
 def test_claim3_holds_when_deepm3_barely_moves_and_the_time_aware_baselines_collapse(tmp_path: Path) -> None:
     robustness(tmp_path, {"deepm3-euler": 0.004, "tisasrec": 0.2, "gru_dt": 0.15, "sasrec": 0.0})
     finding = verdict(tmp_path, "amazon_toys", 3)
     assert finding.verdict == HOLDS and "Amazon Toys & Games, not Amazon Books" in finding.measured
 
 
-@pytest.mark.parametrize("drops", [{"deepm3-euler": 0.05, "tisasrec": 0.2, "gru_dt": 0.3},
-                                   {"deepm3-euler": 0.0, "tisasrec": 0.2, "gru_dt": 0.02}])
+@pytest.mark.parametrize(
+    "drops",
+    [{"deepm3-euler": 0.05, "tisasrec": 0.2, "gru_dt": 0.3}, {"deepm3-euler": 0.0, "tisasrec": 0.2, "gru_dt": 0.02}],
+)
 def test_claim3_does_not_hold_if_deepm3_drops_or_a_baseline_survives(tmp_path: Path, drops: dict) -> None:
     robustness(tmp_path, drops)
     assert verdict(tmp_path, "amazon_books", 3).verdict == FAILS
@@ -124,6 +186,7 @@ def test_claim3_needs_a_time_aware_baseline_and_the_sparse_dataset(tmp_path: Pat
 
 # -- claim 4: Euler's latency and its lead ---------------------------------------------------------
 
+
 def test_claim4_holds_when_euler_is_twice_as_fast_and_beats_every_baseline(tmp_path: Path) -> None:
     efficiency(tmp_path, 40.0, 100.0)
     significance(tmp_path, {"sasrec": (0.02, 0.001), "gru_dt": (0.01, 0.03), "deepm3-rk4": (-0.01, 0.2)})
@@ -134,8 +197,9 @@ def test_claim4_holds_when_euler_is_twice_as_fast_and_beats_every_baseline(tmp_p
 
 
 @pytest.mark.parametrize("euler_ms, gru_dt", [(80.0, (0.01, 0.001)), (40.0, (0.01, 0.2)), (40.0, (-0.01, 0.001))])
-def test_claim4_does_not_hold_when_slow_or_one_lead_is_not_significant(tmp_path: Path, euler_ms: float,
-                                                                       gru_dt: tuple) -> None:
+def test_claim4_does_not_hold_when_slow_or_one_lead_is_not_significant(
+    tmp_path: Path, euler_ms: float, gru_dt: tuple
+) -> None:
     efficiency(tmp_path, euler_ms, 100.0)
     significance(tmp_path, {"sasrec": (0.02, 0.001), "gru_dt": gru_dt})
     assert verdict(tmp_path, "ml100k", 4).verdict == FAILS
@@ -148,9 +212,11 @@ def test_claim4_without_the_efficiency_table_is_not_testable(tmp_path: Path) -> 
 
 # -- claim 5: small DeepM3 against large SASRec ----------------------------------------------------
 
+
 @pytest.mark.parametrize("difference, p, expected", [(0.01, 0.001, HOLDS), (-0.01, 0.4, HOLDS), (-0.01, 0.01, FAILS)])
-def test_claim5_holds_unless_deepm3_is_significantly_worse(tmp_path: Path, difference: float, p: float,
-                                                            expected: str) -> None:
+def test_claim5_holds_unless_deepm3_is_significantly_worse(
+    tmp_path: Path, difference: float, p: float, expected: str
+) -> None:
     main_table(tmp_path)
     significance(tmp_path, {"sasrec_large": (difference, p)})
     assert verdict(tmp_path, "ml100k", 5).verdict == expected
@@ -165,6 +231,7 @@ def test_claim5_needs_fewer_parameters_and_a_sasrec_large_row(tmp_path: Path) ->
 
 
 # -- the page ------------------------------------------------------------------------------------
+
 
 def test_claims_md_lists_every_claim_its_file_and_the_rules_and_the_report_links_it_first(tmp_path: Path) -> None:
     out = tmp_path / "ml100k"

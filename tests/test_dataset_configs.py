@@ -9,9 +9,17 @@ from omegaconf import OmegaConf
 from tests.helpers.config import compose
 
 SHARED = {
-    "_target_": "deepm3.data.datamodule.SequenceDataModule", "cache_dir": "${paths.data_dir}/processed",
-    "max_len": 50, "user_core": 5, "item_core": 5, "min_rating": None, "train_windows": "all", "train_stride": 1,
-    "batch_size": 128, "eval_batch_size": 256, "num_workers": 0,
+    "_target_": "deepm3.data.datamodule.SequenceDataModule",
+    "cache_dir": "${paths.data_dir}/processed",
+    "max_len": 50,
+    "user_core": 5,
+    "item_core": 5,
+    "min_rating": None,
+    "train_windows": "all",
+    "train_stride": 1,
+    "batch_size": 128,
+    "eval_batch_size": 256,
+    "num_workers": 0,
 }
 # dataset -> (its source class, the shared keys it sets to other values)
 DATASETS = {
@@ -22,8 +30,21 @@ DATASETS = {
     "interactions": ("deepm3.data.sources.interactions.InteractionsFileSource", {}),
     "synthetic": ("deepm3.data.sources.synthetic.SyntheticSource", {}),
 }
-ORDER = ["_target_", "name", "source", "cache_dir", "max_len", "user_core", "item_core", "min_rating",
-         "train_windows", "train_stride", "batch_size", "eval_batch_size", "num_workers"]
+ORDER = [
+    "_target_",
+    "name",
+    "source",
+    "cache_dir",
+    "max_len",
+    "user_core",
+    "item_core",
+    "min_rating",
+    "train_windows",
+    "train_stride",
+    "batch_size",
+    "eval_batch_size",
+    "num_workers",
+]
 
 
 @pytest.mark.parametrize("root", ["train", "phase2"])

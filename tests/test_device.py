@@ -14,11 +14,14 @@ def test_auto_is_the_gpu_when_there_is_one() -> None:
     assert resolve_device("cpu") == torch.device("cpu") == resolve_device(torch.device("cpu"))
 
 
-@pytest.mark.parametrize(("device", "message"), [
-    ("cuda:99", "no such CUDA device on this machine"),
-    ("gpu0", "is not a device; expected auto, cpu, cuda or cuda:<n>"),
-    ("meta", "is not available here"),
-])
+@pytest.mark.parametrize(
+    ("device", "message"),
+    [
+        ("cuda:99", "no such CUDA device on this machine"),
+        ("gpu0", "is not a device; expected auto, cpu, cuda or cuda:<n>"),
+        ("meta", "is not available here"),
+    ],
+)
 def test_a_device_this_machine_lacks_is_one_line(device: str, message: str) -> None:
     with pytest.raises(DataError, match=message.replace("(", r"\(")) as caught:
         resolve_device(device)

@@ -37,8 +37,12 @@ def source_files() -> list[Path]:
     files = [README, REPO / "Makefile", REPO / "pyproject.toml", REPO / ".ci" / "run"]
     for root in ("src", "tests", "benchmarks", "docs"):
         for path in sorted((REPO / root).rglob("*")):
-            if (path.is_file() and path.suffix in SOURCE_SUFFIXES and not SKIP_PARTS & set(path.parts)
-                    and not any(part.endswith(".egg-info") for part in path.parts)):
+            if (
+                path.is_file()
+                and path.suffix in SOURCE_SUFFIXES
+                and not SKIP_PARTS & set(path.parts)
+                and not any(part.endswith(".egg-info") for part in path.parts)
+            ):
                 files.append(path)
     return [f for f in files if f.is_file()]
 
@@ -95,8 +99,10 @@ def test_every_doc_reference_names_an_existing_page_and_heading() -> None:
             if not page.is_file():
                 problems.append(f"{where(path, text, match.start())}: docs/{match.group(1)} does not exist")
             elif section is not None and not has_heading(page, section):
-                problems.append(f"{where(path, text, match.start())}: docs/{match.group(1)} has no heading "
-                                f"starting with {squash(section)!r}")
+                problems.append(
+                    f"{where(path, text, match.start())}: docs/{match.group(1)} has no heading "
+                    f"starting with {squash(section)!r}"
+                )
     assert seen > 20, "the scan found almost no doc references: is the pattern still right?"
     assert not problems, "\n".join(problems)
 
@@ -115,7 +121,7 @@ def test_no_section_sign_citations_or_documents_outside_the_repository() -> None
             pos = text.find(needle)
             if pos >= 0:
                 problems.append(f"{where(path, text, pos)}: {needle!r}")
-    assert not problems, "cite docs/<page>.md, \"<heading>\" instead:\n" + "\n".join(problems)
+    assert not problems, 'cite docs/<page>.md, "<heading>" instead:\n' + "\n".join(problems)
 
 
 @pytest.mark.parametrize("page", [README, *sorted(DOCS.glob("*.md"))], ids=lambda p: p.name)
@@ -152,8 +158,7 @@ def test_readme_is_a_short_front_door_with_the_commands_ci_runs() -> None:
             assert line.strip() in text, f".ci/run runs {line.strip()!r}, which README does not show"
     # README's pip equivalent of `make install` is the Makefile's recipe, argument for argument
     torch_spec = re.search(r"^TORCH_SPEC \?= (\S+)", makefile, re.M).group(1)
-    recipe = [line.split("-m pip install", 1)[1].strip() for line in makefile.splitlines()
-              if "-m pip install" in line]
+    recipe = [line.split("-m pip install", 1)[1].strip() for line in makefile.splitlines() if "-m pip install" in line]
     assert len(recipe) >= 3
     for args in recipe:
         expected = "pip install " + args.replace("$(TORCH_SPEC)", torch_spec)

@@ -113,7 +113,9 @@ def test_ml1m_source_downloads_verifies_and_extracts_through_the_server(tmp_path
 
 def test_ml1m_offline_without_download_says_what_to_fetch_and_where(tmp_path):
     source = ML1MSource(tmp_path / "ml1m", download=False)
-    with pytest.raises(DataError, match=r"files\.grouplens\.org/datasets/movielens/ml-1m\.zip.*'ml-1m\.zip' in .*ml1m/"):
+    with pytest.raises(
+        DataError, match=r"files\.grouplens\.org/datasets/movielens/ml-1m\.zip.*'ml-1m\.zip' in .*ml1m/"
+    ):
         source.files()
 
 

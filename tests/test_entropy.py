@@ -35,7 +35,7 @@ def golden_mean_sequence(length: int, p_one_after_zero: float, seed: int) -> np.
 
 
 def brute_force_distinct(rows: list[list[int]], n: int) -> int:
-    return len({tuple(row[j:j + n]) for row in rows for j in range(len(row) - n + 1)})
+    return len({tuple(row[j : j + n]) for row in rows for j in range(len(row) - n + 1)})
 
 
 @pytest.mark.parametrize("k", [2, 3, 4])

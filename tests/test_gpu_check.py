@@ -46,8 +46,14 @@ def test_stages_that_all_pass_pass_the_check(tmp_path: Path) -> None:
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the no-CUDA path: only where there is none")
 def test_the_whole_check_fails_on_a_machine_without_cuda(tmp_path: Path) -> None:
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    done = subprocess.run(["bash", str(SCRIPT), str(tmp_path)], capture_output=True, text=True, timeout=120,
-                          cwd=SCRIPT.parents[1], env={**os.environ, "PATH": path})
+    done = subprocess.run(
+        ["bash", str(SCRIPT), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=SCRIPT.parents[1],
+        env={**os.environ, "PATH": path},
+    )
     assert done.returncode == 1, done.stdout + done.stderr
     assert "torch sees no CUDA device" in (tmp_path / "gpu_check.log").read_text()
 

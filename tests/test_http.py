@@ -55,10 +55,17 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def deepm3_rec(query: str = "target", max_len: int = MAX_LEN, seed: int = 0) -> Recommender:
     torch.manual_seed(seed)
-    net = DeepM3Net(N, hidden=8, dropout=0.0, field={"width": 16, "zero_init": False}, time={"query": query},
-                    solver={"method": "rk4", "steps": 1})
-    return Recommender(net, ITEM_IDS, max_len=max_len, popularity=np.arange(N + 1), device="cpu",
-                       name="deepm3", query=query)
+    net = DeepM3Net(
+        N,
+        hidden=8,
+        dropout=0.0,
+        field={"width": 16, "zero_init": False},
+        time={"query": query},
+        solver={"method": "rk4", "steps": 1},
+    )
+    return Recommender(
+        net, ITEM_IDS, max_len=max_len, popularity=np.arange(N + 1), device="cpu", name="deepm3", query=query
+    )
 
 
 def gru_rec(seed: int = 0) -> Recommender:
@@ -85,6 +92,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
 
 
 # --- endpoints ---------------------------------------------------------------------------------
+
 
 def test_model_and_health_describe_the_served_run(trained):
     rec = Recommender.load(trained.run_dir, device="cpu")
@@ -153,7 +161,9 @@ def test_window_models_recompute_from_the_stored_events():
     with TestClient(create_app(rec)) as client:
         assert client.get("/model").json()["stored_state"] == "window"
         for start in range(0, len(items), 4):
-            client.post("/events", json={"user": "g", "items": items[start:start + 4], "timestamps": times[start:start + 4]})
+            client.post(
+                "/events", json={"user": "g", "items": items[start : start + 4], "timestamps": times[start : start + 4]}
+            )
         served = client.post("/recommend", json={"user": "g", "at": times[-1] + 5, "k": 7}).json()
     expected = rec.recommend(items, times, at=times[-1] + 5, k=7)  # the last max_len events; every item seen left out
     assert served["state"] == "recomputed"
@@ -167,7 +177,9 @@ def test_exclude_seen_and_k_for_a_known_user():
     with TestClient(create_app(rec, k=3)) as client:
         client.post("/events", json={"user": "u", "items": items, "timestamps": times})
         default = client.post("/recommend", json={"user": "u", "at": times[-1]}).json()
-        everything = client.post("/recommend", json={"user": "u", "at": times[-1], "k": 100, "exclude_seen": False}).json()
+        everything = client.post(
+            "/recommend", json={"user": "u", "at": times[-1], "k": 100, "exclude_seen": False}
+        ).json()
     assert len(default["items"]) == 3 and not set(default["items"]) & set(items)
     assert set(everything["items"]) == set(ITEM_IDS)  # column 0 (padding) never comes back
 
@@ -183,8 +195,11 @@ def test_unknown_user_gets_popular_items_and_counts_a_miss_in_the_metrics():
         text = client.get("/metrics").text
     assert miss["source"] == "popularity" and miss["state"] == "miss"
     assert miss["items"] == [ITEM_IDS[-1], ITEM_IDS[-2], ITEM_IDS[-3]]  # popularity = item index here
-    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
-               for family in text_string_to_metric_families(text) for s in family.samples}
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
     model = ("model", "deepm3")
     assert samples[("deepm3_state_hits_total", (model,))] == 2
     assert samples[("deepm3_state_misses_total", (model,))] == 1
@@ -201,34 +216,70 @@ def test_unknown_user_gets_popular_items_and_counts_a_miss_in_the_metrics():
 GOOD = {"items": ITEM_IDS[:3], "timestamps": [100, 200, 300], "at": 400}
 
 
-@pytest.mark.parametrize("path, body, status, expected", [
-    ("/recommend", {**GOOD, "timestamps": [100, 300, 200]}, 422, "body: timestamps must be in time order"),
-    ("/recommend", {**GOOD, "items": ["sku-999", *ITEM_IDS[:2]]}, 422, "unknown item id 'sku-999' (items[0])"),
-    ("/recommend", {**GOOD, "at": 250}, 422, "body: at=250 is earlier than the last event (timestamps[2]=300)"),
-    ("/recommend", {**GOOD, "timestamps": [100, "soon", 300]}, 422, "body.timestamps[1]: Input should be a valid integer"),
-    ("/recommend", {**GOOD, "timestamps": [100, 2.5, 300]}, 422, "body.timestamps[1]: Input should be a valid integer"),
-    ("/recommend", {**GOOD, "timestamps": [100, -1, 300]}, 422, "body.timestamps[1]: Input should be greater than"),
-    ("/recommend", {**GOOD, "items": [None, "a", "b"]}, 422, "body.items[0]: expected an item id"),
-    ("/recommend", {**GOOD, "timestamps": [100]}, 422, "body: 3 items but 1 timestamps"),
-    ("/recommend", {**GOOD, "k": 0}, 422, "body.k: Input should be greater than or equal to 1"),
-    ("/recommend", {**GOOD, "exclude_seen": "yes"}, 422, "body.exclude_seen: Input should be a valid boolean"),
-    ("/recommend", {**GOOD, "user": "u"}, 422, "body: give either user or items and timestamps"),
-    ("/recommend", {"at": 5}, 422, "body: give user"),
-    ("/recommend", {**GOOD, "path": "/etc/passwd"}, 422, "body.path: Extra inputs are not permitted"),
-    ("/recommend", [GOOD, {**GOOD, "at": 1}], 422, "body[1]: at=1 is earlier than the last event"),
-    ("/recommend", [GOOD] * 5, 413, "body: 5 entries; at most 4 per request (limits.max_batch)"),
-    ("/recommend", {**GOOD, "items": ITEM_IDS[:20], "timestamps": list(range(20))}, 413,
-     "body.items: 20 events; at most 10 per history (limits.max_events)"),
-    ("/recommend", [], 422, "body: an empty list"),
-    ("/recommend", "not an object", 422, "body: Input should be a valid dictionary"),
-    ("/recommend", {"user": "u", "at": 10}, 422, "body.at=10 is earlier than the last stored event of user 'u' (300)"),
-    ("/events", {"user": "u", "items": ITEM_IDS[:2], "timestamps": [299, 400]}, 422,
-     "body.timestamps[0]=299 is earlier than the last stored event of user 'u' (300)"),
-    ("/events", {"user": "v", "items": ["x"], "timestamps": [5]}, 422, "body.items[0]: unknown item id 'x'"),
-    ("/events", {"user": "", "items": [], "timestamps": []}, 422, "body.user: String should have at least 1 character"),
-    ("/events", {"user": "v", "items": ITEM_IDS[:2], "timestamps": [9, 8]}, 422, "body.timestamps must be in time order"),
-    ("/snapshot", None, 409, "snapshots are off"),
-])
+@pytest.mark.parametrize(
+    "path, body, status, expected",
+    [
+        ("/recommend", {**GOOD, "timestamps": [100, 300, 200]}, 422, "body: timestamps must be in time order"),
+        ("/recommend", {**GOOD, "items": ["sku-999", *ITEM_IDS[:2]]}, 422, "unknown item id 'sku-999' (items[0])"),
+        ("/recommend", {**GOOD, "at": 250}, 422, "body: at=250 is earlier than the last event (timestamps[2]=300)"),
+        (
+            "/recommend",
+            {**GOOD, "timestamps": [100, "soon", 300]},
+            422,
+            "body.timestamps[1]: Input should be a valid integer",
+        ),
+        (
+            "/recommend",
+            {**GOOD, "timestamps": [100, 2.5, 300]},
+            422,
+            "body.timestamps[1]: Input should be a valid integer",
+        ),
+        ("/recommend", {**GOOD, "timestamps": [100, -1, 300]}, 422, "body.timestamps[1]: Input should be greater than"),
+        ("/recommend", {**GOOD, "items": [None, "a", "b"]}, 422, "body.items[0]: expected an item id"),
+        ("/recommend", {**GOOD, "timestamps": [100]}, 422, "body: 3 items but 1 timestamps"),
+        ("/recommend", {**GOOD, "k": 0}, 422, "body.k: Input should be greater than or equal to 1"),
+        ("/recommend", {**GOOD, "exclude_seen": "yes"}, 422, "body.exclude_seen: Input should be a valid boolean"),
+        ("/recommend", {**GOOD, "user": "u"}, 422, "body: give either user or items and timestamps"),
+        ("/recommend", {"at": 5}, 422, "body: give user"),
+        ("/recommend", {**GOOD, "path": "/etc/passwd"}, 422, "body.path: Extra inputs are not permitted"),
+        ("/recommend", [GOOD, {**GOOD, "at": 1}], 422, "body[1]: at=1 is earlier than the last event"),
+        ("/recommend", [GOOD] * 5, 413, "body: 5 entries; at most 4 per request (limits.max_batch)"),
+        (
+            "/recommend",
+            {**GOOD, "items": ITEM_IDS[:20], "timestamps": list(range(20))},
+            413,
+            "body.items: 20 events; at most 10 per history (limits.max_events)",
+        ),
+        ("/recommend", [], 422, "body: an empty list"),
+        ("/recommend", "not an object", 422, "body: Input should be a valid dictionary"),
+        (
+            "/recommend",
+            {"user": "u", "at": 10},
+            422,
+            "body.at=10 is earlier than the last stored event of user 'u' (300)",
+        ),
+        (
+            "/events",
+            {"user": "u", "items": ITEM_IDS[:2], "timestamps": [299, 400]},
+            422,
+            "body.timestamps[0]=299 is earlier than the last stored event of user 'u' (300)",
+        ),
+        ("/events", {"user": "v", "items": ["x"], "timestamps": [5]}, 422, "body.items[0]: unknown item id 'x'"),
+        (
+            "/events",
+            {"user": "", "items": [], "timestamps": []},
+            422,
+            "body.user: String should have at least 1 character",
+        ),
+        (
+            "/events",
+            {"user": "v", "items": ITEM_IDS[:2], "timestamps": [9, 8]},
+            422,
+            "body.timestamps must be in time order",
+        ),
+        ("/snapshot", None, 409, "snapshots are off"),
+    ],
+)
 def test_bad_input_is_a_one_line_4xx_naming_the_field(path, body, status, expected):
     limits = Limits(max_body_bytes=4_000, max_batch=4, max_events=10)
     with TestClient(create_app(deepm3_rec(), limits=limits)) as client:
@@ -241,12 +292,15 @@ def test_bad_input_is_a_one_line_4xx_naming_the_field(path, body, status, expect
     assert expected in detail
 
 
-@pytest.mark.parametrize("content, status, expected", [
-    (b"{nope", 400, "body: not valid JSON"),
-    (b"[" * 1_990 + b"]" * 1_990, 400, "body: JSON nested too deeply"),
-    (b" " * 5_000, 413, "body: 5000 bytes; at most 4000 (limits.max_body_bytes)"),
-    (b"\xff\xfe", 400, "body: not valid JSON"),
-])
+@pytest.mark.parametrize(
+    "content, status, expected",
+    [
+        (b"{nope", 400, "body: not valid JSON"),
+        (b"[" * 1_990 + b"]" * 1_990, 400, "body: JSON nested too deeply"),
+        (b" " * 5_000, 413, "body: 5000 bytes; at most 4000 (limits.max_body_bytes)"),
+        (b"\xff\xfe", 400, "body: not valid JSON"),
+    ],
+)
 def test_unreadable_or_oversized_bodies_are_refused_in_one_line(content, status, expected):
     with TestClient(create_app(deepm3_rec(), limits=Limits(max_body_bytes=4_000))) as client:
         response = client.post("/recommend", content=content)
@@ -258,8 +312,10 @@ def test_unreadable_or_oversized_bodies_are_refused_in_one_line(content, status,
 
 def test_a_rejected_events_batch_changes_nothing():
     with TestClient(create_app(deepm3_rec())) as client:
-        bad = [{"user": "a", "items": ITEM_IDS[:2], "timestamps": [1, 2]},
-               {"user": "b", "items": ["nope"], "timestamps": [3]}]
+        bad = [
+            {"user": "a", "items": ITEM_IDS[:2], "timestamps": [1, 2]},
+            {"user": "b", "items": ["nope"], "timestamps": [3]},
+        ]
         assert client.post("/events", json=bad).status_code == 422
         assert client.get("/health").json()["stored_users"] == 0
 
@@ -277,6 +333,7 @@ def test_no_request_changes_the_model():
 
 # --- snapshots -------------------------------------------------------------------------------
 
+
 def test_snapshot_round_trip_on_request_and_on_shutdown(tmp_path):
     path = tmp_path / "state" / "users.pt"
     rec = deepm3_rec()
@@ -288,12 +345,18 @@ def test_snapshot_round_trip_on_request_and_on_shutdown(tmp_path):
         assert saved["users"] == 3 and saved["file"] == "users.pt" and path.is_file()
         for user, (items, times) in users.items():
             client.post("/events", json={"user": user, "items": items[2:], "timestamps": times[2:]})
-        before = [client.post("/recommend", json={"user": u, "at": t[-1] + 60, "k": N}).json() for u, (_, t) in users.items()]
+        before = [
+            client.post("/recommend", json={"user": u, "at": t[-1] + 60, "k": N}).json() for u, (_, t) in users.items()
+        ]
     # leaving the client shut the app down, which saved the state again (with all the events)
     with TestClient(create_app(deepm3_rec(), snapshot=path)) as client:
         assert client.get("/health").json()["stored_users"] == 3
-        after = [client.post("/recommend", json={"user": u, "at": t[-1] + 60, "k": N}).json() for u, (_, t) in users.items()]
-        more = client.post("/events", json={"user": "u0", "items": [ITEM_IDS[-1]], "timestamps": [users["u0"][1][-1] - 1]})
+        after = [
+            client.post("/recommend", json={"user": u, "at": t[-1] + 60, "k": N}).json() for u, (_, t) in users.items()
+        ]
+        more = client.post(
+            "/events", json={"user": "u0", "items": [ITEM_IDS[-1]], "timestamps": [users["u0"][1][-1] - 1]}
+        )
     assert after == before
     assert more.status_code == 422  # the reloaded user still knows its last event
     assert sorted(p.name for p in path.parent.iterdir()) == ["users.pt"]  # no temporary file left
@@ -324,6 +387,7 @@ def test_a_snapshot_of_another_model_is_not_loaded(tmp_path, caplog):
 
 # --- real sockets and concurrency ------------------------------------------------------------
 
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -352,7 +416,8 @@ def same_answers(got: list[dict], expected: list[dict]) -> None:
     """Equal lists; scores equal up to float rounding (batched and single calls differ in the last bits)."""
     assert [{**r, "scores": None} for r in got] == [{**r, "scores": None} for r in expected]
     assert [s for r in got for s in r.get("scores", [])] == pytest.approx(
-        [s for r in expected for s in r.get("scores", [])], rel=1e-5, abs=1e-6)
+        [s for r in expected for s in r.get("scores", [])], rel=1e-5, abs=1e-6
+    )
 
 
 @pytest.mark.parametrize("batching", [False, True])
@@ -361,11 +426,13 @@ def test_concurrent_requests_over_a_socket_get_the_sequential_answers(batching):
     users = {f"c{s}": history(s, 2 * MAX_LEN) for s in range(8)}
     with live_server(create_app(rec, batching=batching)) as url:
         with ThreadPoolExecutor(8) as pool, httpx.Client(base_url=url) as client:
+
             def post_user(user: str) -> None:  # each user's events in order, users in parallel
                 items, times = users[user]
                 for start in range(0, len(items), 3):
-                    chunk = {"user": user, "items": items[start:start + 3], "timestamps": times[start:start + 3]}
+                    chunk = {"user": user, "items": items[start : start + 3], "timestamps": times[start : start + 3]}
                     assert client.post("/events", json=chunk).status_code == 200
+
             list(pool.map(post_user, users))
             requests = [{"user": u, "at": t[-1] + d, "k": 8} for u, (_, t) in users.items() for d in (0, 7_200)]
             requests += [{"items": i, "timestamps": t, "at": t[-1] + 60, "k": 8} for i, t in users.values()]
@@ -417,9 +484,22 @@ def test_micro_batcher_merges_queued_requests_and_isolates_a_bad_one():
 def test_command_line_serves_on_loopback_and_saves_state_on_shutdown(trained, tmp_path):
     port, snapshot = free_port(), tmp_path / "state.pt"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
-    process = subprocess.Popen([sys.executable, "-m", "deepm3.serve", f"run={trained.run_dir}", f"port={port}",
-                                f"state.snapshot={snapshot}", "threads=1"], cwd=tmp_path, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "deepm3.serve",
+            f"run={trained.run_dir}",
+            f"port={port}",
+            f"state.snapshot={snapshot}",
+            "threads=1",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 90
         while True:
@@ -452,13 +532,16 @@ def serve_config(*overrides: str):
         GlobalHydra.instance().clear()
 
 
-@pytest.mark.parametrize("overrides, expected", [
-    ((), "missing run="),
-    (("run=/no/such/run",), "/no/such/run: no such run dir"),
-    (("run=x", "port=70000"), "port=70000; expected 0..65535"),
-    (("run=x", "limits.max_batch=0"), "limits.max_batch=0; expected a positive integer"),
-    (("run=x", "state.snapshot=''"), "state.snapshot=''"),
-])
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        ((), "missing run="),
+        (("run=/no/such/run",), "/no/such/run: no such run dir"),
+        (("run=x", "port=70000"), "port=70000; expected 0..65535"),
+        (("run=x", "limits.max_batch=0"), "limits.max_batch=0; expected a positive integer"),
+        (("run=x", "state.snapshot=''"), "state.snapshot=''"),
+    ],
+)
 def test_bad_server_options_are_one_line_errors(overrides, expected):
     cfg = serve_config(*overrides)
     with pytest.raises((DataError, ValueError)) as info:

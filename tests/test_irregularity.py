@@ -21,10 +21,18 @@ def hand_made_rows(seeds: int = 2) -> pd.DataFrame:
     for model, values in (("deepm3", REFERENCE), ("gru4rec", BASELINE)):
         for seed in range(seeds):
             offset = 0.01 if seed % 2 == 0 else -0.01
-            frames.append(pd.DataFrame({
-                "model": model, "seed": seed, "user": [f"u{i}" for i in range(len(CVS))], "gap_cv": CVS,
-                "ndcg@10": np.array(values) + offset, "hr@10": np.array(values) > 0.3,
-            }))
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "model": model,
+                        "seed": seed,
+                        "user": [f"u{i}" for i in range(len(CVS))],
+                        "gap_cv": CVS,
+                        "ndcg@10": np.array(values) + offset,
+                        "hr@10": np.array(values) > 0.3,
+                    }
+                )
+            )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -46,8 +54,15 @@ def test_all_undefined_cvs_form_one_group() -> None:
 
 def test_user_groups_come_from_the_shared_gap_cv_column() -> None:
     groups = user_groups(hand_made_rows())
-    assert groups.to_dict() == {"u0": "low", "u1": "low", "u2": "mid", "u3": "mid",
-                                "u4": "high", "u5": "high", "u6": "undefined"}
+    assert groups.to_dict() == {
+        "u0": "low",
+        "u1": "low",
+        "u2": "mid",
+        "u3": "mid",
+        "u4": "high",
+        "u5": "high",
+        "u6": "undefined",
+    }
 
 
 def test_a_user_with_different_cvs_in_different_runs_is_a_data_error() -> None:

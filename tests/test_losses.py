@@ -45,7 +45,8 @@ def test_bpr_is_the_mean_over_real_targets_of_minus_log_sigmoid_of_positive_minu
     loss = next_item_loss(tiny_net(), torch.tensor(HIDDEN), torch.tensor(TARGETS), "bpr")
     terms = [
         math.log1p(math.exp(-(dot(h, EMBEDDING[t]) - dot(h, EMBEDDING[n]))))  # -log sigmoid(x) = log(1 + e^-x)
-        for h, t, n in zip(HIDDEN, TARGETS, NEGATIVES) if t > 0
+        for h, t, n in zip(HIDDEN, TARGETS, NEGATIVES)
+        if t > 0
     ]
     assert len(terms) == 3
     assert loss.item() == pytest.approx(sum(terms) / 3, rel=1e-6)

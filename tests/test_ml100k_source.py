@@ -90,7 +90,12 @@ def test_recbole_disabled_without_download_is_the_same_clear_error(tmp_path):
 
 @pytest.mark.parametrize(
     "bad_line, field",
-    [("186\t302\t3", "fields"), ("186\t302\t3\t891717742\t9", "fields"), ("186\t302\t3\tlater", "timestamp"), ("186\t302\tgood\t891717742", "rating")],
+    [
+        ("186\t302\t3", "fields"),
+        ("186\t302\t3\t891717742\t9", "fields"),
+        ("186\t302\t3\tlater", "timestamp"),
+        ("186\t302\tgood\t891717742", "rating"),
+    ],
 )
 def test_malformed_line_names_file_and_line(tmp_path, bad_line, field):
     path = write_u_data(tmp_path, ["196\t242\t3\t881250949", "22\t377\t1\t878887116", bad_line, "1\t1\t1\t1"])

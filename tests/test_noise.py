@@ -56,7 +56,12 @@ def random_inputs(rows: int = 400, width: int = 30, seed: int = 0) -> Prediction
 
 
 OPERATORS = [
-    Clean(), TimestampJitter(1.0), TimestampDrop(0.5), GapShuffle(1.0), ItemDropout(0.5), ItemReplacement(0.5),
+    Clean(),
+    TimestampJitter(1.0),
+    TimestampDrop(0.5),
+    GapShuffle(1.0),
+    ItemDropout(0.5),
+    ItemReplacement(0.5),
 ]
 
 
@@ -83,8 +88,9 @@ def test_operator_keeps_query_time_padding_and_consistency(operator: NoiseOperat
 @pytest.mark.parametrize("operator", OPERATORS[1:], ids=lambda op: op.name)
 def test_operator_is_deterministic_per_seed_and_leaves_its_input_alone(operator: NoiseOperator) -> None:
     clean = random_inputs()
-    before = dataclasses.replace(clean, items=clean.items.copy(), times=clean.times.copy(),
-                                 next_times=clean.next_times.copy())
+    before = dataclasses.replace(
+        clean, items=clean.items.copy(), times=clean.times.copy(), next_times=clean.next_times.copy()
+    )
     first, again, other = operator(clean, 7), operator(clean, 7), operator(clean, 8)
     arrays = ("items", "times", "next_times")
     assert all(np.array_equal(getattr(first, a), getattr(again, a)) for a in arrays)
@@ -183,8 +189,15 @@ def test_perturbed_samples_keep_targets_users_and_true_history() -> None:
     clean = hand_made()
     targets = np.zeros_like(clean.items)
     targets[:, -1] = [11, 12, 13]
-    samples = SampleArrays(clean.items, clean.times, clean.next_times, targets, np.arange(3),
-                           history_offsets=np.array([0, 4, 10, 11]), history_items=np.arange(1, 12))
+    samples = SampleArrays(
+        clean.items,
+        clean.times,
+        clean.next_times,
+        targets,
+        np.arange(3),
+        history_offsets=np.array([0, 4, 10, 11]),
+        history_items=np.arange(1, 12),
+    )
     for operator in OPERATORS:
         noisy = perturb_samples(samples, operator, seed=0, num_items=NUM_ITEMS)
         assert noisy.targets is samples.targets and noisy.users is samples.users
@@ -233,8 +246,10 @@ def test_noise_group_is_selectable_from_the_train_config() -> None:
     assert isinstance(sweep.operator(), GapShuffle) and sweep.operator().level == 0.5  # the run's own
 
 
-@pytest.mark.parametrize("field, value, message", [("level", "abc", "noise.level='abc'"), ("level", 3.0, "shuffle"),
-                                                   ("seed", 1.5, "noise.seed=1.5")])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [("level", "abc", "noise.level='abc'"), ("level", 3.0, "shuffle"), ("seed", 1.5, "noise.seed=1.5")],
+)
 def test_a_bad_training_noise_value_is_one_config_error(field: str, value: object, message: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
         NoiseSweep("shuffle", [0.5], **{field: value})

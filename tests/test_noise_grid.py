@@ -31,11 +31,14 @@ def test_the_noise_and_level_of_the_command_line_become_the_test_time_operator()
     assert setting.operator.level == 0.5
 
 
-@pytest.mark.parametrize("noise, override, message", [
-    ("jitter", "noise.level=abc", "noise.level='abc'; expected a number"),
-    ("jitter", "noise.level=-1", "noise jitter: level=-1.0"),
-    ("clean", "noise.level=0.5", "noise clean: level=0.5"),  # not silently ignored
-])
+@pytest.mark.parametrize(
+    "noise, override, message",
+    [
+        ("jitter", "noise.level=abc", "noise.level='abc'; expected a number"),
+        ("jitter", "noise.level=-1", "noise jitter: level=-1.0"),
+        ("clean", "noise.level=0.5", "noise clean: level=0.5"),  # not silently ignored
+    ],
+)
 def test_a_bad_level_is_one_line_before_any_data_is_read(noise: str, override: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         noise_setting(compose_train([f"noise={noise}", override]))
@@ -43,8 +46,12 @@ def test_a_bad_level_is_one_line_before_any_data_is_read(noise: str, override: s
 
 def test_the_training_key_ignores_noise_and_folders_but_not_what_is_trained() -> None:
     base = training_key(compose_train(["model=sasrec"]))
-    assert training_key(compose_train(["model=sasrec", "noise=drop", "noise.level=1.0", "paths.output_dir=/x",
-                                       "paths.data_dir=/y"])) == base
+    assert (
+        training_key(
+            compose_train(["model=sasrec", "noise=drop", "noise.level=1.0", "paths.output_dir=/x", "paths.data_dir=/y"])
+        )
+        == base
+    )
     assert training_key(compose_train(["model=sasrec", "seed=1"])) != base
     assert training_key(compose_train(["model=sasrec", "solver=rk4"])) != base  # part of the config, kept
 
@@ -52,11 +59,18 @@ def test_the_training_key_ignores_noise_and_folders_but_not_what_is_trained() ->
 @pytest.mark.parametrize("exclude_history", ["false", "true"])
 def test_at_level_zero_the_noisy_metrics_are_the_test_metrics(tmp_path: Path, exclude_history: str) -> None:
     """The noisy evaluation is the test stage's own computation on perturbed inputs."""
-    metrics = tiny_run(tmp_path / "run", tmp_path / "data", *SMALL, "noise=jitter", "noise.level=0.0",
-                       f"eval.exclude_history={exclude_history}")
+    metrics = tiny_run(
+        tmp_path / "run",
+        tmp_path / "data",
+        *SMALL,
+        "noise=jitter",
+        "noise.level=0.0",
+        f"eval.exclude_history={exclude_history}",
+    )
     assert metrics["noise"] == {"name": "jitter", "level": 0.0, "seed": 0}
-    assert metrics["noisy"] == pytest.approx({k: v for k, v in metrics["test"].items() if k in metrics["noisy"]},
-                                             abs=1e-6)
+    assert metrics["noisy"] == pytest.approx(
+        {k: v for k, v in metrics["test"].items() if k in metrics["noisy"]}, abs=1e-6
+    )
     assert set(metrics["noisy"]) == {f"{m}@{k}" for m in ("hr", "ndcg", "mrr") for k in (5, 10, 20)}
     logged = (tmp_path / "run" / "logs" / "metrics.csv").read_text().splitlines()[0]
     assert "test/noisy_ndcg@10" in logged
@@ -71,8 +85,9 @@ def test_a_runs_noisy_metrics_are_the_robustness_studys_numbers_for_that_noise_a
     run_dir = plan.runs[0].directory
     metrics = tiny_run(run_dir, tmp_path / "data", *SMALL, "noise=item_replace", "noise.level=0.25")
     assert metrics["noisy"]["mrr@20"] != pytest.approx(metrics["test"]["mrr@20"])  # the noise did something
-    write_robustness(plan, tmp_path / "out", ["item_replace"], noise_seed=0, entropy_seeds=[0], channels=["items"],
-                     device="cpu")
+    write_robustness(
+        plan, tmp_path / "out", ["item_replace"], noise_seed=0, entropy_seeds=[0], channels=["items"], device="cpu"
+    )
     rows = pd.read_csv(tmp_path / "out" / "robustness_runs.csv")
     row = rows[(rows["noise"] == "item_replace") & (rows["level"] == 0.25)].iloc[0]
     assert {k: row[k] for k in metrics["noisy"]} == pytest.approx(metrics["noisy"], abs=1e-6)
@@ -89,8 +104,9 @@ def test_only_a_complete_sibling_with_the_same_key_and_its_checkpoint_is_reused(
         (folder / "checkpoints").mkdir(parents=True)
         if checkpoint:
             (folder / "checkpoints" / "best-epoch000.ckpt").write_bytes(b"x")
-        (folder / "metrics.json").write_text(json.dumps({"training_key": key,
-                                                         "best_checkpoint": "/moved/checkpoints/best-epoch000.ckpt"}))
+        (folder / "metrics.json").write_text(
+            json.dumps({"training_key": key, "best_checkpoint": "/moved/checkpoints/best-epoch000.ckpt"})
+        )
         return folder
 
     sibling("0", "other")
@@ -104,11 +120,25 @@ def test_only_a_complete_sibling_with_the_same_key_and_its_checkpoint_is_reused(
 def test_a_multirun_over_models_solvers_and_noise_levels_trains_each_model_once(tmp_path: Path) -> None:
     """``python -m deepm3.train -m model=deepm3,sasrec solver=euler,rk4 noise=jitter noise.level=0.5,1.0``."""
     sweep = tmp_path / "sweep"
-    env = {**os.environ, "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    command = [sys.executable, "-m", "deepm3.train", "-m", "model=deepm3,sasrec", "solver=euler,rk4", "noise=jitter",
-               "noise.level=0.5,1.0", *FAST_TRAINER, *SMALL, *tiny_dataset(tmp_path / "data"),
-               f"hydra.sweep.dir={sweep}"]
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "deepm3.train",
+        "-m",
+        "model=deepm3,sasrec",
+        "solver=euler,rk4",
+        "noise=jitter",
+        "noise.level=0.5,1.0",
+        *FAST_TRAINER,
+        *SMALL,
+        *tiny_dataset(tmp_path / "data"),
+        f"hydra.sweep.dir={sweep}",
+    ]
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     jobs = {}
@@ -116,7 +146,9 @@ def test_a_multirun_over_models_solvers_and_noise_levels_trains_each_model_once(
         if folder.name.isdigit():
             config = OmegaConf.load(folder / ".hydra" / "config.yaml")
             jobs[(config.model.name, config.solver.method, config.noise.level)] = (
-                folder, json.loads((folder / "metrics.json").read_text()))
+                folder,
+                json.loads((folder / "metrics.json").read_text()),
+            )
     assert len(jobs) == 8
     for (model, solver, level), (folder, metrics) in jobs.items():
         assert metrics["noise"] == {"name": "jitter", "level": level, "seed": 0}  # the same draw for every model

@@ -48,7 +48,7 @@ def test_batched_gaps_equal_integrating_each_sample_alone(method, steps):
     h = torch.randn(5, 6)
     tau = torch.tensor([0.0, 0.3, 1.0, 2.5, 7.0])
     batched = ode(h, tau)
-    alone = torch.cat([ode(h[b:b + 1], tau[b:b + 1]) for b in range(len(tau))])
+    alone = torch.cat([ode(h[b : b + 1], tau[b : b + 1]) for b in range(len(tau))])
     torch.testing.assert_close(batched, alone, rtol=1e-5, atol=1e-6)
 
 
@@ -92,8 +92,14 @@ HOUR, YEAR = 3_600, 365 * 86_400
 
 def make_net(method: str, transform: str = "log1p") -> DeepM3Net:
     torch.manual_seed(0)
-    net = DeepM3Net(NUM_ITEMS, hidden=HIDDEN, dropout=0.0, solver={"method": method, "steps": 2},
-                    field={"width": 16, "zero_init": False}, time={"unit": "hours", "transform": transform})
+    net = DeepM3Net(
+        NUM_ITEMS,
+        hidden=HIDDEN,
+        dropout=0.0,
+        solver={"method": method, "steps": 2},
+        field={"width": 16, "zero_init": False},
+        time={"unit": "hours", "transform": transform},
+    )
     return net.eval()
 
 

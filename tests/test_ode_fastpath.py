@@ -8,10 +8,20 @@ from deepm3.models.components.deepm3 import DeepM3Net
 
 def _pair(method: str, steps: int) -> tuple[DeepM3Net, DeepM3Net]:
     torch.manual_seed(0)
-    fast = DeepM3Net(30, hidden=8, dropout=0.0, solver={"method": method, "steps": steps, "implementation": "steps"},
-                     field={"zero_init": False})
-    slow = DeepM3Net(30, hidden=8, dropout=0.0, solver={"method": method, "steps": steps, "implementation": "odeint"},
-                     field={"zero_init": False})
+    fast = DeepM3Net(
+        30,
+        hidden=8,
+        dropout=0.0,
+        solver={"method": method, "steps": steps, "implementation": "steps"},
+        field={"zero_init": False},
+    )
+    slow = DeepM3Net(
+        30,
+        hidden=8,
+        dropout=0.0,
+        solver={"method": method, "steps": steps, "implementation": "odeint"},
+        field={"zero_init": False},
+    )
     slow.load_state_dict(fast.state_dict())
     return fast, slow
 
@@ -77,8 +87,13 @@ def test_without_torchdiffeq_internals_odeint_gives_the_same_numbers_after_one_w
     assert ode.FAST_PATH  # the pinned torchdiffeq has them: the fast path is what the tests above compare
     inputs, result = tmp_path / "inputs.pt", tmp_path / "fallback.pt"
     torch.save(_inputs(), inputs)
-    done = subprocess.run([sys.executable, "-c", FALLBACK_SCRIPT, str(inputs), str(result)], capture_output=True,
-                          text=True, cwd=Path(__file__).resolve().parents[1], timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", FALLBACK_SCRIPT, str(inputs), str(result)],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     fallback = torch.load(result, weights_only=True)
     assert len(fallback["warnings"]) == 1, fallback["warnings"]

@@ -45,10 +45,13 @@ def test_a_config_saved_before_the_optimizer_was_config_trains_with_adamw() -> N
     assert type(module.configure_optimizers()) is torch.optim.AdamW  # as old checkpoints' hparams build it
 
 
-@pytest.mark.parametrize(("target", "message"), [
-    ("torch.optim.NoSuchOptimizer", "optim._target_='torch.optim.NoSuchOptimizer' cannot be found"),
-    ("", "optim._target_=''; expected an optimizer class"),
-])
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("torch.optim.NoSuchOptimizer", "optim._target_='torch.optim.NoSuchOptimizer' cannot be found"),
+        ("", "optim._target_=''; expected an optimizer class"),
+    ],
+)
 def test_an_unknown_optimizer_is_one_line_before_any_work(target: str, message: str) -> None:
     cfg = compose("train", SMALL)
     cfg.optim._target_ = target

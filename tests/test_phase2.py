@@ -23,10 +23,24 @@ from tests.helpers.tiny_study import phase2_config
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 STUDY_FILES = [
-    "main_table.csv", "main_table.md", "significance.csv", "significance.md",
-    "irregularity_tertiles.csv", "irregularity_tertiles.md", "irregularity_lifts.csv", "irregularity_lifts.md",
-    "irregularity_lifts.png", "robustness.csv", "robustness.md", "robustness_runs.csv", "robustness_curves.png",
-    "robustness_entropy.csv", "robustness_entropy.md", "efficiency.csv", "efficiency.md", "efficiency_bench.json",
+    "main_table.csv",
+    "main_table.md",
+    "significance.csv",
+    "significance.md",
+    "irregularity_tertiles.csv",
+    "irregularity_tertiles.md",
+    "irregularity_lifts.csv",
+    "irregularity_lifts.md",
+    "irregularity_lifts.png",
+    "robustness.csv",
+    "robustness.md",
+    "robustness_runs.csv",
+    "robustness_curves.png",
+    "robustness_entropy.csv",
+    "robustness_entropy.md",
+    "efficiency.csv",
+    "efficiency.md",
+    "efficiency_bench.json",
     "README.md",
 ]
 
@@ -34,11 +48,23 @@ STUDY_FILES = [
 @pytest.fixture(scope="module")
 def study(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("phase2")
-    cfg = phase2_config(root / "results", root / "data",
-                        "studies=[train,main_table,significance,irregularity,robustness,efficiency,report]",
-                        "extra_references=[gru4rec]")
-    cfg.preset.efficiency = ["hidden=8", "threads=1", "batch_size=8", "train_warmup=1", "train_steps=2",
-                             "latency_warmup=1", "latency_calls=3", "throughput_batches=1", "measure_memory=false"]
+    cfg = phase2_config(
+        root / "results",
+        root / "data",
+        "studies=[train,main_table,significance,irregularity,robustness,efficiency,report]",
+        "extra_references=[gru4rec]",
+    )
+    cfg.preset.efficiency = [
+        "hidden=8",
+        "threads=1",
+        "batch_size=8",
+        "train_warmup=1",
+        "train_steps=2",
+        "latency_warmup=1",
+        "latency_calls=3",
+        "throughput_batches=1",
+        "measure_memory=false",
+    ]
     outcome = run_phase2(cfg, "python -m deepm3.phase2 (test)")
     return {**outcome, "cfg": cfg, "root": root, "out": root / "results" / "tiny"}
 
@@ -66,8 +92,9 @@ def test_main_table_has_mean_and_std_per_trained_model(study: dict) -> None:
 
 
 def test_the_markdown_main_table_shows_train_seconds_at_one_decimal() -> None:
-    table = pd.DataFrame({"model": ["m"], "seeds": [2], "params": [10], "train_seconds": [8.94], "ndcg@10": [0.1],
-                          "ndcg@10_std": [0.01]})
+    table = pd.DataFrame(
+        {"model": ["m"], "seeds": [2], "params": [10], "train_seconds": [8.94], "ndcg@10": [0.1], "ndcg@10_std": [0.01]}
+    )
     shown = display(table)
     assert shown.loc[0, "train_seconds"] == "8.9"
     assert shown.loc[0, "ndcg@10"] == "0.1000 ± 0.0100"
@@ -159,7 +186,11 @@ def test_unknown_study_is_a_config_error(tmp_path: Path) -> None:
 def test_plan_lays_out_one_folder_per_model_and_seed(tmp_path: Path) -> None:
     plan = make_plan("ml1m", {"a": ["model=pop"], "b": []}, [0, 3], tmp_path)
     assert [r.directory.relative_to(tmp_path).as_posix() for r in plan.runs] == [
-        "ml1m/runs/a-seed0", "ml1m/runs/a-seed3", "ml1m/runs/b-seed0", "ml1m/runs/b-seed3"]
+        "ml1m/runs/a-seed0",
+        "ml1m/runs/a-seed3",
+        "ml1m/runs/b-seed0",
+        "ml1m/runs/b-seed3",
+    ]
 
 
 @pytest.mark.parametrize("models, seeds", [({}, [0]), ({"a": []}, []), ({"../x": []}, [0])])
@@ -187,23 +218,39 @@ def test_seeds_on_the_command_line_replace_the_presets(tmp_path: Path) -> None:
     assert {run.seed for run in plan_from_config(cfg).runs} == {7}
 
 
-SENSITIVITY = {"base": ["model=deepm3", "model.net.hidden=16", "model.net.field.width=16"],
-               "factors": {"ode_steps": {"1": [], "2": ["solver.steps=2"]},
-                           "gaps": {"real": [], "shuffled": [
-                               "dataset._target_=deepm3.phase2.sensitivity.ShuffledGapsDataModule"]}}}
+SENSITIVITY = {
+    "base": ["model=deepm3", "model.net.hidden=16", "model.net.field.width=16"],
+    "factors": {
+        "ode_steps": {"1": [], "2": ["solver.steps=2"]},
+        "gaps": {"real": [], "shuffled": ["dataset._target_=deepm3.phase2.sensitivity.ShuffledGapsDataModule"]},
+    },
+}
 
 
 def test_sensitivity_trains_each_variant_once_and_plots_each_factor(tmp_path: Path) -> None:
-    cfg = phase2_config(tmp_path / "results", tmp_path / "data", "studies=[train,sensitivity,report]",
-                        "seeds=[0]", models={"pop": ["model=pop"]})
+    cfg = phase2_config(
+        tmp_path / "results",
+        tmp_path / "data",
+        "studies=[train,sensitivity,report]",
+        "seeds=[0]",
+        models={"pop": ["model=pop"]},
+    )
     cfg.preset.sensitivity = SENSITIVITY
     outcome = run_phase2(cfg)
-    assert outcome["train"].trained == ["pop-seed0", "sens-base-seed0", "sens-ode_steps-2-seed0",
-                                        "sens-gaps-shuffled-seed0"]
+    assert outcome["train"].trained == [
+        "pop-seed0",
+        "sens-base-seed0",
+        "sens-ode_steps-2-seed0",
+        "sens-gaps-shuffled-seed0",
+    ]
     out = tmp_path / "results" / "tiny"
     table = pd.read_csv(out / "sensitivity.csv", dtype={"value": str})
-    assert list(zip(table["factor"], table["value"])) == [("ode_steps", "1"), ("ode_steps", "2"),
-                                                          ("gaps", "real"), ("gaps", "shuffled")]
+    assert list(zip(table["factor"], table["value"])) == [
+        ("ode_steps", "1"),
+        ("ode_steps", "2"),
+        ("gaps", "real"),
+        ("gaps", "shuffled"),
+    ]
     assert (out / "sensitivity.png").read_bytes()[:8] == PNG_SIGNATURE
     assert "## Sensitivity of DeepM3" in (out / "README.md").read_text()
 
@@ -239,8 +286,16 @@ def test_command_line_forwards_the_dataset_choice_and_its_overrides(tmp_path: Pa
     import subprocess
     import sys
 
-    cmd = [sys.executable, "-m", "deepm3.phase2", "dataset=synthetic", "dataset.source.users=60", "seeds=[4]",
-           "studies=[report]", f"results_dir={tmp_path}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "deepm3.phase2",
+        "dataset=synthetic",
+        "dataset.source.users=60",
+        "seeds=[4]",
+        "studies=[report]",
+        f"results_dir={tmp_path}",
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     report = (tmp_path / "synthetic" / "README.md").read_text()
@@ -279,6 +334,7 @@ def test_ddp_trainer_composes_to_a_data_parallel_gpu_trainer() -> None:
 
 def test_joblib_launcher_composes_with_threads_capped_per_job() -> None:
     import hydra_plugins.hydra_joblib_launcher  # noqa: F401  (a dev dependency: missing fails here, never skips)
+
     cfg = compose_train_with("+launcher=joblib", "model=gru4rec")
     assert cfg.hydra.launcher._target_.endswith("JoblibLauncher") and cfg.hydra.launcher.n_jobs == 2
     assert cfg.hydra.job.env_set.OMP_NUM_THREADS == "1"
@@ -287,6 +343,7 @@ def test_joblib_launcher_composes_with_threads_capped_per_job() -> None:
 
 def test_slurm_launcher_composes_one_job_per_run_with_ddp() -> None:
     import hydra_plugins.hydra_submitit_launcher  # noqa: F401  (a dev dependency: missing fails here, never skips)
+
     cfg = compose_train_with("+launcher=slurm", "hydra.launcher.partition=gpu")
     assert cfg.hydra.launcher._target_.endswith("SlurmLauncher") and cfg.hydra.launcher.partition == "gpu"
     assert cfg.trainer.strategy == "ddp"
@@ -296,12 +353,15 @@ def test_slurm_launcher_composes_one_job_per_run_with_ddp() -> None:
 def test_time_signal_preset_pairs_deepm3_with_its_shuffled_gap_twin(tmp_path: Path) -> None:
     GlobalHydra.instance().clear()
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
-        cfg = compose(config_name="phase2", overrides=["preset=time_signal", "dataset=synthetic",
-                                                       f"results_dir={tmp_path}"])
+        cfg = compose(
+            config_name="phase2", overrides=["preset=time_signal", "dataset=synthetic", f"results_dir={tmp_path}"]
+        )
     GlobalHydra.instance().clear()
     models = {k: list(v) for k, v in cfg.preset.models.items()}
-    assert models["deepm3-shuffled"] == [*models["deepm3-euler"],
-                                         "dataset._target_=deepm3.phase2.sensitivity.ShuffledGapsDataModule"]
+    assert models["deepm3-shuffled"] == [
+        *models["deepm3-euler"],
+        "dataset._target_=deepm3.phase2.sensitivity.ShuffledGapsDataModule",
+    ]
     assert {"gru4rec", "gru_dt"} <= set(models)
 
 
@@ -309,8 +369,9 @@ def test_tuning_trains_every_grid_point_and_the_plan_uses_the_validation_winner(
     from deepm3.phase2.tune import grid_points
 
     grid = {"optim.lr": [0.001, 0.1]}
-    cfg = phase2_config(tmp_path / "results", tmp_path / "data", "studies=[tune,report]", "seeds=[0]",
-                        models={"pop": ["model=pop"]})
+    cfg = phase2_config(
+        tmp_path / "results", tmp_path / "data", "studies=[tune,report]", "seeds=[0]", models={"pop": ["model=pop"]}
+    )
     cfg.preset.tune = {"pop": grid}
     outcome = run_phase2(cfg)
     assert outcome["train"].trained == ["tune-pop-0-seed0", "tune-pop-1-seed0"]
@@ -327,8 +388,12 @@ def test_tuning_trains_every_grid_point_and_the_plan_uses_the_validation_winner(
 def test_grid_points_are_every_combination_in_order() -> None:
     from deepm3.phase2.tune import grid_points
 
-    assert grid_points({"a": [1, 2], "b": ["x", "y"]}) == [["a=1", "b=x"], ["a=1", "b=y"], ["a=2", "b=x"],
-                                                           ["a=2", "b=y"]]
+    assert grid_points({"a": [1, 2], "b": ["x", "y"]}) == [
+        ["a=1", "b=x"],
+        ["a=1", "b=y"],
+        ["a=2", "b=x"],
+        ["a=2", "b=y"],
+    ]
 
 
 def test_tuning_a_model_outside_the_plan_is_a_config_error() -> None:
@@ -343,8 +408,15 @@ def test_one_entry_point_runs_the_stages_studies_names(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    cmd = [sys.executable, "-m", "deepm3.phase2", "studies=[report]", "dataset=synthetic", "seeds=[2]",
-           f"results_dir={tmp_path}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "deepm3.phase2",
+        "studies=[report]",
+        "dataset=synthetic",
+        "seeds=[2]",
+        f"results_dir={tmp_path}",
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     report = (tmp_path / "synthetic" / "README.md").read_text()
@@ -394,10 +466,12 @@ def compose_phase2(*overrides: str) -> DictConfig:
         GlobalHydra.instance().clear()
 
 
-@pytest.mark.parametrize("preset, dataset, epochs", [("study_cpu", "ml100k", 20),
-                                                     ("study_cpu_sparse", "amazon_toys", 8)])
-def test_cpu_presets_plan_the_whole_study_the_same_way_for_both_datasets(tmp_path: Path, preset: str, dataset: str,
-                                                                         epochs: int) -> None:
+@pytest.mark.parametrize(
+    "preset, dataset, epochs", [("study_cpu", "ml100k", 20), ("study_cpu_sparse", "amazon_toys", 8)]
+)
+def test_cpu_presets_plan_the_whole_study_the_same_way_for_both_datasets(
+    tmp_path: Path, preset: str, dataset: str, epochs: int
+) -> None:
     from deepm3.phase2.plan import plan_seeds
     from deepm3.phase2.tune import tune_plan
 
@@ -423,8 +497,13 @@ def test_make_amazon_composes_the_identical_study_on_amazon_books(tmp_path: Path
 
     repo = Path(__file__).resolve().parents[1]
     for preset in ("full", "study_cpu_sparse"):
-        done = subprocess.run(["make", "-n", "amazon", f"PRESET={preset}", "DEVICE=cpu"], cwd=repo, capture_output=True,
-                              text=True, timeout=60)
+        done = subprocess.run(
+            ["make", "-n", "amazon", f"PRESET={preset}", "DEVICE=cpu"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert done.returncode == 0, done.stderr
         line = next(line for line in done.stdout.splitlines() if "-m deepm3.phase2 " in line)
         args = shlex.split(line.split("-m deepm3.phase2 ", 1)[1])

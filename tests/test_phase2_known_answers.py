@@ -36,9 +36,13 @@ def write_study(root: Path):
     for n, spec in enumerate(plan.runs):
         values = PER_USER[(spec.model, spec.seed)]
         order = np.random.default_rng(n).permutation(len(USERS))
-        write_run_folder(spec.directory, {USERS[i]: values[i] for i in order},
-                         {"ndcg@10": float(np.mean(values)), "hr@10": 0.1 * (n + 1)},
-                         num_params=1000 + n, train_seconds=10.0 * (n + 1))
+        write_run_folder(
+            spec.directory,
+            {USERS[i]: values[i] for i in order},
+            {"ndcg@10": float(np.mean(values)), "hr@10": 0.1 * (n + 1)},
+            num_params=1000 + n,
+            train_seconds=10.0 * (n + 1),
+        )
     return plan
 
 
@@ -90,6 +94,7 @@ def test_bench_times_are_the_median_of_the_timed_calls_with_warm_up_excluded(mon
     def task(name: str):
         def call() -> None:
             now[0] += next(durations[name])
+
         return call
 
     monkeypatch.setattr(bench.time, "perf_counter", lambda: now[0])

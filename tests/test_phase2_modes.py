@@ -124,8 +124,11 @@ def test_a_time_aware_run_of_another_mode_cannot_enter_a_modes_table() -> None:
 
 def test_mode_view_relabels_the_modes_runs_and_borrows_the_time_blind_ones(tmp_path: Path) -> None:
     models = expand_query_modes({"a": ["x"], "b": ["y"]}, ["target", "last"], time_blind=["b"])
-    assert models == {"a": ["x", "time.query=target"], "b": ["y", "time.query=target"],
-                      "a@last": ["x", "time.query=last"]}
+    assert models == {
+        "a": ["x", "time.query=target"],
+        "b": ["y", "time.query=target"],
+        "a@last": ["x", "time.query=last"],
+    }
     plan = make_plan("d", models, [0], tmp_path)
     last = mode_view(plan, ["target", "last"], "last")
     assert [(r.model, r.directory.name) for r in last.runs] == [("b", "b-seed0"), ("a", "a@last-seed0")]

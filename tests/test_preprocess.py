@@ -19,7 +19,9 @@ def sequences_by_raw_id(data: ProcessedData) -> dict[str, list[tuple[str, int]]]
     out = {}
     for u, user in enumerate(data.user_ids):
         start, end = data.offsets[u], data.offsets[u + 1]
-        out[str(user)] = [(str(data.item_ids[i - 1]), int(t)) for i, t in zip(data.items[start:end], data.times[start:end])]
+        out[str(user)] = [
+            (str(data.item_ids[i - 1]), int(t)) for i, t in zip(data.items[start:end], data.times[start:end])
+        ]
     return out
 
 
@@ -28,10 +30,16 @@ def test_k_core_repeats_until_nothing_changes():
     # leaves item "w" with one user, then user D with one event, then item "v", then user E:
     # a chain of removals, each visible only after the previous one.
     rows = [
-        ("A", "x", 1), ("A", "y", 2),
-        ("B", "x", 1), ("B", "y", 2),
-        ("C", "z", 1), ("C", "w", 2),
-        ("D", "w", 1), ("D", "v", 2), ("E", "v", 1), ("E", "x", 2),
+        ("A", "x", 1),
+        ("A", "y", 2),
+        ("B", "x", 1),
+        ("B", "y", 2),
+        ("C", "z", 1),
+        ("C", "w", 2),
+        ("D", "w", 1),
+        ("D", "v", 2),
+        ("E", "v", 1),
+        ("E", "x", 2),
     ]
     filtered, passes = k_core(table(rows), user_core=2, item_core=2)
     assert set(map(tuple, filtered[["user", "item"]].to_numpy())) == {("A", "x"), ("A", "y"), ("B", "x"), ("B", "y")}
@@ -58,8 +66,13 @@ def test_equal_timestamps_keep_file_order_not_item_id_order():
     # User "b": the tie is listed in ascending id order, so a descending-id tie-break fails too.
     # Rows of the two users are interleaved and the earliest event comes last in the file.
     rows = [
-        ("a", "b", 10), ("b", "x", 7), ("a", "a", 10), ("b", "y", 7),
-        ("a", "c", 5), ("b", "w", 3), ("a", "d", 10),
+        ("a", "b", 10),
+        ("b", "x", 7),
+        ("a", "a", 10),
+        ("b", "y", 7),
+        ("a", "c", 5),
+        ("b", "w", 3),
+        ("a", "d", 10),
     ]
     data = build_sequences(table(rows), NO_CORE)
     assert sequences_by_raw_id(data) == {
@@ -108,8 +121,7 @@ def test_saved_item_map_lists_index_and_raw_id(tmp_path):
 
 
 def test_users_with_fewer_than_three_events_are_dropped_and_counted():
-    rows = [("keep", "a", 1), ("keep", "b", 2), ("keep", "c", 3),
-            ("two", "a", 1), ("two", "b", 2), ("one", "c", 5)]
+    rows = [("keep", "a", 1), ("keep", "b", 2), ("keep", "c", 3), ("two", "a", 1), ("two", "b", 2), ("one", "c", 5)]
     data = build_sequences(table(rows), NO_CORE)
     assert data.user_ids.tolist() == ["keep"]
     assert data.stats["users_dropped_short"] == 2
@@ -120,8 +132,9 @@ def test_users_with_fewer_than_three_events_are_dropped_and_counted():
 
 def test_min_rating_keeps_ratings_at_or_above_the_threshold():
     rows = [("u", "a", 1, 5.0), ("u", "b", 2, 3.0), ("u", "c", 3, 4.0), ("u", "d", 4, 3.5), ("u", "e", 5, 4.5)]
-    data = build_sequences(table(rows, ("user", "item", "timestamp", "rating")),
-                           PreprocessConfig(user_core=0, item_core=0, min_rating=4.0))
+    data = build_sequences(
+        table(rows, ("user", "item", "timestamp", "rating")), PreprocessConfig(user_core=0, item_core=0, min_rating=4.0)
+    )
     assert [raw for raw, _ in sequences_by_raw_id(data)["u"]] == ["a", "c", "e"]
 
 
@@ -133,8 +146,10 @@ def test_without_min_rating_every_rating_counts():
 
 def test_min_rating_without_a_rating_column_is_a_data_error():
     with pytest.raises(DataError, match="rating"):
-        build_sequences(table([("u", "a", 1), ("u", "b", 2), ("u", "c", 3)]),
-                        PreprocessConfig(user_core=0, item_core=0, min_rating=3))
+        build_sequences(
+            table([("u", "a", 1), ("u", "b", 2), ("u", "c", 3)]),
+            PreprocessConfig(user_core=0, item_core=0, min_rating=3),
+        )
 
 
 def test_nothing_left_after_filtering_is_one_line_data_error():

@@ -57,15 +57,19 @@ def test_the_plan_line_and_each_run_line_say_k_of_n_elapsed_time_left_and_failur
     clock = Clock()
     todo = list(plan.runs[1:])
     progress = StudyProgress("train", todo, total=3, measured={"a": [100.0]}, hint=40.0, bar=False, clock=clock)
-    assert progress.plan_line(4, 1, 0) == ("phase2 train: 4 runs planned: 1 already complete, 0 copied from finished "
-                                           "runs, 3 to train; rough estimate 3m 00s (from the train_seconds of 1 "
-                                           "complete run)")  # a: 100 s (measured), b: 2 x 40 s (hint)
+    assert progress.plan_line(4, 1, 0) == (
+        "phase2 train: 4 runs planned: 1 already complete, 0 copied from finished "
+        "runs, 3 to train; rough estimate 3m 00s (from the train_seconds of 1 "
+        "complete run)"
+    )  # a: 100 s (measured), b: 2 x 40 s (hint)
     clock.now = 120.0
     assert progress.finished(todo[0], "trained", 120.0) == (
-        "phase2 train: 1 of 3 (a-seed1: trained in 2m 00s); elapsed 2m 00s, about 1m 20s left; 0 failed so far")
+        "phase2 train: 1 of 3 (a-seed1: trained in 2m 00s); elapsed 2m 00s, about 1m 20s left; 0 failed so far"
+    )
     clock.now = 130.0
     assert progress.finished(todo[1], "failed", 10.0) == (
-        "phase2 train: 2 of 3 (b-seed0: failed in 10s); elapsed 2m 10s, about 40s left; 1 failed so far")
+        "phase2 train: 2 of 3 (b-seed0: failed in 10s); elapsed 2m 10s, about 40s left; 1 failed so far"
+    )
 
 
 def test_without_measurements_or_hint_the_estimate_is_unknown(tmp_path: Path) -> None:
@@ -90,8 +94,9 @@ def fake_training(monkeypatch: pytest.MonkeyPatch, fail: set[str]) -> list[str]:
     return trained
 
 
-def test_train_all_logs_the_plan_then_one_line_per_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                       caplog: pytest.LogCaptureFixture) -> None:
+def test_train_all_logs_the_plan_then_one_line_per_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     plan = make_plan("d", {"a": ["model=pop"], "b": ["model=pop", "optim.lr=0.01"]}, [0, 1], tmp_path)
     complete(plan.runs[0].directory, 30.0)
     source = tmp_path / "tune-a-0-seed1"
@@ -101,11 +106,15 @@ def test_train_all_logs_the_plan_then_one_line_per_run(tmp_path: Path, monkeypat
     with caplog.at_level(logging.INFO, logger="deepm3.phase2.train_all"):
         summary = train_all(plan, [], "cpu", reusable, bar=False)
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("phase2 train:")]
-    assert lines[0] == ("phase2 train: 4 runs planned: 1 already complete, 1 copied from finished runs, 2 to train; "
-                        "rough estimate 1m 00s (from the train_seconds of 1 complete run)")
+    assert lines[0] == (
+        "phase2 train: 4 runs planned: 1 already complete, 1 copied from finished runs, 2 to train; "
+        "rough estimate 1m 00s (from the train_seconds of 1 complete run)"
+    )
     assert [line.split(";")[0].split(" in ")[0] for line in lines[1:]] == [
-        "phase2 train: 1 of 3 (a-seed1: copied)", "phase2 train: 2 of 3 (b-seed0: trained",
-        "phase2 train: 3 of 3 (b-seed1: failed"]
+        "phase2 train: 1 of 3 (a-seed1: copied)",
+        "phase2 train: 2 of 3 (b-seed0: trained",
+        "phase2 train: 3 of 3 (b-seed1: failed",
+    ]
     assert [line.split("; ")[-1] for line in lines[1:]] == ["0 failed so far", "0 failed so far", "1 failed so far"]
     assert all("elapsed " in line and " left" in line for line in lines[1:])
     assert summary.trained == ["b-seed0"] and list(summary.failed) == ["b-seed1"]

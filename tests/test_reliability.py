@@ -35,16 +35,32 @@ SRC = REPO_ROOT / "src" / "deepm3"
 
 
 def _cli(args: list[str], cwd: Path, timeout: int = 300, **popen: object) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
-    return subprocess.run([sys.executable, "-m", "deepm3.train", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout, **popen)
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "deepm3.train", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **popen,
+    )
 
 
 def _tiny_cli_overrides(data_dir: Path, epochs: int) -> list[str]:
     fast = [o for o in FAST_TRAINER if not o.startswith(("trainer.max_epochs", "++trainer.limit_train_batches"))]
-    return [*fast, f"trainer.max_epochs={epochs}", "model.net.hidden=16", "model.net.field.width=16",
-            "callbacks.early_stopping.patience=100", *tiny_dataset(data_dir, items=20, max_len=8)]
+    return [
+        *fast,
+        f"trainer.max_epochs={epochs}",
+        "model.net.hidden=16",
+        "model.net.field.width=16",
+        "callbacks.early_stopping.patience=100",
+        *tiny_dataset(data_dir, items=20, max_len=8),
+    ]
 
 
 # -- resume and determinism --------------------------------------------------------------
@@ -52,8 +68,10 @@ def _tiny_cli_overrides(data_dir: Path, epochs: int) -> list[str]:
 
 def test_paths_output_dir_on_the_command_line_holds_every_file_of_the_run(tmp_path: Path) -> None:
     out = tmp_path / "my-run"
-    proc = _cli([*_tiny_cli_overrides(tmp_path / "data", 1), f"paths.output_dir={out}",
-                 f"hydra.run.dir={tmp_path / 'hydra'}"], cwd=tmp_path)
+    proc = _cli(
+        [*_tiny_cli_overrides(tmp_path / "data", 1), f"paths.output_dir={out}", f"hydra.run.dir={tmp_path / 'hydra'}"],
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     for name in ("metrics.json", "test_users.csv", "logs/metrics.csv", "checkpoints/last.ckpt", ".hydra/config.yaml"):
         assert (out / name).is_file(), name
@@ -71,10 +89,18 @@ def test_a_killed_run_resumed_with_the_same_command_ends_like_an_uninterrupted_o
     assert reference.returncode == 0, reference.stderr[-2000:]
 
     killed_dir = tmp_path / "killed"
-    env = {**os.environ, "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.Popen([sys.executable, "-m", "deepm3.train", *command(killed_dir)], cwd=tmp_path, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "deepm3.train", *command(killed_dir)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     last = killed_dir / "checkpoints" / "last.ckpt"
     deadline = time.monotonic() + 240
     while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
@@ -97,8 +123,14 @@ def test_a_killed_run_resumed_with_the_same_command_ends_like_an_uninterrupted_o
 def test_the_same_command_and_seed_give_identical_metrics_on_cpu(tmp_path: Path) -> None:
     results = []
     for name in ("first", "second"):
-        cfg = tiny_config(tmp_path / name, tmp_path / "data", "trainer.max_epochs=2", "trainer.deterministic=true",
-                          "model.net.hidden=16", "model.net.field.width=16")
+        cfg = tiny_config(
+            tmp_path / name,
+            tmp_path / "data",
+            "trainer.max_epochs=2",
+            "trainer.deterministic=true",
+            "model.net.hidden=16",
+            "model.net.field.width=16",
+        )
         results.append(run(cfg, output_dir=tmp_path / name)["test"])
     assert results[0] == results[1]
 
@@ -106,8 +138,9 @@ def test_the_same_command_and_seed_give_identical_metrics_on_cpu(tmp_path: Path)
 def test_another_seed_gives_other_weights(tmp_path: Path) -> None:
     states = []
     for seed in (1, 2):
-        cfg = tiny_config(tmp_path / str(seed), tmp_path / "data", f"seed={seed}", "model.net.hidden=16",
-                          "model.net.field.width=16")
+        cfg = tiny_config(
+            tmp_path / str(seed), tmp_path / "data", f"seed={seed}", "model.net.hidden=16", "model.net.field.width=16"
+        )
         metrics = run(cfg, output_dir=tmp_path / str(seed))
         states.append(torch.load(metrics["best_checkpoint"], weights_only=True)["state_dict"])
     assert not torch.equal(states[0]["net.item_embedding.weight"], states[1]["net.item_embedding.weight"])
@@ -142,8 +175,9 @@ def test_a_non_finite_loss_stops_training_naming_the_step_and_keeps_the_last_goo
         return value * float("nan") if calls["n"] > 2 else value
 
     monkeypatch.setattr(base.SequentialRecommender, "training_loss", poisoned)
-    cfg = tiny_config(tmp_path / "run", tmp_path / "data", "trainer.max_epochs=3", "model.net.hidden=16",
-                      "model.net.field.width=16")
+    cfg = tiny_config(
+        tmp_path / "run", tmp_path / "data", "trainer.max_epochs=3", "model.net.hidden=16", "model.net.field.width=16"
+    )
     with pytest.raises(NonFiniteLossError, match=r"non-finite training loss .* at epoch 1, step 2;.*last\.ckpt"):
         run(cfg, output_dir=tmp_path / "run")
     last = tmp_path / "run" / "checkpoints" / "last.ckpt"
@@ -178,7 +212,9 @@ def test_an_unknown_option_is_refused_at_composition(tmp_path: Path, override: s
         (["dataset.train_windows=sliding", "dataset.train_stride=0"], ConfigError, "dataset.train_stride=0"),
     ],
 )
-def test_an_inconsistent_config_fails_before_training(tmp_path: Path, overrides: list[str], error: type, expected: str) -> None:
+def test_an_inconsistent_config_fails_before_training(
+    tmp_path: Path, overrides: list[str], error: type, expected: str
+) -> None:
     cfg = tiny_config(tmp_path / "run", tmp_path / "data", *overrides)
     with pytest.raises(Exception) as caught:
         run(cfg, output_dir=tmp_path / "run")
@@ -188,8 +224,10 @@ def test_an_inconsistent_config_fails_before_training(tmp_path: Path, overrides:
 
 
 def test_the_cli_reports_a_wrong_type_in_one_line_without_traceback(tmp_path: Path) -> None:
-    done = _cli([*_tiny_cli_overrides(tmp_path / "data", 1), f"hydra.run.dir={tmp_path / 'run'}",
-                 "trainer.max_epochs=abc"], cwd=tmp_path)
+    done = _cli(
+        [*_tiny_cli_overrides(tmp_path / "data", 1), f"hydra.run.dir={tmp_path / 'run'}", "trainer.max_epochs=abc"],
+        cwd=tmp_path,
+    )
     assert done.returncode == 1
     assert "error: trainer.max_epochs='abc'; expected a positive integer" in done.stderr
     assert "Traceback" not in done.stderr
@@ -256,8 +294,16 @@ def test_concurrent_builds_of_one_cache_end_with_one_valid_folder(tmp_path: Path
 
 def test_a_failing_job_in_a_multirun_is_recorded_and_the_others_finish(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
-    done = _cli(["-m", *_tiny_cli_overrides(tmp_path / "data", 1), "++trainer.limit_train_batches=2",
-                 "optim.loss=ce,hinge", f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
+    done = _cli(
+        [
+            "-m",
+            *_tiny_cli_overrides(tmp_path / "data", 1),
+            "++trainer.limit_train_batches=2",
+            "optim.loss=ce,hinge",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert (sweep / "0" / "metrics.json").is_file()
     assert not (sweep / "1" / "metrics.json").exists()
@@ -284,6 +330,10 @@ def test_checkpoints_holding_arbitrary_objects_are_refused(tmp_path: Path) -> No
 
 def test_no_source_file_evaluates_or_unpickles_data() -> None:
     pattern = re.compile(r"(?<![\w.])(eval|exec)\(|pickle\.loads?\(|allow_pickle=True|weights_only=False")
-    offenders = [f"{path.relative_to(SRC)}:{n}" for path in SRC.rglob("*.py")
-                 for n, line in enumerate(path.read_text().splitlines(), 1) if pattern.search(line)]
+    offenders = [
+        f"{path.relative_to(SRC)}:{n}"
+        for path in SRC.rglob("*.py")
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if pattern.search(line)
+    ]
     assert offenders == []

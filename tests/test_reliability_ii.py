@@ -68,7 +68,11 @@ def one_line(exc: BaseException) -> str:
 def big_archive(path: Path) -> bytes:
     """An ``ml-1m.zip`` whose ratings.dat (~3 MB) takes a while to extract."""
     rng = np.random.default_rng(0)
-    users, items, stamps = rng.integers(1, 6000, 150_000), rng.integers(1, 4000, 150_000), rng.integers(9e8, 1e9, 150_000)
+    users, items, stamps = (
+        rng.integers(1, 6000, 150_000),
+        rng.integers(1, 4000, 150_000),
+        rng.integers(9e8, 1e9, 150_000),
+    )
     ratings = "".join(f"{u}::{i}::5::{t}\n" for u, i, t in zip(users, items, stamps)).encode()
     path.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
@@ -110,13 +114,23 @@ def test_processes_extracting_one_archive_at_once_all_get_the_whole_file(tmp_pat
 
 
 def test_processes_downloading_one_archive_at_once_fetch_it_once(tmp_path: Path) -> None:
-    body = (tmp_path / "served.zip")
+    body = tmp_path / "served.zip"
     ratings = big_archive(body)
     archive = body.read_bytes()
     raw = tmp_path / "raw"
     with served({"/ml-1m.zip": archive}) as site:
-        outcomes = run_processes(fetch_worker, [(str(raw / "ml-1m" / "ratings.dat"), str(raw / "ml-1m.zip"),
-                                                 f"{site.url}/ml-1m.zip", "md5:" + hashlib.md5(archive).hexdigest())] * 3)
+        outcomes = run_processes(
+            fetch_worker,
+            [
+                (
+                    str(raw / "ml-1m" / "ratings.dat"),
+                    str(raw / "ml-1m.zip"),
+                    f"{site.url}/ml-1m.zip",
+                    "md5:" + hashlib.md5(archive).hexdigest(),
+                )
+            ]
+            * 3,
+        )
     assert outcomes == [("ok", len(ratings), hashlib.sha256(ratings).hexdigest())] * 3
     assert len(site.requests) == 1
     assert (raw / "ml-1m.zip").read_bytes() == archive
@@ -168,15 +182,19 @@ def parquet(tmp_path: Path, **columns) -> Path:
     return path
 
 
-@pytest.mark.parametrize(("columns", "expected"), [
-    ({"user_id": ["a", None, "c"]}, r"clicks\.parquet: row 1: field 'user_id' is empty \(null\)"),
-    ({"item_id": ["x", "y", None]}, r"clicks\.parquet: row 2: field 'item_id' is empty \(null\)"),
-    ({"timestamp": [10, None, 30]}, r"clicks\.parquet: row 1: field 'timestamp' is empty \(null\)"),
-    ({"item_id": [1.0, 2.0, 3.0]}, r"column 'item_id' holds double values; expected string or integer ids"),
-    ({"timestamp": [True, False, True]}, r"column 'timestamp' holds bool values; expected integer"),
-    ({"item_id": [[0], [1], [2]]}, r"column 'item_id' holds list<.*> values; expected string or integer ids"),
-    ({"user_id": [{"a": 1}, {"a": 2}, {"a": 3}]}, r"column 'user_id' holds struct<.*> values"),
-], ids=["null-user", "null-item", "null-timestamp", "float-items", "bool-timestamps", "list-items", "struct-users"])
+@pytest.mark.parametrize(
+    ("columns", "expected"),
+    [
+        ({"user_id": ["a", None, "c"]}, r"clicks\.parquet: row 1: field 'user_id' is empty \(null\)"),
+        ({"item_id": ["x", "y", None]}, r"clicks\.parquet: row 2: field 'item_id' is empty \(null\)"),
+        ({"timestamp": [10, None, 30]}, r"clicks\.parquet: row 1: field 'timestamp' is empty \(null\)"),
+        ({"item_id": [1.0, 2.0, 3.0]}, r"column 'item_id' holds double values; expected string or integer ids"),
+        ({"timestamp": [True, False, True]}, r"column 'timestamp' holds bool values; expected integer"),
+        ({"item_id": [[0], [1], [2]]}, r"column 'item_id' holds list<.*> values; expected string or integer ids"),
+        ({"user_id": [{"a": 1}, {"a": 2}, {"a": 3}]}, r"column 'user_id' holds struct<.*> values"),
+    ],
+    ids=["null-user", "null-item", "null-timestamp", "float-items", "bool-timestamps", "list-items", "struct-users"],
+)
 def test_parquet_nulls_and_wrong_types_are_errors(tmp_path: Path, columns: dict, expected: str) -> None:
     with pytest.raises(DataError, match=expected) as info:
         InteractionsFileSource(parquet(tmp_path, **columns)).read()
@@ -186,8 +204,12 @@ def test_parquet_nulls_and_wrong_types_are_errors(tmp_path: Path, columns: dict,
 def test_parquet_integer_and_dictionary_ids_are_read_as_their_text(tmp_path: Path) -> None:
     import pyarrow as pa
 
-    path = parquet(tmp_path, user_id=pa.array(["a", "b", "c"]).dictionary_encode(), item_id=[7, 8, 9],
-                   timestamp=pa.array([10, 20, 30], pa.uint32()))
+    path = parquet(
+        tmp_path,
+        user_id=pa.array(["a", "b", "c"]).dictionary_encode(),
+        item_id=[7, 8, 9],
+        timestamp=pa.array([10, 20, 30], pa.uint32()),
+    )
     table = InteractionsFileSource(path).read()
     assert table.to_dict("list") == {"user": ["a", "b", "c"], "item": ["7", "8", "9"], "timestamp": [10, 20, 30]}
 
@@ -335,17 +357,21 @@ def test_resuming_from_a_checkpoint_of_another_dataset_is_refused(trained, tmp_p
 # -- 7. one clear line for every bad input ----------------------------------------------------------
 
 
-@pytest.mark.parametrize(("override", "expected"), [
-    ("optim.lr=-1", "optim.lr=-1; expected a positive number"),
-    ("optim.lr=abc", "optim.lr='abc'; expected a positive number"),
-    ("optim.weight_decay=-0.1", "optim.weight_decay=-0.1; expected a non-negative number"),
-    ("dataset.user_core=abc", "dataset.user_core='abc'; expected a non-negative integer"),
-    ("dataset.item_core=-2", "dataset.item_core=-2; expected a non-negative integer"),
-    ("model.net.hidden=0", "model.net.hidden=0; expected a positive integer"),
-    ("model.net.dropout=2", "model.net.dropout=2; expected a probability in [0, 1)"),
-    ("model.net.field.width=abc", "model.net.field.width='abc'; expected a positive integer"),
-    ("seed=abc", "seed='abc'; expected an integer"),
-], ids=lambda value: str(value).split("=")[0] if "=" in str(value) else None)
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("optim.lr=-1", "optim.lr=-1; expected a positive number"),
+        ("optim.lr=abc", "optim.lr='abc'; expected a positive number"),
+        ("optim.weight_decay=-0.1", "optim.weight_decay=-0.1; expected a non-negative number"),
+        ("dataset.user_core=abc", "dataset.user_core='abc'; expected a non-negative integer"),
+        ("dataset.item_core=-2", "dataset.item_core=-2; expected a non-negative integer"),
+        ("model.net.hidden=0", "model.net.hidden=0; expected a positive integer"),
+        ("model.net.dropout=2", "model.net.dropout=2; expected a probability in [0, 1)"),
+        ("model.net.field.width=abc", "model.net.field.width='abc'; expected a positive integer"),
+        ("seed=abc", "seed='abc'; expected an integer"),
+    ],
+    ids=lambda value: str(value).split("=")[0] if "=" in str(value) else None,
+)
 def test_bad_values_fail_before_any_work(tmp_path: Path, override: str, expected: str) -> None:
     cfg = tiny_config(tmp_path / "run", tmp_path / "data", *NET, override)
     with pytest.raises(ConfigError) as info:
@@ -413,8 +439,9 @@ def test_a_zip_with_a_symlink_member_is_refused_as_such(tmp_path: Path) -> None:
 
 def test_millisecond_timestamps_read_as_seconds_warn_with_the_likely_unit(tmp_path: Path, caplog) -> None:
     path = tmp_path / "clicks.csv"
-    pd.DataFrame({"user_id": ["a", "a"], "item_id": ["x", "y"], "timestamp": [1_500_000_000_000, 1_500_000_100_000]}
-                 ).to_csv(path, index=False)
+    pd.DataFrame(
+        {"user_id": ["a", "a"], "item_id": ["x", "y"], "timestamp": [1_500_000_000_000, 1_500_000_100_000]}
+    ).to_csv(path, index=False)
     with caplog.at_level(logging.WARNING):
         InteractionsFileSource(path).read()
     warning = " ".join(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
@@ -433,7 +460,10 @@ def test_recommend_refuses_a_non_boolean_exclude_seen(tmp_path: Path) -> None:
 
     (tmp_path / "h.csv").write_text("user,item,timestamp\nu1,sku-003,100\n")
     with pytest.raises(ConfigError, match=r"exclude_seen='maybe'; expected true or false") as info:
-        recommend(recommend_config(f"run={tmp_path}", f"input={tmp_path / 'h.csv'}", f"output={tmp_path / 'o.csv'}",
-                                   "exclude_seen=maybe"))
+        recommend(
+            recommend_config(
+                f"run={tmp_path}", f"input={tmp_path / 'h.csv'}", f"output={tmp_path / 'o.csv'}", "exclude_seen=maybe"
+            )
+        )
     one_line(info.value)
     assert not (tmp_path / "o.csv").exists()

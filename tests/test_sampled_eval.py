@@ -24,16 +24,18 @@ from tests.helpers.spine_fixtures import processed
 from tests.helpers.tiny_runs import tiny_config, tiny_run
 
 # three users over 40 items; "heavy" has seen items 1..30 (10 left unseen), with a repeat
-DATA = processed({
-    "heavy": [(i, 100 + i) for i in range(1, 31)] + [(5, 200)],
-    "light": [(40, 1), (39, 2), (1, 3)],
-    "mid": [(i, 10 * i) for i in range(10, 25)],
-})
+DATA = processed(
+    {
+        "heavy": [(i, 100 + i) for i in range(1, 31)] + [(5, 200)],
+        "light": [(40, 1), (39, 2), (1, 3)],
+        "mid": [(i, 10 * i) for i in range(10, 25)],
+    }
+)
 SAMPLED = ["eval.mode=sampled", "eval.negatives=5"]
 
 
 def user_items(user: int) -> set[int]:
-    return set(DATA.items[DATA.offsets[user]:DATA.offsets[user + 1]].tolist())
+    return set(DATA.items[DATA.offsets[user] : DATA.offsets[user + 1]].tolist())
 
 
 def test_negatives_are_never_items_the_user_interacted_with():
@@ -87,8 +89,7 @@ def test_negatives_are_stored_with_the_processed_data_and_reused(tmp_path, monke
 
 
 def test_sampled_rank_counts_negatives_scoring_at_least_the_target():
-    scores = torch.tensor([[0.0, 0.5, 0.9, 0.5, 0.1, float("nan")],
-                           [0.0, float("nan"), 0.9, 0.5, 0.1, 0.2]])
+    scores = torch.tensor([[0.0, 0.5, 0.9, 0.5, 0.1, float("nan")], [0.0, float("nan"), 0.9, 0.5, 0.1, 0.2]])
     negatives = torch.tensor([[2, 3, 4, 5], [2, 3, 4, 5]])
     # row 0: target 1 (0.5) ties 3, loses to 2, and a NaN negative counts against it -> 3. row 1: NaN target -> last
     assert sampled_target_ranks(scores, torch.tensor([1, 1]), negatives).tolist() == [3, 4]

@@ -87,7 +87,7 @@ def test_no_eval_target_appears_in_its_input_window_or_history(split):
     samples = eval_samples(DATA, split, MAX_LEN)
     for row in range(len(samples)):
         target = samples.targets[row, -1]
-        history = samples.history_items[samples.history_offsets[row]:samples.history_offsets[row + 1]]
+        history = samples.history_items[samples.history_offsets[row] : samples.history_offsets[row + 1]]
         assert target not in samples.items[row]
         assert target not in history
         assert samples.items[row, -1] + 1 == target
@@ -161,8 +161,22 @@ def test_sliding_windows_cover_every_training_transition_exactly_once(stride):
 def test_sliding_stride_one_trains_each_target_on_its_full_max_len_context():
     samples = train_samples(DATA, MAX_LEN, "sliding", 1)
     long_rows = np.flatnonzero(samples.users == USERS.index("long"))  # prefix 1..7, transitions 1->2 .. 6->7
-    assert samples.items[long_rows].tolist() == [[3, 4, 5, 6], [2, 3, 4, 5], [1, 2, 3, 4], [0, 1, 2, 3], [0, 0, 1, 2], [0, 0, 0, 1]]
-    assert samples.targets[long_rows].tolist() == [[0, 0, 0, 7], [0, 0, 0, 6], [0, 0, 0, 5], [0, 0, 0, 4], [0, 0, 0, 3], [0, 0, 0, 2]]
+    assert samples.items[long_rows].tolist() == [
+        [3, 4, 5, 6],
+        [2, 3, 4, 5],
+        [1, 2, 3, 4],
+        [0, 1, 2, 3],
+        [0, 0, 1, 2],
+        [0, 0, 0, 1],
+    ]
+    assert samples.targets[long_rows].tolist() == [
+        [0, 0, 0, 7],
+        [0, 0, 0, 6],
+        [0, 0, 0, 5],
+        [0, 0, 0, 4],
+        [0, 0, 0, 3],
+        [0, 0, 0, 2],
+    ]
 
 
 def test_sliding_stride_two_keeps_targets_on_the_last_two_positions_only():
@@ -192,7 +206,7 @@ def test_unknown_window_mode_is_rejected():
 def test_history_holds_every_earlier_event_not_just_the_window(split, from_end):
     samples = eval_samples(DATA, split, MAX_LEN)
     for row, name in enumerate(USERS):
-        history = samples.history_items[samples.history_offsets[row]:samples.history_offsets[row + 1]]
+        history = samples.history_items[samples.history_offsets[row] : samples.history_offsets[row + 1]]
         assert history.tolist() == events_of(name)[:-from_end]
     row = USERS.index("long")
     assert samples.history_offsets[row + 1] - samples.history_offsets[row] > MAX_LEN
@@ -214,11 +228,13 @@ def test_gap_cv_is_std_over_mean_of_training_gaps_only():
 
 
 def test_gap_cv_is_nan_when_undefined():
-    data = gap_cv_data({
-        "one_gap": [0, 5, 100, 200],            # training prefix 0, 5: a single gap
-        "all_ties": [7, 7, 7, 50, 90],          # training gaps 0, 0: zero mean
-        "defined": [0, 1, 3, 50, 90],           # training gaps 1, 2
-    })
+    data = gap_cv_data(
+        {
+            "one_gap": [0, 5, 100, 200],  # training prefix 0, 5: a single gap
+            "all_ties": [7, 7, 7, 50, 90],  # training gaps 0, 0: zero mean
+            "defined": [0, 1, 3, 50, 90],  # training gaps 1, 2
+        }
+    )
     cv = dict(zip(data.user_ids.tolist(), training_gap_cv(data).tolist()))
     assert np.isnan(cv["one_gap"])
     assert np.isnan(cv["all_ties"])

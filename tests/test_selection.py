@@ -28,17 +28,28 @@ def _run(model: str, seed: int, val: float, test: float) -> dict:
 
 
 def test_the_winner_is_the_best_mean_validation_score_whatever_the_test_says() -> None:
-    runs = [_run("a", 0, 0.30, 0.01), _run("a", 1, 0.32, 0.01), _run("b", 0, 0.31, 0.90), _run("b", 1, 0.29, 0.90),
-            _run("none", 0, 0.5, 0.5), _run("base1", 0, 0.2, 0.9), _run("base2", 0, 0.25, 0.1)]
+    runs = [
+        _run("a", 0, 0.30, 0.01),
+        _run("a", 1, 0.32, 0.01),
+        _run("b", 0, 0.31, 0.90),
+        _run("b", 1, 0.29, 0.90),
+        _run("none", 0, 0.5, 0.5),
+        _run("base1", 0, 0.2, 0.9),
+        _run("base2", 0, 0.25, 0.1),
+    ]
     table = validation_table(runs, ["a", "b"], "val/ndcg@10")
     assert table.set_index("model").loc["a", "val/ndcg@10_mean"] == pytest.approx(0.31)
-    assert choose(table, ["a", "b"], "none", "val/ndcg@10") == {"winner": "a", "best_baseline": "base2",
-                                                                 "ablation": "none"}
+    assert choose(table, ["a", "b"], "none", "val/ndcg@10") == {
+        "winner": "a",
+        "best_baseline": "base2",
+        "ablation": "none",
+    }
 
 
 def test_the_selection_stage_writes_validation_then_test_for_the_chosen_only(tmp_path: Path) -> None:
-    cfg = phase2_config(tmp_path / "results", tmp_path / "data", "studies=[train,selection,report]", "seeds=[0,1]",
-                        models=MODELS)
+    cfg = phase2_config(
+        tmp_path / "results", tmp_path / "data", "studies=[train,selection,report]", "seeds=[0,1]", models=MODELS
+    )
     cfg.query_modes = ["last"]
     with open_dict(cfg.preset):
         cfg.preset.selection = {"candidates": ["deepm3-euler", "deepm3-decay"], "ablation": "deepm3-none"}
@@ -58,15 +69,15 @@ def test_the_selection_stage_writes_validation_then_test_for_the_chosen_only(tmp
 
 
 def test_no_selection_in_the_preset_writes_nothing(tmp_path: Path) -> None:
-    from deepm3.phase2.selection import write_selection
     from deepm3.phase2.plan import make_plan
+    from deepm3.phase2.selection import write_selection
 
     assert write_selection(make_plan("d", {"a": []}, [0], tmp_path), tmp_path, None) == []
 
 
 def test_an_empty_candidate_list_is_a_config_error(tmp_path: Path) -> None:
-    from deepm3.phase2.selection import write_selection
     from deepm3.phase2.plan import make_plan
+    from deepm3.phase2.selection import write_selection
 
     with pytest.raises(ConfigError, match="selection.candidates is empty"):
         write_selection(make_plan("d", {"a": []}, [0], tmp_path), tmp_path, {"candidates": []})

@@ -43,8 +43,13 @@ def deepm3_run(tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
 
 @pytest.fixture(scope="module")
 def gru_run(tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
-    return train_tiny(tmp_path_factory.mktemp("serve-gru4rec"), "model=gru4rec", "model.net.hidden=16",
-                      "model.net.gru_hidden=16", items=24)
+    return train_tiny(
+        tmp_path_factory.mktemp("serve-gru4rec"),
+        "model=gru4rec",
+        "model.net.hidden=16",
+        "model.net.gru_hidden=16",
+        items=24,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +85,7 @@ def error_of(call, *args, **kwargs) -> str:
 
 
 # --- round trip and id mapping ---------------------------------------------------------------
+
 
 def test_loaded_run_scores_every_item_exactly_like_the_in_memory_model(deepm3_run, rec):
     items, times, _, ats = raw_test_inputs(deepm3_run)
@@ -123,6 +129,7 @@ def test_integer_item_ids_match_their_string_form(deepm3_run, rec):
 
 
 # --- exclude_seen, k, query time -------------------------------------------------------------
+
 
 def test_exclude_seen_leaves_out_exactly_the_history(deepm3_run, rec):
     items, times, _, ats = raw_test_inputs(deepm3_run)
@@ -173,6 +180,7 @@ def test_batch_equals_one_by_one(deepm3_run, rec):
 
 # --- bad input -------------------------------------------------------------------------------
 
+
 def test_unknown_item_is_an_error_that_names_it_and_the_way_out(deepm3_run, rec):
     items, times, _, ats = raw_test_inputs(deepm3_run)
     message = error_of(rec.recommend, ["sku-999", *items[0]], [times[0][0], *times[0]], at=ats[0])
@@ -182,25 +190,47 @@ def test_unknown_item_is_an_error_that_names_it_and_the_way_out(deepm3_run, rec)
 def test_unknown_item_can_be_skipped_and_reported(deepm3_run, rec, caplog):
     items, times, _, ats = raw_test_inputs(deepm3_run)
     with caplog.at_level(logging.WARNING, logger="deepm3.serve"):
-        skipped = rec.recommend([*items[0][:3], "sku-999", *items[0][3:]], [*times[0][:3], times[0][3], *times[0][3:]],
-                                at=ats[0], unknown_items="skip")
+        skipped = rec.recommend(
+            [*items[0][:3], "sku-999", *items[0][3:]],
+            [*times[0][:3], times[0][3], *times[0][3:]],
+            at=ats[0],
+            unknown_items="skip",
+        )
     assert list(skipped) == list(rec.recommend(items[0], times[0], at=ats[0]))
     assert skipped.skipped == ["sku-999"]
     assert "skipped 1 unknown item ids" in caplog.text
 
 
-@pytest.mark.parametrize("items, times, at, expected", [
-    (["sku-003", "sku-010"], [200, 100], 300, "time order (oldest first): timestamps[1]=100 is earlier than timestamps[0]=200"),
-    (["sku-003", "sku-010"], [100, "soon"], 300, "timestamps[1]='soon' is not a number"),
-    (["sku-003", "sku-010"], [100, None], 300, "timestamps[1]=None is not a number"),
-    (["sku-003", "sku-010"], [100, float("nan")], 300, "not a finite number"),
-    (["sku-003", "sku-010"], [100, 200], 150, "at=150 is earlier than the last event (timestamps[1]=200)"),
-    (["sku-003", "sku-010"], [100, 200], "noon", "at='noon' is not a number"),
-    (["sku-003", "sku-010"], [100, 4_000_000_000], None, "is earlier than the last event"),
-    (["sku-003", "sku-010"], [100], 300, "2 items but 1 timestamps"),
-    ("sku-003", [100], 300, "items='sku-003'; expected a list"),
-], ids=["unsorted", "non-numeric", "missing", "nan", "at-before-last", "at-non-numeric", "now-before-last",
-        "lengths", "string-history"])
+@pytest.mark.parametrize(
+    "items, times, at, expected",
+    [
+        (
+            ["sku-003", "sku-010"],
+            [200, 100],
+            300,
+            "time order (oldest first): timestamps[1]=100 is earlier than timestamps[0]=200",
+        ),
+        (["sku-003", "sku-010"], [100, "soon"], 300, "timestamps[1]='soon' is not a number"),
+        (["sku-003", "sku-010"], [100, None], 300, "timestamps[1]=None is not a number"),
+        (["sku-003", "sku-010"], [100, float("nan")], 300, "not a finite number"),
+        (["sku-003", "sku-010"], [100, 200], 150, "at=150 is earlier than the last event (timestamps[1]=200)"),
+        (["sku-003", "sku-010"], [100, 200], "noon", "at='noon' is not a number"),
+        (["sku-003", "sku-010"], [100, 4_000_000_000], None, "is earlier than the last event"),
+        (["sku-003", "sku-010"], [100], 300, "2 items but 1 timestamps"),
+        ("sku-003", [100], 300, "items='sku-003'; expected a list"),
+    ],
+    ids=[
+        "unsorted",
+        "non-numeric",
+        "missing",
+        "nan",
+        "at-before-last",
+        "at-non-numeric",
+        "now-before-last",
+        "lengths",
+        "string-history",
+    ],
+)
 def test_bad_history_is_a_one_line_error(rec, items, times, at, expected):
     assert expected in error_of(rec.recommend, items, times, at=at)
 
@@ -220,7 +250,7 @@ def training_counts(run: TrainedRun) -> Counter:
     data = run.data
     counts: Counter = Counter()
     for user in range(data.num_users):
-        counts.update(data.item_ids[data.items[data.offsets[user]:data.offsets[user + 1] - 2] - 1].tolist())
+        counts.update(data.item_ids[data.items[data.offsets[user] : data.offsets[user + 1] - 2] - 1].tolist())
     return counts
 
 
@@ -283,8 +313,10 @@ def test_checkpoint_that_would_run_code_is_refused(deepm3_run, tmp_path):
     torch.save({"state_dict": {}, "hyper_parameters": {"net": Payload()}}, pickled)
     assert "not a loadable weights-only checkpoint" in error_of(Recommender.load, pickled)
     named = run_dir / "checkpoints" / "named.ckpt"
-    torch.save({"state_dict": {}, "hyper_parameters": {"num_items": 20, "net": {"_target_": "os.system", "command": "true"}}},
-               named)
+    torch.save(
+        {"state_dict": {}, "hyper_parameters": {"num_items": 20, "net": {"_target_": "os.system", "command": "true"}}},
+        named,
+    )
     assert "'os.system' is not a SequentialRecommender" in error_of(Recommender.load, named)
 
 
@@ -319,6 +351,7 @@ def test_recommender_is_exported_from_the_package():
 
 # --- command line ----------------------------------------------------------------------------
 
+
 def recommend_config(*overrides: str):
     GlobalHydra.instance().clear()
     try:
@@ -331,13 +364,19 @@ def recommend_config(*overrides: str):
 def test_cli_csv_in_csv_out_matches_the_api(deepm3_run, rec, tmp_path):
     items, times, _, ats = raw_test_inputs(deepm3_run)
     source = tmp_path / "histories.csv"
-    rows = [(deepm3_run.data.user_ids[u], raw, t, ats[u] if j == 0 else "")
-            for u in (0, 1) for j, (raw, t) in enumerate(zip(items[u], times[u]))]
+    rows = [
+        (deepm3_run.data.user_ids[u], raw, t, ats[u] if j == 0 else "")
+        for u in (0, 1)
+        for j, (raw, t) in enumerate(zip(items[u], times[u]))
+    ]
     rows.insert(2, rows.pop(len(items[0])))  # users' rows may interleave; each user's stay in time order
     rows.append(("newcomer", "", "", ""))
     pd.DataFrame(rows, columns=["user", "item", "timestamp", "at"]).to_csv(source, index=False)
-    summary = recommend_cli(recommend_config(f"run={deepm3_run.run_dir}", f"input={source}",
-                                             f"output={tmp_path / 'recs.csv'}", "k=3", "device=cpu"))
+    summary = recommend_cli(
+        recommend_config(
+            f"run={deepm3_run.run_dir}", f"input={source}", f"output={tmp_path / 'recs.csv'}", "k=3", "device=cpu"
+        )
+    )
     out = pd.read_csv(tmp_path / "recs.csv", dtype={"user": str, "item": str})
     assert list(out.columns) == ["user", "rank", "item", "score", "source"]
     for u in (0, 1):
@@ -354,11 +393,22 @@ def test_cli_jsonl_in_jsonl_out_with_a_global_query_time(deepm3_run, rec, tmp_pa
     items, times, _, ats = raw_test_inputs(deepm3_run)
     source = tmp_path / "histories.jsonl"
     at = max(times[0][-1], times[1][-1]) + YEAR
-    lines = [{"user": "a", "items": items[0] + ["sku-999"], "timestamps": times[0] + [times[0][-1]], "at": ats[0]},
-             {"user": "b", "items": items[1], "timestamps": times[1]}]
+    lines = [
+        {"user": "a", "items": items[0] + ["sku-999"], "timestamps": times[0] + [times[0][-1]], "at": ats[0]},
+        {"user": "b", "items": items[1], "timestamps": times[1]},
+    ]
     source.write_text("\n".join(json.dumps(line) for line in lines) + "\n\n")
-    recommend_cli(recommend_config(f"run={deepm3_run.run_dir}", f"input={source}", f"output={tmp_path / 'recs.jsonl'}",
-                                   "k=4", f"at={at}", "unknown_items=skip", "device=cpu"))
+    recommend_cli(
+        recommend_config(
+            f"run={deepm3_run.run_dir}",
+            f"input={source}",
+            f"output={tmp_path / 'recs.jsonl'}",
+            "k=4",
+            f"at={at}",
+            "unknown_items=skip",
+            "device=cpu",
+        )
+    )
     out = [json.loads(line) for line in (tmp_path / "recs.jsonl").read_text().splitlines()]
     assert [o["user"] for o in out] == ["a", "b"]
     assert out[0]["skipped_items"] == ["sku-999"]
@@ -368,36 +418,74 @@ def test_cli_jsonl_in_jsonl_out_with_a_global_query_time(deepm3_run, rec, tmp_pa
         assert o["scores"] == pytest.approx([score for _, score in expected], rel=1e-5)  # batch of 2 vs 1
 
 
-@pytest.mark.parametrize("name, text, expected", [
-    ("h.csv", "user,item\nu1,sku-003\n", "missing column(s) ['timestamp']"),
-    ("h.csv", "user,item,timestamp\nu1,sku-003,100\nu1,sku-010,later\n", "h.csv line 3: timestamp='later' is not a number"),
-    ("h.csv", "user,item,timestamp\nu1,sku-003,100\nu1,sku-010,50\n", "user 'u1': timestamps must be in time order"),
-    ("h.csv", "user,item,timestamp\nu1,sku-003,\n", "h.csv line 2: give both item and timestamp"),
-    ("h.csv", "user,item,timestamp,at\nu1,sku-003,100,200\nu1,sku-010,150,300\n", "line 3: at=300 differs"),
-    ("h.csv", "user,item,timestamp,at\nu1,sku-003,100,50\n", "user 'u1': at=50 is earlier than the last event"),
-    ("h.csv", "user,item,timestamp\nu1,sku-999,100\n", "user 'u1': unknown item id 'sku-999'"),
-    ("h.csv", "", "not a readable CSV"),
-    ("h.jsonl", '{"user": "u1", "items": ["sku-003"]}\n', 'h.jsonl line 1: expected an object with "user"'),
-    ("h.jsonl", "{not json\n", "h.jsonl line 1: not valid JSON"),
-    ("h.jsonl", '{"user": "u1", "items": [1.5], "timestamps": [1]}\n', "items[0]=1.5 is not an item id"),
-    ("h.jsonl", '{"user": "u1", "items": ["sku-003"], "timestamps": ["x"]}\n', "line 1: timestamps[0]='x' is not a number"),
-    ("h.jsonl", '{"user": "u1", "items": [], "timestamps": []}\n' * 2, "h.jsonl line 2: user 'u1' is already on line 1"),
-    ("h.jsonl", "\n", "no histories"),
-], ids=["csv-columns", "csv-timestamp", "csv-unsorted", "csv-half-row", "csv-two-ats", "csv-at-early", "csv-unknown",
-        "csv-empty", "jsonl-keys", "jsonl-syntax", "jsonl-item-type", "jsonl-timestamp", "jsonl-duplicate", "jsonl-empty"])
+@pytest.mark.parametrize(
+    "name, text, expected",
+    [
+        ("h.csv", "user,item\nu1,sku-003\n", "missing column(s) ['timestamp']"),
+        (
+            "h.csv",
+            "user,item,timestamp\nu1,sku-003,100\nu1,sku-010,later\n",
+            "h.csv line 3: timestamp='later' is not a number",
+        ),
+        (
+            "h.csv",
+            "user,item,timestamp\nu1,sku-003,100\nu1,sku-010,50\n",
+            "user 'u1': timestamps must be in time order",
+        ),
+        ("h.csv", "user,item,timestamp\nu1,sku-003,\n", "h.csv line 2: give both item and timestamp"),
+        ("h.csv", "user,item,timestamp,at\nu1,sku-003,100,200\nu1,sku-010,150,300\n", "line 3: at=300 differs"),
+        ("h.csv", "user,item,timestamp,at\nu1,sku-003,100,50\n", "user 'u1': at=50 is earlier than the last event"),
+        ("h.csv", "user,item,timestamp\nu1,sku-999,100\n", "user 'u1': unknown item id 'sku-999'"),
+        ("h.csv", "", "not a readable CSV"),
+        ("h.jsonl", '{"user": "u1", "items": ["sku-003"]}\n', 'h.jsonl line 1: expected an object with "user"'),
+        ("h.jsonl", "{not json\n", "h.jsonl line 1: not valid JSON"),
+        ("h.jsonl", '{"user": "u1", "items": [1.5], "timestamps": [1]}\n', "items[0]=1.5 is not an item id"),
+        (
+            "h.jsonl",
+            '{"user": "u1", "items": ["sku-003"], "timestamps": ["x"]}\n',
+            "line 1: timestamps[0]='x' is not a number",
+        ),
+        (
+            "h.jsonl",
+            '{"user": "u1", "items": [], "timestamps": []}\n' * 2,
+            "h.jsonl line 2: user 'u1' is already on line 1",
+        ),
+        ("h.jsonl", "\n", "no histories"),
+    ],
+    ids=[
+        "csv-columns",
+        "csv-timestamp",
+        "csv-unsorted",
+        "csv-half-row",
+        "csv-two-ats",
+        "csv-at-early",
+        "csv-unknown",
+        "csv-empty",
+        "jsonl-keys",
+        "jsonl-syntax",
+        "jsonl-item-type",
+        "jsonl-timestamp",
+        "jsonl-duplicate",
+        "jsonl-empty",
+    ],
+)
 def test_cli_bad_input_is_a_one_line_error(deepm3_run, tmp_path, name, text, expected):
     (tmp_path / name).write_text(text)
-    config = recommend_config(f"run={deepm3_run.run_dir}", f"input={tmp_path / name}", f"output={tmp_path / 'o.csv'}",
-                              "device=cpu")
+    config = recommend_config(
+        f"run={deepm3_run.run_dir}", f"input={tmp_path / name}", f"output={tmp_path / 'o.csv'}", "device=cpu"
+    )
     assert expected in error_of(recommend_cli, config)
     assert not (tmp_path / "o.csv").exists()
 
 
-@pytest.mark.parametrize("overrides, expected", [
-    ([], "missing run=, input=, output="),
-    (["run=r", "input=h.txt", "output=o.csv"], "input=h.txt: expected a file ending in one of ['.csv', '.jsonl']"),
-    (["run=r", "input=h.csv", "output=o.parquet"], "output=o.parquet: expected a file ending in"),
-])
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        ([], "missing run=, input=, output="),
+        (["run=r", "input=h.txt", "output=o.csv"], "input=h.txt: expected a file ending in one of ['.csv', '.jsonl']"),
+        (["run=r", "input=h.csv", "output=o.parquet"], "output=o.parquet: expected a file ending in"),
+    ],
+)
 def test_cli_bad_arguments_are_config_errors(overrides, expected):
     with pytest.raises(ConfigError, match=re.escape(expected)):
         recommend_cli(recommend_config(*overrides))
@@ -428,8 +516,9 @@ def test_cli_entry_point_exits_with_one_line_on_bad_input(tmp_path, monkeypatch,
     with pytest.raises(SystemExit) as exit_info:
         run_main(monkeypatch, tmp_path, f"run={tmp_path / 'nope'}", "input=h.jsonl", "output=o.csv")
     assert exit_info.value.code == 1
-    assert capsys.readouterr().err.strip().splitlines() == [f'error: h.jsonl line 1: expected an object with "user", '
-                                                           '"items", "timestamps" (and optional "at")']
+    assert capsys.readouterr().err.strip().splitlines() == [
+        'error: h.jsonl line 1: expected an object with "user", "items", "timestamps" (and optional "at")'
+    ]
 
 
 @pytest.mark.cuda

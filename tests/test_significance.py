@@ -24,8 +24,16 @@ def per_user_rows(models: dict[str, np.ndarray], seeds: int = 2, seed_noise: flo
     for model, values in models.items():
         for seed in range(seeds):
             offset = seed_noise * (1 if seed % 2 == 0 else -1) if seeds % 2 == 0 else 0.0
-            frames.append(pd.DataFrame({"model": model, "seed": seed, "user": [f"u{i}" for i in range(len(values))],
-                                        "ndcg@10": values + offset}))
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "model": model,
+                        "seed": seed,
+                        "user": [f"u{i}" for i in range(len(values))],
+                        "ndcg@10": values + offset,
+                    }
+                )
+            )
     return pd.concat(frames, ignore_index=True)
 
 

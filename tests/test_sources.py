@@ -7,8 +7,6 @@ file, the line or field, and what was expected -- leaving nothing half-built in 
 
 from __future__ import annotations
 
-import gzip
-import json
 import random
 from pathlib import Path
 
@@ -78,6 +76,7 @@ def test_fixtures_hold_ties_whose_file_order_is_not_item_id_order(rows):
 
 # --- MovieLens-1M -------------------------------------------------------------------------------
 
+
 def test_ml1m_reads_every_rating_with_ties_in_file_order(tmp_path):
     write_ml1m(tmp_path, NUMERIC_ROWS)
     assert_reads_exactly(ML1MSource(tmp_path, download=False), NUMERIC_ROWS)
@@ -91,14 +90,20 @@ def test_ml1m_latin1_files_sit_beside_ratings(tmp_path):
         (ratings.parent / "movies.dat").read_text(encoding="utf-8")
 
 
-@pytest.mark.parametrize("line, message", [
-    ("7::3::5::978300760::9", r"ratings\.dat: .*line 3.*expected 4 fields"),
-    ("7::3::5", r"ratings\.dat: line 3: fewer than 4 fields"),
-    ("7::3::5::97830076O", r"ratings\.dat: line 3: field 'timestamp' = '97830076O'; expected a non-negative integer"),
-    ("7::3::5::-5", r"ratings\.dat: line 3: field 'timestamp' = '-5'"),
-    ("7::3::5::978300760.5", r"line 3: field 'timestamp' = '978300760.5'"),
-    ("7::3::five::978300760", r"line 3: field 'rating' = 'five'; expected a number"),
-])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("7::3::5::978300760::9", r"ratings\.dat: .*line 3.*expected 4 fields"),
+        ("7::3::5", r"ratings\.dat: line 3: fewer than 4 fields"),
+        (
+            "7::3::5::97830076O",
+            r"ratings\.dat: line 3: field 'timestamp' = '97830076O'; expected a non-negative integer",
+        ),
+        ("7::3::5::-5", r"ratings\.dat: line 3: field 'timestamp' = '-5'"),
+        ("7::3::5::978300760.5", r"line 3: field 'timestamp' = '978300760.5'"),
+        ("7::3::five::978300760", r"line 3: field 'rating' = 'five'; expected a number"),
+    ],
+)
 def test_ml1m_malformed_lines_are_named(tmp_path, line, message):
     ratings = write_ml1m(tmp_path, NUMERIC_ROWS[:4])
     lines = ratings.read_text(encoding="latin-1").splitlines()
@@ -110,6 +115,7 @@ def test_ml1m_malformed_lines_are_named(tmp_path, line, message):
 
 
 # --- Amazon 2014 / 2018 / 2023 -----------------------------------------------------------------
+
 
 @pytest.mark.parametrize("fmt, filename", [("2014", "reviews_Books_5.json.gz"), ("2018", "Books_5.json.gz")])
 def test_amazon_json_lines_parse_every_review(tmp_path, fmt, filename):
@@ -184,16 +190,34 @@ def bad_json_line(tmp_path: Path, line: str, replace: int = 2) -> AmazonSource:
     return amazon(tmp_path)
 
 
-@pytest.mark.parametrize("line, message", [
-    ('{"reviewerID": "A1", "asin": "B1", "overall": 5.0, ', r"line 3: not valid JSON"),
-    ('{"reviewerID": "A1", "asin": "B1", "overall": 5.0}', r"line 3: field 'unixReviewTime' missing"),
-    ('["A1", "B1", 5.0, 1400000000]', r"line 3: not a JSON object"),
-    ('{"reviewerID": "A1", "asin": "B1", "overall": 5.0, "unixReviewTime": "1400000000x"}', r"line 3: field 'unixReviewTime' = '1400000000x'"),
-    ('{"reviewerID": "A1", "asin": "B1", "overall": 5.0, "unixReviewTime": 1400000000.5}', r"line 3: field 'unixReviewTime' = 1400000000\.5"),
-    ('{"reviewerID": "A1", "asin": "B1", "overall": 5.0, "unixReviewTime": -86400}', r"line 3: field 'unixReviewTime' = -86400; expected a non-negative integer"),
-    ('{"reviewerID": "A1", "asin": "B1", "overall": 5.0, "unixReviewTime": NaN}', r"line 3: field 'unixReviewTime' = nan"),
-    ('{"reviewerID": "A1", "asin": "B1", "overall": "five", "unixReviewTime": 1}', r"line 3: field 'overall' = 'five'; expected a number"),
-])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ('{"reviewerID": "A1", "asin": "B1", "overall": 5.0, ', r"line 3: not valid JSON"),
+        ('{"reviewerID": "A1", "asin": "B1", "overall": 5.0}', r"line 3: field 'unixReviewTime' missing"),
+        ('["A1", "B1", 5.0, 1400000000]', r"line 3: not a JSON object"),
+        (
+            '{"reviewerID": "A1", "asin": "B1", "overall": 5.0, "unixReviewTime": "1400000000x"}',
+            r"line 3: field 'unixReviewTime' = '1400000000x'",
+        ),
+        (
+            '{"reviewerID": "A1", "asin": "B1", "overall": 5.0, "unixReviewTime": 1400000000.5}',
+            r"line 3: field 'unixReviewTime' = 1400000000\.5",
+        ),
+        (
+            '{"reviewerID": "A1", "asin": "B1", "overall": 5.0, "unixReviewTime": -86400}',
+            r"line 3: field 'unixReviewTime' = -86400; expected a non-negative integer",
+        ),
+        (
+            '{"reviewerID": "A1", "asin": "B1", "overall": 5.0, "unixReviewTime": NaN}',
+            r"line 3: field 'unixReviewTime' = nan",
+        ),
+        (
+            '{"reviewerID": "A1", "asin": "B1", "overall": "five", "unixReviewTime": 1}',
+            r"line 3: field 'overall' = 'five'; expected a number",
+        ),
+    ],
+)
 def test_amazon_malformed_json_lines_are_named(tmp_path, line, message):
     with pytest.raises(DataError, match=r"reviews_Books_5\.json\.gz: " + message) as info:
         bad_json_line(tmp_path, line).read()
@@ -208,13 +232,26 @@ def test_truncated_gzip_is_named_and_leaves_no_processed_data(tmp_path):
     assert not (tmp_path / "processed").exists() or not any((tmp_path / "processed").iterdir())
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda lines: lines.__setitem__(3, lines[3] + ",extra"), r"Books\.csv: .*line 4.*expected the 4 fields"),
-    (lambda lines: lines.__setitem__(3, lines[3].rsplit(",", 1)[0]), r"Books\.csv: line 4: field 'timestamp' is empty"),
-    (lambda lines: lines.__setitem__(3, lines[3].rsplit(",", 1)[0] + ",1400000000123.5"), r"line 4: field 'timestamp' = '1400000000123\.5'; expected a non-negative integer number of unix milliseconds"),
-    (lambda lines: lines.__setitem__(3, lines[3].rsplit(",", 1)[0] + ",-1000"), r"line 4: field 'timestamp' = '-1000'"),
-    (lambda lines: lines.__setitem__(0, "user_id,asin,rating,timestamp"), r"header .* lacks \['parent_asin'\]"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda lines: lines.__setitem__(3, lines[3] + ",extra"), r"Books\.csv: .*line 4.*expected the 4 fields"),
+        (
+            lambda lines: lines.__setitem__(3, lines[3].rsplit(",", 1)[0]),
+            r"Books\.csv: line 4: field 'timestamp' is empty",
+        ),
+        (
+            lambda lines: lines.__setitem__(3, lines[3].rsplit(",", 1)[0] + ",1400000000123.5"),
+            r"line 4: field 'timestamp' = '1400000000123\.5'; "
+            r"expected a non-negative integer number of unix milliseconds",
+        ),
+        (
+            lambda lines: lines.__setitem__(3, lines[3].rsplit(",", 1)[0] + ",-1000"),
+            r"line 4: field 'timestamp' = '-1000'",
+        ),
+        (lambda lines: lines.__setitem__(0, "user_id,asin,rating,timestamp"), r"header .* lacks \['parent_asin'\]"),
+    ],
+)
 def test_amazon_2023_malformed_lines_are_named(tmp_path, edit, message):
     path = write_amazon_2023(tmp_path / "Books.csv", DAY_ROWS[:8], compress=False)
     lines = path.read_text().splitlines()
@@ -225,7 +262,10 @@ def test_amazon_2023_malformed_lines_are_named(tmp_path, edit, message):
 
 
 def test_amazon_missing_file_without_download_says_where_to_put_it(tmp_path):
-    with pytest.raises(DataError, match=r"reviews_Books_5\.json\.gz: not found.*snap\.stanford\.edu.*put 'reviews_Books_5\.json\.gz' in"):
+    with pytest.raises(
+        DataError,
+        match=r"reviews_Books_5\.json\.gz: not found.*snap\.stanford\.edu.*put 'reviews_Books_5\.json\.gz' in",
+    ):
         amazon(tmp_path).files()
 
 
@@ -245,6 +285,7 @@ def test_empty_after_filtering_is_an_error_and_caches_nothing(tmp_path):
 
 
 # --- Interaction files: RecBole .inter, CSV / TSV / Parquet -------------------------------------
+
 
 def test_recbole_atomic_file_is_read_from_its_typed_header(tmp_path):
     path = write_recbole_inter(tmp_path / "shop.inter", ROWS)
@@ -286,9 +327,16 @@ def test_parquet_file(tmp_path):
 
 def test_unknown_columns_in_the_config_are_named_with_what_exists(tmp_path):
     path = write_csv(tmp_path / "clicks.csv", ROWS[:5])
-    with pytest.raises(ConfigError, match=r"columns\.item='sku' is not a column of the file; available: \['user_id', 'item_id', 'rating', 'timestamp'\]"):
+    with pytest.raises(
+        ConfigError,
+        match=r"columns\.item='sku' is not a column of the file; "
+        r"available: \['user_id', 'item_id', 'rating', 'timestamp'\]",
+    ):
         InteractionsFileSource(path, columns={"item": "sku"}).read()
-    with pytest.raises(ConfigError, match=r"columns: unknown key\(s\) \['product'\]; expected keys \['user', 'item', 'timestamp', 'rating'\]"):
+    with pytest.raises(
+        ConfigError,
+        match=r"columns: unknown key\(s\) \['product'\]; expected keys \['user', 'item', 'timestamp', 'rating'\]",
+    ):
         InteractionsFileSource(path, columns={"product": "item_id"})
 
 
@@ -300,15 +348,26 @@ def test_bad_timestamp_unit_or_unknown_separator_is_a_config_error(tmp_path):
         InteractionsFileSource(tmp_path / "a.dat")
 
 
-@pytest.mark.parametrize("line, unit, message", [
-    ("u1,i1,4.0,100,7", "s", r"clicks\.csv: .*line 4.*expected the 4 fields of the header"),
-    ("u1,i1,4.0", "s", r"clicks\.csv: line 4: field 'timestamp' is empty"),
-    ("u1,i1,4.0,-100", "s", r"line 4: field 'timestamp' = '-100'; expected a non-negative integer number of unix seconds"),
-    ("u1,i1,4.0,NaN", "s", r"line 4: field 'timestamp' = 'NaN'"),
-    ("u1,i1,4.0,12.5", "s", r"line 4: field 'timestamp' = '12\.5'"),
-    ("u1,i1,4.0,yesterday", "iso", r"line 4: field 'timestamp' = 'yesterday'; expected an ISO 8601 date-time"),
-    ("u1,i1,4.0,1969-12-31T00:00:00Z", "iso", r"line 4: field 'timestamp' = '1969-12-31T00:00:00Z'; expected an ISO 8601 date-time not before 1970"),
-])
+@pytest.mark.parametrize(
+    "line, unit, message",
+    [
+        ("u1,i1,4.0,100,7", "s", r"clicks\.csv: .*line 4.*expected the 4 fields of the header"),
+        ("u1,i1,4.0", "s", r"clicks\.csv: line 4: field 'timestamp' is empty"),
+        (
+            "u1,i1,4.0,-100",
+            "s",
+            r"line 4: field 'timestamp' = '-100'; expected a non-negative integer number of unix seconds",
+        ),
+        ("u1,i1,4.0,NaN", "s", r"line 4: field 'timestamp' = 'NaN'"),
+        ("u1,i1,4.0,12.5", "s", r"line 4: field 'timestamp' = '12\.5'"),
+        ("u1,i1,4.0,yesterday", "iso", r"line 4: field 'timestamp' = 'yesterday'; expected an ISO 8601 date-time"),
+        (
+            "u1,i1,4.0,1969-12-31T00:00:00Z",
+            "iso",
+            r"line 4: field 'timestamp' = '1969-12-31T00:00:00Z'; expected an ISO 8601 date-time not before 1970",
+        ),
+    ],
+)
 def test_malformed_interaction_lines_are_named(tmp_path, line, unit, message):
     path = write_csv(tmp_path / "clicks.csv", ROWS[:5], iso=unit == "iso")
     lines = path.read_text().splitlines()
@@ -337,16 +396,22 @@ def test_interactions_user_subsample(tmp_path):
 
 # --- Hydra configs ------------------------------------------------------------------------------
 
+
 def compose_dataset(name: str, *overrides: str):
     GlobalHydra.instance().clear()
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
         return compose(config_name="train", overrides=[f"dataset={name}", *overrides])
 
 
-@pytest.mark.parametrize("name, source_type, max_len", [
-    ("ml1m", ML1MSource, 200), ("amazon_books", AmazonSource, 50),
-    ("interactions", InteractionsFileSource, 50), ("synthetic", SyntheticSource, 50),
-])
+@pytest.mark.parametrize(
+    "name, source_type, max_len",
+    [
+        ("ml1m", ML1MSource, 200),
+        ("amazon_books", AmazonSource, 50),
+        ("interactions", InteractionsFileSource, 50),
+        ("synthetic", SyntheticSource, 50),
+    ],
+)
 def test_every_dataset_config_builds_its_datamodule(tmp_path, name, source_type, max_len):
     overrides = [f"dataset.source.path={tmp_path / 'x.csv'}"] if name == "interactions" else []
     cfg = compose_dataset(name, *overrides)
@@ -372,8 +437,12 @@ def test_amazon_config_selects_the_release(tmp_path):
 def test_interactions_config_end_to_end_through_the_datamodule(tmp_path):
     path = write_csv(tmp_path / "clicks.csv", ROWS, columns=("uid", "sku", "stars", "ts"))
     cfg = compose_dataset(
-        "interactions", f"dataset.source.path={path}", "dataset.source.columns={user: uid, item: sku, timestamp: ts}",
-        "dataset.user_core=0", "dataset.item_core=0", f"dataset.cache_dir={tmp_path / 'processed'}",
+        "interactions",
+        f"dataset.source.path={path}",
+        "dataset.source.columns={user: uid, item: sku, timestamp: ts}",
+        "dataset.user_core=0",
+        "dataset.item_core=0",
+        f"dataset.cache_dir={tmp_path / 'processed'}",
     )
     datamodule = instantiate(cfg.dataset, _convert_="all")
     datamodule.setup()

@@ -16,11 +16,13 @@ from tests.helpers.config import CONF_DIR
 from tests.helpers.spine_fixtures import processed
 
 # user a: gaps 0, 10, 0, 30 (two ties); user b: gaps 20, 20 (no tie); user c: gap 100
-DATA = processed({
-    "a": [(1, 0), (2, 0), (1, 10), (3, 10), (2, 40)],
-    "b": [(1, 1000), (3, 1020), (2, 1040)],
-    "c": [(3, 5000), (1, 5100)],
-})
+DATA = processed(
+    {
+        "a": [(1, 0), (2, 0), (1, 10), (3, 10), (2, 40)],
+        "b": [(1, 1000), (3, 1020), (2, 1040)],
+        "c": [(3, 5000), (1, 5100)],
+    }
+)
 
 
 def test_gaps_never_cross_from_one_user_to_the_next():
@@ -52,18 +54,36 @@ def test_gap_cv_uses_training_gaps_of_users_where_it_is_defined():
 
 def test_table_prints_every_figure():
     text = format_stats("tiny", dataset_stats(DATA))
-    for label in ("users", "items", "interactions", "density", "tied timestamps", "28.6%",
-                  "sequence length", "gap (hours)", "per-user gap CV", "median", "p90"):
+    for label in (
+        "users",
+        "items",
+        "interactions",
+        "density",
+        "tied timestamps",
+        "28.6%",
+        "sequence length",
+        "gap (hours)",
+        "per-user gap CV",
+        "median",
+        "p90",
+    ):
         assert label in text
 
 
 def test_run_builds_the_configured_dataset_and_writes_json(tmp_path, capsys):
     GlobalHydra.instance().clear()
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
-        cfg = compose(config_name="train", overrides=[
-            "dataset=synthetic", "dataset.source.users=40", "dataset.source.items=30", "dataset.source.events_per_user=12",
-            f"paths.output_root={tmp_path / 'out'}", f"paths.data_dir={tmp_path / 'data'}",
-        ])
+        cfg = compose(
+            config_name="train",
+            overrides=[
+                "dataset=synthetic",
+                "dataset.source.users=40",
+                "dataset.source.items=30",
+                "dataset.source.events_per_user=12",
+                f"paths.output_root={tmp_path / 'out'}",
+                f"paths.data_dir={tmp_path / 'data'}",
+            ],
+        )
     stats, path = run(cfg)
     assert path == tmp_path / "out" / "stats" / "synthetic.json"
     assert json.loads(path.read_text()) == json.loads(json.dumps(stats))
@@ -73,9 +93,17 @@ def test_run_builds_the_configured_dataset_and_writes_json(tmp_path, capsys):
 
 def stats_command(tmp_path, *overrides: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "deepm3.data.stats", *overrides,
-         f"paths.output_root={tmp_path / 'out'}", f"hydra.run.dir={tmp_path / 'run'}"],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "deepm3.data.stats",
+            *overrides,
+            f"paths.output_root={tmp_path / 'out'}",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 

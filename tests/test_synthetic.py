@@ -95,14 +95,17 @@ def test_source_has_no_files_and_reports_every_generator_parameter():
     assert cache_key(source, config) != cache_key(SyntheticSource(**SMALL, time_signal=0.5), config)
 
 
-@pytest.mark.parametrize("params, message", [
-    (dict(dim=5), "even"),
-    (dict(time_signal=1.5), r"time_signal=1\.5; expected a number in \[0, 1\]"),
-    (dict(cv_min=2.0, cv_max=1.0), "cv_min <= cv_max"),
-    (dict(users=0), "users=0"),
-    (dict(temperature=0.0), "temperature"),
-    (dict(gap_shape=2.0), r"unknown parameter\(s\) \['gap_shape'\]"),
-])
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        (dict(dim=5), "even"),
+        (dict(time_signal=1.5), r"time_signal=1\.5; expected a number in \[0, 1\]"),
+        (dict(cv_min=2.0, cv_max=1.0), "cv_min <= cv_max"),
+        (dict(users=0), "users=0"),
+        (dict(temperature=0.0), "temperature"),
+        (dict(gap_shape=2.0), r"unknown parameter\(s\) \['gap_shape'\]"),
+    ],
+)
 def test_bad_parameters_are_one_line_config_errors(params, message):
     with pytest.raises(ConfigError, match=message):
         SyntheticSource(**params)

@@ -34,21 +34,29 @@ SOLVERS = ["euler", "rk4", "none"]
 USER_COLUMNS = ["user", "history_length", "gap_cv", "rank", "repeat", *metric_names()]
 
 TINY_RUN = [
-    "trainer.max_epochs=1", "++trainer.limit_train_batches=2", "++trainer.limit_val_batches=2",
-    trainer_override(), "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
-    "model.net.hidden=16", "model.net.field.width=16", "dataset.max_len=10",
+    "trainer.max_epochs=1",
+    "++trainer.limit_train_batches=2",
+    "++trainer.limit_val_batches=2",
+    trainer_override(),
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+    "model.net.hidden=16",
+    "model.net.field.width=16",
+    "dataset.max_len=10",
 ]
 
 
 def tiny_data(data_dir: Path) -> list[str]:
     """Select the synthetic ``TinySource`` instead of ML-100k (batches of 16: 2 batches < 1 epoch)."""
     return [
-        "dataset.source._target_=tests.helpers.spine_fixtures.TinySource", "~dataset.source.download",
-        "~dataset.source.use_recbole", f"dataset.source.raw_dir={data_dir / 'raw' / 'tiny'}",
-        "dataset.name=tiny", "dataset.batch_size=16", f"paths.data_dir={data_dir}",
+        "dataset.source._target_=tests.helpers.spine_fixtures.TinySource",
+        "~dataset.source.download",
+        "~dataset.source.use_recbole",
+        f"dataset.source.raw_dir={data_dir / 'raw' / 'tiny'}",
+        "dataset.name=tiny",
+        "dataset.batch_size=16",
+        f"paths.data_dir={data_dir}",
     ]
-
-
 
 
 def tiny_cfg(out: Path, data_dir: Path, *overrides: str):
@@ -69,8 +77,12 @@ class Run:
         self.cfg = tiny_cfg(self.out, self.data_dir, *self.overrides)
         self.metrics = run(self.cfg, output_dir=self.out)
         self.data = ProcessedData.load(Path(self.metrics["data"]["data_dir"]))
-        self.users = pd.read_csv(self.out / "test_users.csv", dtype={"user": str}, keep_default_na=False,
-                                 na_values={"gap_cv": ["", "NaN", "nan"]})
+        self.users = pd.read_csv(
+            self.out / "test_users.csv",
+            dtype={"user": str},
+            keep_default_na=False,
+            na_values={"gap_cv": ["", "NaN", "nan"]},
+        )
 
     def best_checkpoint(self) -> Path:
         return Path(self.metrics["best_checkpoint"])
@@ -117,9 +129,11 @@ def test_user_metrics_are_the_textbook_formulas_of_each_rank(tiny_run):
     rows, written = tiny_run.users, tiny_run.metrics["test"]
     for k in (5, 10, 20):
         hit = [1.0 if rank < k else 0.0 for rank in rows["rank"]]
-        expected = {f"hr@{k}": hit,
-                    f"ndcg@{k}": [h / np.log2(rank + 2) for h, rank in zip(hit, rows["rank"])],
-                    f"mrr@{k}": [h / (rank + 1) for h, rank in zip(hit, rows["rank"])]}
+        expected = {
+            f"hr@{k}": hit,
+            f"ndcg@{k}": [h / np.log2(rank + 2) for h, rank in zip(hit, rows["rank"])],
+            f"mrr@{k}": [h / (rank + 1) for h, rank in zip(hit, rows["rank"])],
+        }
         for name, values in expected.items():
             np.testing.assert_allclose(rows[name], values, rtol=1e-6, err_msg=name)
             assert written[name] == pytest.approx(sum(values) / len(values), abs=1e-6), name
@@ -180,22 +194,28 @@ def brute_force_ranks(run: Run, exclude_history: bool) -> dict[str, int]:
     for user, (items, _), row in zip(data.user_ids, sequences, scores):
         history, target = set(items[:-1]), items[-1]
         excluded = history if exclude_history and target not in history else set()
-        ranks[str(user)] = sum(1 for item in range(1, data.num_items + 1)
-                               if item != target and item not in excluded and row[item] >= row[target])
+        ranks[str(user)] = sum(
+            1
+            for item in range(1, data.num_items + 1)
+            if item != target and item not in excluded and row[item] >= row[target]
+        )
     return ranks
 
 
 @pytest.fixture(scope="module")
 def repeat_run(tmp_path_factory) -> Run:
     """History excluded on data where users consume items again (targets can repeat)."""
-    return Run("euler", tmp_path_factory.mktemp("e2e-repeats"), "eval.exclude_history=true",
-               "+dataset.source.repeats=true")
+    return Run(
+        "euler", tmp_path_factory.mktemp("e2e-repeats"), "eval.exclude_history=true", "+dataset.source.repeats=true"
+    )
 
 
 def test_repeat_targets_are_flagged_per_user(repeat_run):
     data = repeat_run.data
-    expected = {str(u): int(data.items[b - 1] in set(data.items[a:b - 1].tolist()))
-                for u, a, b in zip(data.user_ids, data.offsets, data.offsets[1:])}
+    expected = {
+        str(u): int(data.items[b - 1] in set(data.items[a : b - 1].tolist()))
+        for u, a, b in zip(data.user_ids, data.offsets, data.offsets[1:])
+    }
     assert 0 < sum(expected.values()) < len(expected)  # the fixture really has both kinds
     assert dict(zip(repeat_run.users["user"], repeat_run.users["repeat"].tolist())) == expected
 
@@ -251,10 +271,21 @@ def test_missing_checkpoint_path_is_a_clear_error(euler_run, tmp_path):
 def test_multirun_from_another_folder_writes_one_complete_job_per_setting(tmp_path):
     sweep, elsewhere = tmp_path / "sweep", tmp_path / "elsewhere"
     elsewhere.mkdir()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
-           "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "deepm3.train", "-m", "solver=euler,none", *TINY_RUN,
-               *tiny_data(tmp_path / "data"), f"hydra.sweep.dir={sweep}"]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+        "OMP_NUM_THREADS": "1",
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "deepm3.train",
+        "-m",
+        "solver=euler,none",
+        *TINY_RUN,
+        *tiny_data(tmp_path / "data"),
+        f"hydra.sweep.dir={sweep}",
+    ]
     done = subprocess.run(command, cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     for job, method in (("0", "euler"), ("1", "none")):
@@ -268,10 +299,18 @@ def test_multirun_from_another_folder_writes_one_complete_job_per_setting(tmp_pa
     assert not list(elsewhere.iterdir()), "nothing may be written to the working directory"
 
 
-@pytest.mark.skipif(recbole_copy() is None, reason="needs the offline ML-100k copy: pip install --no-deps recbole==1.2.1")
+@pytest.mark.skipif(
+    recbole_copy() is None, reason="needs the offline ML-100k copy: pip install --no-deps recbole==1.2.1"
+)
 def test_ml100k_trains_and_tests_offline_end_to_end(tmp_path):
-    cfg = compose_train([*TINY_RUN, f"paths.output_dir={tmp_path}", f"paths.data_dir={tmp_path / 'data'}",
-                         "dataset.source.download=false"])
+    cfg = compose_train(
+        [
+            *TINY_RUN,
+            f"paths.output_dir={tmp_path}",
+            f"paths.data_dir={tmp_path / 'data'}",
+            "dataset.source.download=false",
+        ]
+    )
     metrics = run(cfg, output_dir=tmp_path)
     assert metrics["data"]["users"] == 943
     assert len(pd.read_csv(tmp_path / "test_users.csv")) == 943

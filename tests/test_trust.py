@@ -20,14 +20,15 @@ from deepm3.models.components.gru4rec import GRU4RecNet
 from deepm3.models.components.gru_dt import GRUDtNet
 from deepm3.models.components.repeat import RepeatNet
 from deepm3.models.components.sasrec import SASRecNet
-from deepm3.models.components.tisasrec import TiSASRecNet
 from deepm3.models.components.time import visible_inputs
+from deepm3.models.components.tisasrec import TiSASRecNet
 from deepm3.models.module import RecModule
 
 N = 12
 
 
 # --- repeat-safe ranking -------------------------------------------------------------------
+
 
 def test_repeat_targets_are_the_samples_whose_target_is_a_history_item() -> None:
     targets = torch.tensor([3, 7, 5])
@@ -40,7 +41,7 @@ def test_rank_metrics_keep_repeat_targets_out_of_the_headline_when_history_is_ex
     metric = RankMetrics(ks=(1,), headline_novel_only=True)
     metric.update(torch.tensor([0, 5, 0, 0]), torch.tensor([True, False, True, False]))
     out = metric.compute()
-    assert out["hr@1"].item() == pytest.approx(0.5)          # novel users: ranks 5 and 0
+    assert out["hr@1"].item() == pytest.approx(0.5)  # novel users: ranks 5 and 0
     assert out["repeat_share"].item() == pytest.approx(0.5)  # 2 of 4 targets repeat
     assert out["repeat/hr@1"].item() == pytest.approx(1.0)
     assert out["novel/hr@1"].item() == pytest.approx(0.5)
@@ -64,8 +65,14 @@ def _batch(items: list[list[int]], targets: list[int]) -> dict[str, torch.Tensor
     rows = torch.cat([torch.full((int((r > 0).sum()),), i) for i, r in enumerate(item_rows)])
     target_col = torch.zeros_like(item_rows)
     target_col[:, -1] = torch.tensor(targets)
-    return {"items": item_rows, "times": times, "next_times": times + 60 * (item_rows > 0),
-            "targets": target_col, "history_rows": rows, "history_items": item_rows[item_rows > 0]}
+    return {
+        "items": item_rows,
+        "times": times,
+        "next_times": times + 60 * (item_rows > 0),
+        "targets": target_col,
+        "history_rows": rows,
+        "history_items": item_rows[item_rows > 0],
+    }
 
 
 def test_exclusion_ranks_a_repeat_target_over_every_item() -> None:
@@ -85,13 +92,16 @@ def test_history_scorer_gains_nothing_from_exclusion_on_the_synthetic_world(tmp_
     datamodule.setup()
     scores = {}
     for exclude in (False, True):
-        module = RecModule({"_target_": "deepm3.models.components.repeat.RepeatNet"},
-                           num_items=datamodule.num_items, exclude_history=exclude, ks=(10,))
+        module = RecModule(
+            {"_target_": "deepm3.models.components.repeat.RepeatNet"},
+            num_items=datamodule.num_items,
+            exclude_history=exclude,
+            ks=(10,),
+        )
         metric = RankMetrics((10,), headline_novel_only=exclude)
         for batch in datamodule.test_dataloader():
             ranks = module.ranks(batch)
-            metric.update(ranks, repeat_targets(batch["targets"][:, -1], batch["history_rows"],
-                                                batch["history_items"]))
+            metric.update(ranks, repeat_targets(batch["targets"][:, -1], batch["history_rows"], batch["history_items"]))
         out = metric.compute()
         assert out["repeat_share"].item() > 0.05  # the world really repeats items
         scores[exclude] = out["ndcg@10"].item()
@@ -108,14 +118,17 @@ def test_repeat_baseline_ranks_history_by_frequency_then_recency_then_popularity
 
 # --- the same time information for every model ---------------------------------------------
 
+
 def _nets() -> dict[str, torch.nn.Module]:
     torch.manual_seed(0)
     field = {"width": 16, "zero_init": False}  # a zero field would hide any use of time
     nets = {
-        "deepm3-euler": lambda q: DeepM3Net(N, hidden=8, dropout=0.0, field=field, time={"query": q},
-                                            solver={"method": "euler", "steps": 2}),
-        "deepm3-rk4": lambda q: DeepM3Net(N, hidden=8, dropout=0.0, field=field, time={"query": q},
-                                          solver={"method": "rk4", "steps": 1}),
+        "deepm3-euler": lambda q: DeepM3Net(
+            N, hidden=8, dropout=0.0, field=field, time={"query": q}, solver={"method": "euler", "steps": 2}
+        ),
+        "deepm3-rk4": lambda q: DeepM3Net(
+            N, hidden=8, dropout=0.0, field=field, time={"query": q}, solver={"method": "rk4", "steps": 1}
+        ),
         "tisasrec": lambda q: TiSASRecNet(N, hidden=8, heads=2, dropout=0.0, max_len=5, clip=16),
         "gru_dt": lambda q: GRUDtNet(N, hidden=8, gru_hidden=8, dropout=0.0, time={"query": q}),
         "sasrec": lambda q: SASRecNet(N, hidden=8, heads=2, dropout=0.0, max_len=5),
@@ -188,6 +201,7 @@ def test_visible_inputs_hide_the_query_time_only_under_last() -> None:
 
 # --- NaN and noise ---------------------------------------------------------------------------
 
+
 def test_a_nan_competitor_counts_against_the_target() -> None:
     scores = torch.tensor([[0.0, 0.5, float("nan"), 0.1]])
     assert target_ranks(scores, torch.tensor([1])).tolist() == [1]
@@ -206,10 +220,14 @@ def test_seed_level_view_tests_the_per_seed_means_with_a_paired_t_test() -> None
 
     from deepm3.analysis.significance import compare_seeds
 
-    rows = pd.DataFrame({
-        "model": ["a"] * 6 + ["b"] * 6, "seed": [0, 0, 1, 1, 2, 2] * 2, "user": ["u", "v"] * 6,
-        "ndcg@10": [0.2, 0.4, 0.5, 0.3, 0.1, 0.1, 0.1, 0.1, 0.2, 0.2, 0.0, 0.1],
-    })
+    rows = pd.DataFrame(
+        {
+            "model": ["a"] * 6 + ["b"] * 6,
+            "seed": [0, 0, 1, 1, 2, 2] * 2,
+            "user": ["u", "v"] * 6,
+            "ndcg@10": [0.2, 0.4, 0.5, 0.3, 0.1, 0.1, 0.1, 0.1, 0.2, 0.2, 0.0, 0.1],
+        }
+    )
     table = compare_seeds(rows, "a", "ndcg@10")
     reference, baseline = [0.3, 0.4, 0.1], [0.1, 0.2, 0.05]
     assert table.loc[0, "reference_mean"] == pytest.approx(np.mean(reference))
@@ -227,8 +245,14 @@ def test_ranking_metrics_of_the_headline_match_a_hand_count() -> None:
 def test_deepm3_event_by_event_state_reproduces_the_window_forward(query: str) -> None:
     """What a stateful server relies on: advance() per event + readout() == forward()."""
     torch.manual_seed(1)
-    net = DeepM3Net(N, hidden=8, dropout=0.0, field={"width": 16, "zero_init": False}, time={"query": query},
-                    solver={"method": "rk4", "steps": 2}).eval()
+    net = DeepM3Net(
+        N,
+        hidden=8,
+        dropout=0.0,
+        field={"width": 16, "zero_init": False},
+        time={"query": query},
+        solver={"method": "rk4", "steps": 2},
+    ).eval()
     window = _window(5000)
     batch = visible_inputs(window, query)
     with torch.no_grad():

@@ -35,7 +35,13 @@ log = logging.getLogger(__name__)
 TARGETS = {
     "euler latency <= 0.5 x rk4 latency (ml1m)": ("ml1m", "deepm3-euler", "deepm3-rk4", "latency_ms", 0.5),
     "euler train step <= 1.5 x none train step (ml1m)": ("ml1m", "deepm3-euler", "deepm3-none", "train_step_ms", 1.5),
-    "deepm3 preset train step <= 0.5 x sasrec_large (ml1m)": ("ml1m", "deepm3-euler@preset", "sasrec_large@preset", "train_step_ms", 0.5),
+    "deepm3 preset train step <= 0.5 x sasrec_large (ml1m)": (
+        "ml1m",
+        "deepm3-euler@preset",
+        "sasrec_large@preset",
+        "train_step_ms",
+        0.5,
+    ),
     # Speed II: DeepM3's per-event loop against the fused GRU (batch-1 latency at the ML-1M shape)
     "euler latency <= 3 x gru4rec latency (ml1m)": ("ml1m", "deepm3-euler", "gru4rec", "latency_ms", 3.0),
     "none latency <= 1.2 x gru4rec latency (ml1m)": ("ml1m", "deepm3-none", "gru4rec", "latency_ms", 1.2),
@@ -50,14 +56,19 @@ def device_name(device: torch.device) -> str:
     return f"CPU {platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
 
 
-def synthetic_batch(num_items: int, max_len: int, batch: int, device: torch.device, seed: int = 0) -> dict[str, torch.Tensor]:
+def synthetic_batch(
+    num_items: int, max_len: int, batch: int, device: torch.device, seed: int = 0
+) -> dict[str, torch.Tensor]:
     """A full (unpadded) batch with gaps of minutes to weeks, as real histories have."""
     g = torch.Generator().manual_seed(seed)
     items = torch.randint(1, num_items + 1, (batch, max_len + 1), generator=g)
     gaps = (torch.rand(batch, max_len + 1, generator=g) * 14).exp().long() * 60
     times = 1_000_000_000 + gaps.cumsum(1)
     out = {
-        "items": items[:, :-1], "times": times[:, :-1], "next_times": times[:, 1:], "targets": items[:, 1:],
+        "items": items[:, :-1],
+        "times": times[:, :-1],
+        "next_times": times[:, 1:],
+        "targets": items[:, 1:],
         "history_rows": torch.arange(batch).repeat_interleave(max_len),
     }
     out["history_items"] = out["items"].reshape(-1)
@@ -83,7 +94,9 @@ def _timed(fn: Callable[[], Any], device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def _round_robin(tasks: dict[str, Callable[[], Any]], warmup: int, calls: int, device: torch.device) -> dict[str, float]:
+def _round_robin(
+    tasks: dict[str, Callable[[], Any]], warmup: int, calls: int, device: torch.device
+) -> dict[str, float]:
     """Median seconds per call of each task, calls interleaved across tasks."""
     for fn in tasks.values():
         for _ in range(warmup):
@@ -95,7 +108,9 @@ def _round_robin(tasks: dict[str, Callable[[], Any]], warmup: int, calls: int, d
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def measure_size(cfg: DictConfig, rows: dict[str, list[str]], size: DictConfig, device: torch.device) -> dict[str, dict[str, Any]]:
+def measure_size(
+    cfg: DictConfig, rows: dict[str, list[str]], size: DictConfig, device: torch.device
+) -> dict[str, dict[str, Any]]:
     """All measurements for one dataset shape."""
     nets = {name: build_net(ov, size.num_items, size.max_len, device) for name, ov in rows.items()}
     batch = synthetic_batch(size.num_items, size.max_len, cfg.batch_size, device)
@@ -109,12 +124,15 @@ def measure_size(cfg: DictConfig, rows: dict[str, list[str]], size: DictConfig, 
             optimizer.zero_grad(set_to_none=True)
             net.training_loss(batch).backward()
             optimizer.step()
+
         return step
 
     for net in nets.values():
         net.train()
     steps = {n: train_step(net, torch.optim.AdamW(net.parameters(), lr=1e-4)) for n, net in nets.items()}
-    log.info("training steps: %d warm-up + %d timed rounds over %d models", cfg.train_warmup, cfg.train_steps, len(nets))
+    log.info(
+        "training steps: %d warm-up + %d timed rounds over %d models", cfg.train_warmup, cfg.train_steps, len(nets)
+    )
     for name, sec in _round_robin(steps, cfg.train_warmup, cfg.train_steps, device).items():
         results[name]["train_step_ms"] = sec * 1e3
     for net in nets.values():
@@ -129,8 +147,12 @@ def measure_size(cfg: DictConfig, rows: dict[str, list[str]], size: DictConfig, 
             results[name]["throughput_users_s"] = cfg.batch_size / sec
         log.info("throughput and one full evaluation pass of %d users per model", size.num_users)
         eval_size = int(cfg.get("eval_batch_size") or cfg.batch_size)
-        eval_batch = batch if eval_size == cfg.batch_size else synthetic_batch(size.num_items, size.max_len, eval_size, device)
-        passes = {n: (lambda net=net: _eval_pass(net, eval_batch, size.num_users, eval_size)) for n, net in nets.items()}
+        eval_batch = (
+            batch if eval_size == cfg.batch_size else synthetic_batch(size.num_items, size.max_len, eval_size, device)
+        )
+        passes = {
+            n: (lambda net=net: _eval_pass(net, eval_batch, size.num_users, eval_size)) for n, net in nets.items()
+        }
         for name, sec in _round_robin(passes, 0, 1, device).items():
             results[name]["eval_pass_s"] = sec
     return results
@@ -156,7 +178,9 @@ def _head(batch: dict[str, torch.Tensor], n: int) -> dict[str, torch.Tensor]:
     return {k: v[: n * length] if k.startswith("history") else v[:n] for k, v in batch.items()}
 
 
-def _memory_probe(queue: mp.Queue, overrides: list[str], size: dict[str, int], batch_size: int, device: str, conf_dir: str) -> None:
+def _memory_probe(
+    queue: mp.Queue, overrides: list[str], size: dict[str, int], batch_size: int, device: str, conf_dir: str
+) -> None:
     """Runs in a fresh process: peak memory of one training step above the model's baseline."""
     from hydra import initialize_config_dir
 
@@ -184,7 +208,9 @@ def _rss_bytes() -> int:
         return int(handle.read().split()[1]) * resource.getpagesize()
 
 
-def measure_memory(rows: dict[str, list[str]], size: DictConfig, batch_size: int, device: torch.device) -> dict[str, float]:
+def measure_memory(
+    rows: dict[str, list[str]], size: DictConfig, batch_size: int, device: torch.device
+) -> dict[str, float]:
     conf_dir = str(Path(__file__).resolve().parent / "conf")
     ctx = mp.get_context("spawn")
     out: dict[str, float] = {}
@@ -208,7 +234,10 @@ def check_targets(results: dict[str, dict[str, dict[str, Any]]]) -> dict[str, di
         if "ml1m" in results and model in results["ml1m"]:
             sec = results["ml1m"][model]["eval_pass_s"]
             checks[f"ml1m full-ranking eval pass < {EVAL_PASS_LIMIT_S} s ({model})"] = {
-                "seconds": round(sec, 3), "limit": EVAL_PASS_LIMIT_S, "ok": sec < EVAL_PASS_LIMIT_S}
+                "seconds": round(sec, 3),
+                "limit": EVAL_PASS_LIMIT_S,
+                "ok": sec < EVAL_PASS_LIMIT_S,
+            }
     return checks
 
 
@@ -245,8 +274,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         if cfg.measure_memory:
             for name, mib in measure_memory(every, size, cfg.batch_size, device).items():
                 results[size_name][name]["peak_mem_mib"] = mib
-    report = {"device": device_name(device), "torch": torch.__version__, "config": OmegaConf.to_container(cfg, resolve=True),
-              "results": results, "targets": check_targets(results)}
+    report = {
+        "device": device_name(device),
+        "torch": torch.__version__,
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "results": results,
+        "targets": check_targets(results),
+    }
     table = format_table(results, report["device"])
     targets = "\n".join(f"- {label}: {v} {'OK' if v['ok'] else 'MISSED'}" for label, v in report["targets"].items())
     print(f"{table}\n\nTargets:\n{targets}")

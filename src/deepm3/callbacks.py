@@ -67,8 +67,12 @@ def dataset_stamp(datamodule: object) -> dict | None:
     if data is None or not hasattr(data, "item_ids"):
         return None
     data_dir = getattr(datamodule, "data_dir", None)
-    return {"dataset": str(getattr(datamodule, "name", "")), "cache_key": Path(data_dir).name if data_dir else None,
-            "num_items": int(len(data.item_ids)), "item_map_sha256": item_map_digest(data.item_ids)}
+    return {
+        "dataset": str(getattr(datamodule, "name", "")),
+        "cache_key": Path(data_dir).name if data_dir else None,
+        "num_items": int(len(data.item_ids)),
+        "item_map_sha256": item_map_digest(data.item_ids),
+    }
 
 
 class DatasetStamp(Callback):
@@ -83,8 +87,9 @@ class DatasetStamp(Callback):
     sizes is a one-line :class:`DeepM3Error` instead of a traceback mid-restore.
     """
 
-    def __init__(self, resume: str | None = None, module: L.LightningModule | None = None,
-                 datamodule: object | None = None) -> None:
+    def __init__(
+        self, resume: str | None = None, module: L.LightningModule | None = None, datamodule: object | None = None
+    ) -> None:
         self.resume = resume
         self.stamp: dict | None = None
         self.vetted = False
@@ -109,8 +114,10 @@ def check_resume_checkpoint(path: str | Path, pl_module: L.LightningModule, stam
         saved = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated, not a torch file, or holding objects a weights-only load refuses
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise DeepM3Error(f"{where}: not a loadable checkpoint ({type(exc).__name__}: {first}); is it truncated? "
-                          "resume from another checkpoint or start over without ckpt_path") from None
+        raise DeepM3Error(
+            f"{where}: not a loadable checkpoint ({type(exc).__name__}: {first}); is it truncated? "
+            "resume from another checkpoint or start over without ckpt_path"
+        ) from None
     params = saved.get("hyper_parameters") if isinstance(saved, Mapping) else None
     net = params.get("net") if isinstance(params, Mapping) else None
     if not isinstance(net, Mapping) or not isinstance(saved.get("state_dict"), Mapping):
@@ -118,24 +125,34 @@ def check_resume_checkpoint(path: str | Path, pl_module: L.LightningModule, stam
     mine = dict(getattr(pl_module, "hparams", {}))
     target, expected = net.get("_target_"), (mine.get("net") or {}).get("_target_")
     if target != expected:  # compared as text: a checkpoint's _target_ is never imported
-        raise DeepM3Error(f"{where}: trained network {target!r}, but this run builds {expected!r}; "
-                          "resume with the model= settings the checkpoint was trained with")
+        raise DeepM3Error(
+            f"{where}: trained network {target!r}, but this run builds {expected!r}; "
+            "resume with the model= settings the checkpoint was trained with"
+        )
     theirs = saved.get(DATA_STAMP_KEY)
     if stamp is not None and isinstance(theirs, Mapping) and theirs.get("item_map_sha256") != stamp["item_map_sha256"]:
-        raise DeepM3Error(f"{where}: trained on another dataset ({theirs.get('dataset')!r}, {theirs.get('num_items')} "
-                          f"items, cache {theirs.get('cache_key')}) than this run's ({stamp['dataset']!r}, "
-                          f"{stamp['num_items']} items, cache {stamp['cache_key']}); its item columns mean other items")
+        raise DeepM3Error(
+            f"{where}: trained on another dataset ({theirs.get('dataset')!r}, {theirs.get('num_items')} "
+            f"items, cache {theirs.get('cache_key')}) than this run's ({stamp['dataset']!r}, "
+            f"{stamp['num_items']} items, cache {stamp['cache_key']}); its item columns mean other items"
+        )
     if params.get("num_items") != mine.get("num_items"):
-        raise DeepM3Error(f"{where}: trained on {params.get('num_items')} items but this run's dataset has "
-                          f"{mine.get('num_items')}; the checkpoint comes from another dataset")
+        raise DeepM3Error(
+            f"{where}: trained on {params.get('num_items')} items but this run's dataset has "
+            f"{mine.get('num_items')}; the checkpoint comes from another dataset"
+        )
     current = pl_module.state_dict()
     for key, value in saved["state_dict"].items():
         shape = tuple(getattr(value, "shape", ()))
         if key not in current or tuple(current[key].shape) != shape:
             now = tuple(current[key].shape) if key in current else "absent"
-            raise DeepM3Error(f"{where}: its weights do not fit this run's model ({key}: {shape} in the checkpoint, "
-                              f"{now} here); resume with the model.net settings it was trained with")
+            raise DeepM3Error(
+                f"{where}: its weights do not fit this run's model ({key}: {shape} in the checkpoint, "
+                f"{now} here); resume with the model.net settings it was trained with"
+            )
     missing = sorted(set(current) - set(saved["state_dict"]))
     if missing:
-        raise DeepM3Error(f"{where}: its weights do not fit this run's model ({missing[0]} is missing); "
-                          "resume with the model.net settings it was trained with")
+        raise DeepM3Error(
+            f"{where}: its weights do not fit this run's model ({missing[0]} is missing); "
+            "resume with the model.net settings it was trained with"
+        )

@@ -19,7 +19,9 @@ def validate_config(cfg: DictConfig) -> None:
     _positive_int(cfg.dataset.get("max_len"), "dataset.max_len")
     _positive_int(cfg.dataset.get("batch_size"), "dataset.batch_size")
     if cfg.monitor.split("/")[-1] not in {f"{m}@{k}" for m in ("hr", "ndcg", "mrr") for k in cfg.eval.ks}:
-        raise ConfigError(f"monitor={cfg.monitor!r}; expected val/<hr|ndcg|mrr>@<k> with k in eval.ks={list(cfg.eval.ks)}")
+        raise ConfigError(
+            f"monitor={cfg.monitor!r}; expected val/<hr|ndcg|mrr>@<k> with k in eval.ks={list(cfg.eval.ks)}"
+        )
     if cfg.optim.loss not in ("ce", "bpr"):
         raise ConfigError(f"optim.loss={cfg.optim.loss!r}; expected 'ce' or 'bpr'")
     if cfg.eval.get("mode", "full") not in EVAL_MODES:

@@ -22,8 +22,9 @@ def resolve_device(device: str | torch.device) -> torch.device:
     if resolved.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0 or (resolved.index is not None and resolved.index >= count):
-            raise DataError(f"device={device!r}: no such CUDA device on this machine ({count} found); "
-                            "use device=cpu or device=auto")
+            raise DataError(
+                f"device={device!r}: no such CUDA device on this machine ({count} found); use device=cpu or device=auto"
+            )
     elif resolved.type not in ("cpu", "cuda", "mps") or (resolved.type == "mps" and not _mps_available()):
         raise DataError(f"device={device!r} is not available here; expected auto, cpu, cuda or cuda:<n>")
     return resolved

@@ -92,7 +92,6 @@ def metric_names(ks: tuple[int, ...] = DEFAULT_KS) -> list[str]:
     return [f"{m}@{k}" for k in ks for m in ("hr", "ndcg", "mrr")]
 
 
-
 def repeat_targets(targets: torch.Tensor, history_rows: torch.Tensor, history_items: torch.Tensor) -> torch.Tensor:
     """``[B]`` bool: whether each sample's target already occurs in its history (a repeat).
 

@@ -64,8 +64,12 @@ def noise_setting(cfg: DictConfig) -> NoiseSetting | None:
     if node is None:
         return None
     levels = node.get("levels")
-    sweep = NoiseSweep(name=str(node.get("name", CLEAN)), levels=[0.0] if levels is None else list(levels),
-                       level=node.get("level"), seed=node.get("seed", 0))  # checks every value, clean too
+    sweep = NoiseSweep(
+        name=str(node.get("name", CLEAN)),
+        levels=[0.0] if levels is None else list(levels),
+        level=node.get("level"),
+        seed=node.get("seed", 0),
+    )  # checks every value, clean too
     if sweep.name == CLEAN:
         return None
     operator = sweep.operator()
@@ -122,8 +126,11 @@ def reuse_checkpoint(source: ReusableRun, out: Path, module: Any, datamodule: An
     target = checkpoint_dir(out) / source.checkpoint.name
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy2(source.checkpoint, target)
-    log.info("same training config as %s: its checkpoint %s is tested, not trained again",
-             source.directory, source.checkpoint.name)
+    log.info(
+        "same training config as %s: its checkpoint %s is tested, not trained again",
+        source.directory,
+        source.checkpoint.name,
+    )
     return target
 
 
@@ -140,8 +147,11 @@ def headline_metrics(module: Any, samples: SampleArrays, batch_size: int, device
     for start in range(0, len(samples), batch_size):
         batch = {k: v.to(device) for k, v in collate(list(range(start, min(start + batch_size, len(samples))))).items()}
         ranks.append(module.ranks(batch).cpu())
-        repeats.append(repeat_targets(batch["targets"][:, -1], batch["history_rows"], batch["history_items"]).cpu()
-                       if "history_rows" in batch else torch.zeros(len(batch["items"]), dtype=torch.bool))
+        repeats.append(
+            repeat_targets(batch["targets"][:, -1], batch["history_rows"], batch["history_items"]).cpu()
+            if "history_rows" in batch
+            else torch.zeros(len(batch["items"]), dtype=torch.bool)
+        )
     rank, repeat = torch.cat(ranks), torch.cat(repeats)
     if bool(getattr(module.hparams, "exclude_history", False)):
         rank = rank[~repeat]

@@ -27,10 +27,17 @@ def git_commit(cwd: Path | None = None) -> tuple[str, bool | None]:
     """
     where = cwd or Path(__file__).resolve().parent
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True,
-                              check=True, timeout=10).stdout.strip()
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where,
-                                capture_output=True, text=True, check=True, timeout=10).stdout
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=where,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return "unknown", None
     changed = [line[3:] for line in status.splitlines() if line.strip()]  # paths from the repository root
@@ -78,8 +85,12 @@ def run_provenance(device: Any, data_fingerprint: str, argv: list[str] | None = 
     """The ``provenance`` block of a run's ``metrics.json``."""
     commit, dirty = git_commit()
     return {
-        "commit": commit, "dirty": dirty, "code_version": code_version(),
-        "versions": package_versions(), "python": platform.python_version(),
-        "device": device_description(device), "command": " ".join(argv if argv is not None else sys.argv),
+        "commit": commit,
+        "dirty": dirty,
+        "code_version": code_version(),
+        "versions": package_versions(),
+        "python": platform.python_version(),
+        "device": device_description(device),
+        "command": " ".join(argv if argv is not None else sys.argv),
         "data_fingerprint": data_fingerprint,
     }

@@ -60,12 +60,16 @@ def read_csv_histories(path: Path) -> list[UserHistory]:
     except (pd.errors.EmptyDataError, pd.errors.ParserError) as exc:
         raise DataError(f"{path}: not a readable CSV ({str(exc).strip().splitlines()[0]})") from None
     except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text (byte {exc.object[exc.start:exc.start + 1]!r} at offset {exc.start}); "
-                        "save the file as UTF-8") from None
+        raise DataError(
+            f"{path}: not UTF-8 text (byte {exc.object[exc.start : exc.start + 1]!r} at offset {exc.start}); "
+            "save the file as UTF-8"
+        ) from None
     missing = [c for c in CSV_COLUMNS if c not in table.columns]
     if missing:
-        raise DataError(f"{path}: missing column(s) {missing}; expected a header user,item,timestamp[,at], "
-                        f"found {list(table.columns)}")
+        raise DataError(
+            f"{path}: missing column(s) {missing}; expected a header user,item,timestamp[,at], "
+            f"found {list(table.columns)}"
+        )
     ats = table["at"] if "at" in table.columns else [""] * len(table)
     histories: dict[str, UserHistory] = {}
     for line, (user, item, stamp, at) in enumerate(zip(table["user"], table["item"], table["timestamp"], ats), start=2):
@@ -81,8 +85,10 @@ def read_csv_histories(path: Path) -> list[UserHistory]:
         if at:
             value = to_seconds(at, f"{where}: at")
             if history.at is not None and history.at != value:
-                raise DataError(f"{where}: at={value} differs from user {user!r}'s at={history.at} on an earlier row; "
-                                "give one query time per user")
+                raise DataError(
+                    f"{where}: at={value} differs from user {user!r}'s at={history.at} on an earlier row; "
+                    "give one query time per user"
+                )
             history.at = value
     return list(histories.values())
 
@@ -94,8 +100,10 @@ def read_jsonl_histories(path: Path) -> list[UserHistory]:
     try:
         content = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text (byte {exc.object[exc.start:exc.start + 1]!r} at offset {exc.start}); "
-                        "save the file as UTF-8") from None
+        raise DataError(
+            f"{path}: not UTF-8 text (byte {exc.object[exc.start : exc.start + 1]!r} at offset {exc.start}); "
+            "save the file as UTF-8"
+        ) from None
     for number, text in enumerate(content.splitlines(), start=1):
         if not text.strip():
             continue
@@ -117,31 +125,47 @@ def read_jsonl_histories(path: Path) -> list[UserHistory]:
             raise DataError(f"{where}: user {user!r} is already on line {lines[user]}; give one line per user")
         lines[user] = number
         at = record.get("at")
-        histories.append(UserHistory(
-            user, [str(item) for item in items],
-            [to_seconds(t, f"{where}: timestamps[{j}]") for j, t in enumerate(stamps)],
-            None if at is None else to_seconds(at, f"{where}: at"),
-        ))
+        histories.append(
+            UserHistory(
+                user,
+                [str(item) for item in items],
+                [to_seconds(t, f"{where}: timestamps[{j}]") for j, t in enumerate(stamps)],
+                None if at is None else to_seconds(at, f"{where}: at"),
+            )
+        )
     return histories
 
 
 def write_csv_recommendations(path: Path, users: list[str], results: list[Recommendations]) -> None:
-    rows = [(user, rank, item, score, result.source)
-            for user, result in zip(users, results) for rank, (item, score) in enumerate(result, start=1)]
+    rows = [
+        (user, rank, item, score, result.source)
+        for user, result in zip(users, results)
+        for rank, (item, score) in enumerate(result, start=1)
+    ]
     table = pd.DataFrame(rows, columns=["user", "rank", "item", "score", "source"])
     write_atomic(path, lambda tmp: table.to_csv(tmp, index=False))
 
 
 def write_jsonl_recommendations(path: Path, users: list[str], results: list[Recommendations]) -> None:
-    lines = [json.dumps({"user": user, "items": [item for item, _ in result], "scores": [score for _, score in result],
-                         "source": result.source, "skipped_items": result.skipped})
-             for user, result in zip(users, results)]
+    lines = [
+        json.dumps(
+            {
+                "user": user,
+                "items": [item for item, _ in result],
+                "scores": [score for _, score in result],
+                "source": result.source,
+                "skipped_items": result.skipped,
+            }
+        )
+        for user, result in zip(users, results)
+    ]
     write_atomic(path, lambda tmp: tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8"))
 
 
 READERS: dict[str, Callable[[Path], list[UserHistory]]] = {".csv": read_csv_histories, ".jsonl": read_jsonl_histories}
 WRITERS: dict[str, Callable[[Path, list[str], list[Recommendations]], None]] = {
-    ".csv": write_csv_recommendations, ".jsonl": write_jsonl_recommendations,
+    ".csv": write_csv_recommendations,
+    ".jsonl": write_jsonl_recommendations,
 }
 
 
@@ -161,22 +185,27 @@ def _check_options(cfg: DictConfig) -> None:
         if value is None and key == "k":
             continue
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"{key}={value!r}; expected a positive integer" + (" (or null for every item)" if key == "k" else ""))
+            raise ConfigError(
+                f"{key}={value!r}; expected a positive integer" + (" (or null for every item)" if key == "k" else "")
+            )
 
 
 def _check_output(target: Path, source: Path) -> None:
     """Refuse, before any work, an output that would overwrite the input or cannot be written."""
     if target.resolve() == source.resolve() or _same_file(target, source):
-        raise ConfigError(f"output={target} is the input file ({source.resolve()}); writing there would replace the "
-                          "histories with the recommendations: choose another output path")
+        raise ConfigError(
+            f"output={target} is the input file ({source.resolve()}); writing there would replace the "
+            "histories with the recommendations: choose another output path"
+        )
     if target.is_dir():
         raise ConfigError(f"output={target} is a folder; expected a file path ending in one of {sorted(WRITERS)}")
     if target.exists() and not target.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
         raise DataError(f"output={target} is read-only; make it writable or choose another output path")
     folder = next((p for p in (target.parent, *target.parent.parents) if p.exists()), Path("."))
     if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
-        raise DataError(f"output={target}: cannot write into {folder} (read-only or not a folder); "
-                        "choose another output path")
+        raise DataError(
+            f"output={target}: cannot write into {folder} (read-only or not a folder); choose another output path"
+        )
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -190,8 +219,10 @@ def run(cfg: DictConfig) -> dict[str, int]:
     """Read the histories, score them with the run's model, write the top-k; return counts."""
     missing = [key for key in REQUIRED if OmegaConf.is_missing(cfg, key)]
     if missing:
-        raise ConfigError(f"missing {', '.join(f'{key}=' for key in missing)}; usage: python -m deepm3.recommend "
-                          "run=<run dir> input=<histories .csv/.jsonl> output=<.csv/.jsonl> [k=10]")
+        raise ConfigError(
+            f"missing {', '.join(f'{key}=' for key in missing)}; usage: python -m deepm3.recommend "
+            "run=<run dir> input=<histories .csv/.jsonl> output=<.csv/.jsonl> [k=10]"
+        )
     source, target = Path(cfg.input).expanduser(), Path(cfg.output).expanduser()
     reader, writer = _by_suffix(READERS, source, "input"), _by_suffix(WRITERS, target, "output")
     _check_options(cfg)
@@ -204,19 +235,33 @@ def run(cfg: DictConfig) -> dict[str, int]:
     recommender = Recommender.load(cfg.run, device=cfg.device)
     at = None if cfg.at is None else to_seconds(cfg.at, "at")
     results = recommender.recommend_batch(
-        [h.items for h in histories], [h.timestamps for h in histories],
-        at=[at if at is not None else h.at for h in histories], k=cfg.k, exclude_seen=cfg.exclude_seen,
-        unknown_items=cfg.unknown_items, names=[f"user {h.user!r}" for h in histories],
-        batch_size=cfg.batch_size, progress=cfg.progress,
+        [h.items for h in histories],
+        [h.timestamps for h in histories],
+        at=[at if at is not None else h.at for h in histories],
+        k=cfg.k,
+        exclude_seen=cfg.exclude_seen,
+        unknown_items=cfg.unknown_items,
+        names=[f"user {h.user!r}" for h in histories],
+        batch_size=cfg.batch_size,
+        progress=cfg.progress,
     )
     try:
         writer(target, [h.user for h in histories], results)
     except OSError as exc:  # the checks above cannot foresee everything (a full disk, a folder made read-only)
         raise DataError(f"output={target}: cannot write it ({exc.strerror or exc})") from None
-    summary = {"users": len(histories), "popularity": sum(r.source == "popularity" for r in results),
-               "skipped_items": sum(len(r.skipped) for r in results)}
-    log.info("wrote top-%s for %d users to %s (%d from popularity: empty history; %d unknown items skipped)",
-             cfg.k, summary["users"], target, summary["popularity"], summary["skipped_items"])
+    summary = {
+        "users": len(histories),
+        "popularity": sum(r.source == "popularity" for r in results),
+        "skipped_items": sum(len(r.skipped) for r in results),
+    }
+    log.info(
+        "wrote top-%s for %d users to %s (%d from popularity: empty history; %d unknown items skipped)",
+        cfg.k,
+        summary["users"],
+        target,
+        summary["popularity"],
+        summary["skipped_items"],
+    )
     return summary
 
 

@@ -61,9 +61,11 @@ def network_class(target: Any, where: str = "checkpoint") -> type:
     if name in _registered:
         return _registered[name]
     if name is None or name not in _configured():
-        raise DataError(f"{where}: {target!r} is not a SequentialRecommender this package knows "
-                        f"(one of {sorted(known_networks())}, or one registered with "
-                        "deepm3.registry.register_network); refusing to build it")
+        raise DataError(
+            f"{where}: {target!r} is not a SequentialRecommender this package knows "
+            f"(one of {sorted(known_networks())}, or one registered with "
+            "deepm3.registry.register_network); refusing to build it"
+        )
     module_name, _, attribute = name.rpartition(".")
     try:
         cls = getattr(importlib.import_module(module_name), attribute)

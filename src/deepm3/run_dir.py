@@ -64,6 +64,7 @@ class RunMetrics(TypedDict, total=False):
 
 # --- metrics.json and error.json -------------------------------------------------------------
 
+
 def is_complete(run_dir: Path) -> bool:
     """Whether the run finished: ``metrics.json`` is written last."""
     return (Path(run_dir) / METRICS_FILE).is_file()
@@ -89,10 +90,14 @@ def try_read_metrics(run_dir: Path) -> RunMetrics | None:
 
 def write_error(run_dir: Path, overrides: Sequence[str], exc: BaseException) -> Path:
     """``error.json``: the failed run's overrides, the error in one line and its traceback."""
-    return write_json(Path(run_dir) / ERROR_FILE, {
-        "overrides": list(overrides), "error": f"{type(exc).__name__}: {exc}",
-        "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
-    })
+    return write_json(
+        Path(run_dir) / ERROR_FILE,
+        {
+            "overrides": list(overrides),
+            "error": f"{type(exc).__name__}: {exc}",
+            "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+        },
+    )
 
 
 def clear_error(run_dir: Path) -> None:
@@ -117,6 +122,7 @@ def read_error(run_dir: Path) -> str | None:
 
 # --- per-user rows ---------------------------------------------------------------------------
 
+
 def write_user_rows(run_dir: Path, rows: pd.DataFrame) -> Path:
     """``test_users.csv``: one row per test user (user, history_length, gap_cv, rank, repeat, metrics)."""
     return write_atomic(Path(run_dir) / USERS_FILE, lambda tmp: rows.to_csv(tmp, index=False))
@@ -128,6 +134,7 @@ def read_user_rows(run_dir: Path) -> pd.DataFrame:
 
 
 # --- item map and popularity -----------------------------------------------------------------
+
 
 def write_item_map(run_dir: Path, data_dir: Path) -> Path:
     """Copy the processed data's ``item_map.csv``: a run dir stays servable when the cache is gone."""
@@ -159,20 +166,24 @@ def read_popularity(run_dir: Path, item_ids: np.ndarray) -> np.ndarray | None:
     if path.is_file():
         table = pd.read_csv(path, dtype={"raw_id": str}, keep_default_na=False)
         if table["raw_id"].tolist() != item_ids.tolist():
-            raise DataError(f"{path} does not list the items of {Path(run_dir) / ITEM_MAP_FILE} in the same order; "
-                            "the two files come from different datasets")
+            raise DataError(
+                f"{path} does not list the items of {Path(run_dir) / ITEM_MAP_FILE} in the same order; "
+                "the two files come from different datasets"
+            )
         return np.concatenate([[0], table["count"].to_numpy(dtype=np.int64)])
     data_dir = (try_read_metrics(run_dir) or {}).get("data", {}).get("data_dir")
     if not data_dir or not ProcessedData.is_complete(Path(data_dir)):
         return None
     data = ProcessedData.load(Path(data_dir))
     if data.item_ids.tolist() != item_ids.tolist():
-        raise DataError(f"{data_dir}: its item map differs from {Path(run_dir) / ITEM_MAP_FILE}; "
-                        "cannot count popularity")
+        raise DataError(
+            f"{data_dir}: its item map differs from {Path(run_dir) / ITEM_MAP_FILE}; cannot count popularity"
+        )
     return training_item_counts(data)
 
 
 # --- the composed config ---------------------------------------------------------------------
+
 
 def save_config(run_dir: Path, cfg: DictConfig) -> None:
     """Keep a run dir servable when training ran without Hydra's launcher (which writes this file)."""
@@ -199,6 +210,7 @@ def config_max_len(config: Any, run_dir: Path) -> int:
 
 
 # --- checkpoints -----------------------------------------------------------------------------
+
 
 def checkpoint_dir(run_dir: Path) -> Path:
     return Path(run_dir) / CHECKPOINT_DIR
@@ -237,8 +249,10 @@ def locate_run(path: Path) -> tuple[Path, Path]:
     path = Path(path)
     if path.is_file():
         if path.suffix != ".ckpt" or path.parent.name != CHECKPOINT_DIR:
-            raise DataError(f"{path}: expected a run dir or a .ckpt file inside <run dir>/{CHECKPOINT_DIR}/ "
-                            "(the run dir holds the config and item map the weights need)")
+            raise DataError(
+                f"{path}: expected a run dir or a .ckpt file inside <run dir>/{CHECKPOINT_DIR}/ "
+                "(the run dir holds the config and item map the weights need)"
+            )
         return path.parent.parent, path
     if not path.is_dir():
         raise DataError(f"{path}: no such run dir or checkpoint")

@@ -96,8 +96,10 @@ MAX_SECONDS = 2**63 - 1  # int64, as training stores times
 
 def _seconds_in_range(seconds: int, given: Any, what: str) -> int:
     if not 0 <= seconds <= MAX_SECONDS:
-        raise DataError(f"{what}={given!r} is out of range; expected a non-negative integer number of unix seconds "
-                        "below 2^63 (as in training data)")
+        raise DataError(
+            f"{what}={given!r} is out of range; expected a non-negative integer number of unix seconds "
+            "below 2^63 (as in training data)"
+        )
     return seconds
 
 
@@ -109,9 +111,16 @@ class Recommender:
     >>> [item for item, score in top]  # three raw item ids, best first  # doctest: +SKIP
     """
 
-    def __init__(self, net: SequentialRecommender, item_ids: Sequence[str], max_len: int,
-                 popularity: np.ndarray | None = None, device: str | torch.device = "auto", name: str = "model",
-                 query: str = "target") -> None:
+    def __init__(
+        self,
+        net: SequentialRecommender,
+        item_ids: Sequence[str],
+        max_len: int,
+        popularity: np.ndarray | None = None,
+        device: str | torch.device = "auto",
+        name: str = "model",
+        query: str = "target",
+    ) -> None:
         if len(item_ids) != net.num_items:
             raise DataError(f"the network scores {net.num_items} items but the item map lists {len(item_ids)}")
         self.device = resolve_device(device)
@@ -130,10 +139,15 @@ class Recommender:
         item_ids = read_item_map(run_dir)
         config = read_config(run_dir)
         net = build_net(checkpoint, run_dir, len(item_ids))
-        recommender = cls(net, item_ids, max_len=config_max_len(config, run_dir),
-                          popularity=read_popularity(run_dir, item_ids), device=device,
-                          name=str(OmegaConf.select(config, "model.name", default="model")),
-                          query=str(OmegaConf.select(config, "time.query", default="target")))
+        recommender = cls(
+            net,
+            item_ids,
+            max_len=config_max_len(config, run_dir),
+            popularity=read_popularity(run_dir, item_ids),
+            device=device,
+            name=str(OmegaConf.select(config, "model.name", default="model")),
+            query=str(OmegaConf.select(config, "time.query", default="target")),
+        )
         log.info("loaded %r from %s", recommender, checkpoint)
         return recommender
 
@@ -150,8 +164,15 @@ class Recommender:
     def __repr__(self) -> str:
         return f"Recommender({self.name}, {self.num_items} items, max_len={self.max_len}, device={self.device})"
 
-    def recommend(self, items: Sequence[Any], timestamps: Sequence[Any], at: Any = None, k: int | None = 10,
-                  exclude_seen: bool = True, unknown_items: str = "error") -> Recommendations:
+    def recommend(
+        self,
+        items: Sequence[Any],
+        timestamps: Sequence[Any],
+        at: Any = None,
+        k: int | None = 10,
+        exclude_seen: bool = True,
+        unknown_items: str = "error",
+    ) -> Recommendations:
         """Top-``k`` next items for one history (raw ids, unix seconds in time order) asked at ``at``.
 
         ``at`` defaults to now and may not precede the last event. ``k=None`` ranks every
@@ -159,13 +180,22 @@ class Recommender:
         drops raw ids the model never saw (listed in ``result.skipped``) instead of failing.
         An empty history gets the most popular training items (``result.source == "popularity"``).
         """
-        return self.recommend_batch([items], [timestamps], [at], k=k, exclude_seen=exclude_seen,
-                                    unknown_items=unknown_items, names=[None])[0]
+        return self.recommend_batch(
+            [items], [timestamps], [at], k=k, exclude_seen=exclude_seen, unknown_items=unknown_items, names=[None]
+        )[0]
 
-    def recommend_batch(self, items: Sequence[Sequence[Any]], timestamps: Sequence[Sequence[Any]], at: Any = None,
-                        k: int | None = 10, exclude_seen: bool = True, unknown_items: str = "error",
-                        names: Sequence[str | None] | None = None, batch_size: int = 256,
-                        progress: bool = False) -> list[Recommendations]:
+    def recommend_batch(
+        self,
+        items: Sequence[Sequence[Any]],
+        timestamps: Sequence[Sequence[Any]],
+        at: Any = None,
+        k: int | None = 10,
+        exclude_seen: bool = True,
+        unknown_items: str = "error",
+        names: Sequence[str | None] | None = None,
+        batch_size: int = 256,
+        progress: bool = False,
+    ) -> list[Recommendations]:
         """:meth:`recommend` for many histories, scored ``batch_size`` at a time.
 
         ``at`` is one query time for all, or one per history (``None`` entries mean now).
@@ -173,8 +203,9 @@ class Recommender:
         validated before any is scored, so bad input fails fast.
         """
         if len(items) != len(timestamps):
-            raise DataError(f"{len(items)} item lists but {len(timestamps)} timestamp lists; "
-                            "expected one of each per history")
+            raise DataError(
+                f"{len(items)} item lists but {len(timestamps)} timestamp lists; expected one of each per history"
+            )
         if k is not None and (isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1):
             raise DataError(f"k={k!r}; expected a positive integer (or None for every item)")
         if unknown_items not in UNKNOWN_ITEM_POLICIES:
@@ -187,16 +218,20 @@ class Recommender:
         if len(ats) != count or len(labels) != count:
             raise DataError(f"{count} histories but {len(ats)} query times and {len(labels)} names")
         now = int(time.time())
-        histories = [self._validate(items[i], timestamps[i], ats[i], now, unknown_items, labels[i]) for i in range(count)]
+        histories = [
+            self._validate(items[i], timestamps[i], ats[i], now, unknown_items, labels[i]) for i in range(count)
+        ]
         empty = [labels[i] or "the history" for i, h in enumerate(histories) if not len(h.items)]
         if empty and self.popularity is None:
-            raise DataError(f"{empty[0]} is empty and needs popularity counts, but the run dir has no {POPULARITY_FILE} "
-                            "and its processed data is gone; retrain, or give a non-empty history")
+            raise DataError(
+                f"{empty[0]} is empty and needs popularity counts, but the run dir has no {POPULARITY_FILE} "
+                "and its processed data is gone; retrain, or give a non-empty history"
+            )
         results: list[Recommendations | None] = [None] * count
         scored = [i for i, h in enumerate(histories) if len(h.items)]
         with tqdm(total=count, unit="user", disable=not progress) as bar:
             for start in range(0, len(scored), batch_size):
-                chunk = scored[start:start + batch_size]
+                chunk = scored[start : start + batch_size]
                 ranked = self._rank([histories[i] for i in chunk], k, exclude_seen)
                 for i, pairs in zip(chunk, ranked):
                     results[i] = Recommendations(pairs, "model", histories[i].skipped)
@@ -208,40 +243,50 @@ class Recommender:
         self._report(histories, labels)
         return results  # type: ignore[return-value]
 
-    def _validate(self, items: Sequence[Any], timestamps: Sequence[Any], at: Any, now: int, unknown_items: str,
-                  label: str | None) -> _History:
+    def _validate(
+        self, items: Sequence[Any], timestamps: Sequence[Any], at: Any, now: int, unknown_items: str, label: str | None
+    ) -> _History:
         where = f"{label}: " if label else ""
         for field, values in (("items", items), ("timestamps", timestamps)):
             if isinstance(values, (str, bytes)) or not _is_sequence(values):
                 raise DataError(f"{where}{field}={values!r}; expected a list")
         if len(items) != len(timestamps):
-            raise DataError(f"{where}{len(items)} items but {len(timestamps)} timestamps; expected one timestamp per item")
+            raise DataError(
+                f"{where}{len(items)} items but {len(timestamps)} timestamps; expected one timestamp per item"
+            )
         times = np.array([to_seconds(t, f"{where}timestamps[{j}]") for j, t in enumerate(timestamps)], dtype=np.int64)
         backwards = np.flatnonzero(np.diff(times) < 0)
         if len(backwards):
             j = int(backwards[0]) + 1
-            raise DataError(f"{where}timestamps must be in time order (oldest first): timestamps[{j}]={times[j]} "
-                            f"is earlier than timestamps[{j - 1}]={times[j - 1]}")
+            raise DataError(
+                f"{where}timestamps must be in time order (oldest first): timestamps[{j}]={times[j]} "
+                f"is earlier than timestamps[{j - 1}]={times[j - 1]}"
+            )
         query = now if at is None else to_seconds(at, f"{where}at")
         if len(times) and query < times[-1]:
             asked = f"at={query}" if at is not None else f"at=now ({query})"
-            raise DataError(f"{where}{asked} is earlier than the last event (timestamps[{len(times) - 1}]={times[-1]}); "
-                            "a prediction is asked after the history")
+            raise DataError(
+                f"{where}{asked} is earlier than the last event (timestamps[{len(times) - 1}]={times[-1]}); "
+                "a prediction is asked after the history"
+            )
         raw = [str(item) for item in items]
         indices = np.array([self.index.get(r, 0) for r in raw], dtype=np.int64)
         unknown = np.flatnonzero(indices == 0)
         if len(unknown) and unknown_items == "error":
             j = int(unknown[0])
-            raise DataError(f"{where}unknown item id {raw[j]!r} (items[{j}]): not in the run's item map of "
-                            f"{self.num_items} items; pass unknown_items='skip' to leave unknown items out")
+            raise DataError(
+                f"{where}unknown item id {raw[j]!r} (items[{j}]): not in the run's item map of "
+                f"{self.num_items} items; pass unknown_items='skip' to leave unknown items out"
+            )
         known = indices > 0
         return _History(indices[known], times[known], query, [raw[j] for j in unknown])
 
     def _rank(self, histories: list[_History], k: int | None, exclude_seen: bool) -> list[list[tuple[str, float]]]:
         return self.rank_scores(self._scores(histories), [h.items for h in histories], k, exclude_seen)
 
-    def rank_scores(self, scores: torch.Tensor, seen: Sequence[np.ndarray], k: int | None,
-                    exclude_seen: bool) -> list[list[tuple[str, float]]]:
+    def rank_scores(
+        self, scores: torch.Tensor, seen: Sequence[np.ndarray], k: int | None, exclude_seen: bool
+    ) -> list[list[tuple[str, float]]]:
         """Top-``k`` ``(raw id, score)`` per row of ``[B, N + 1]`` scores (changed in place).
 
         Column 0 (padding) is never returned; ``exclude_seen`` leaves out each row's ``seen``
@@ -254,20 +299,24 @@ class Recommender:
             scores[rows.to(scores.device), cols.to(scores.device)] = -math.inf
         top = scores.topk(self.num_items if k is None else min(k, self.num_items), dim=1)
         values, indices = top.values.cpu().numpy(), top.indices.cpu().numpy()
-        return [[(str(self.item_ids[i - 1]), float(v)) for v, i in zip(vs, ix) if v != -math.inf]
-                for vs, ix in zip(values, indices)]
+        return [
+            [(str(self.item_ids[i - 1]), float(v)) for v, i in zip(vs, ix) if v != -math.inf]
+            for vs, ix in zip(values, indices)
+        ]
 
     def _scores(self, histories: list[_History]) -> torch.Tensor:
-        return self.score_windows([h.items for h in histories], [h.times for h in histories],
-                                  [h.at for h in histories])
+        return self.score_windows([h.items for h in histories], [h.times for h in histories], [h.at for h in histories])
 
-    def score_windows(self, items: Sequence[np.ndarray], times: Sequence[np.ndarray],
-                      ats: Sequence[int]) -> torch.Tensor:
+    def score_windows(
+        self, items: Sequence[np.ndarray], times: Sequence[np.ndarray], ats: Sequence[int]
+    ) -> torch.Tensor:
         """``[B, N + 1]`` float scores (column 0 is padding), on the recommender's device, for
         validated histories in index space (the most recent ``max_len`` events are used)."""
         items, times, next_times = query_windows(list(items), list(times), list(ats), self.max_len)
-        batch = {name: torch.from_numpy(array).to(self.device)
-                 for name, array in (("items", items), ("times", times), ("next_times", next_times))}
+        batch = {
+            name: torch.from_numpy(array).to(self.device)
+            for name, array in (("items", items), ("times", times), ("next_times", next_times))
+        }
         with torch.no_grad():
             return self.net.predict(visible_inputs(batch, self.query)).float()
 
@@ -285,13 +334,23 @@ class Recommender:
     def _report(histories: list[_History], labels: list[str | None]) -> None:
         empty = [labels[i] or "the history" for i, h in enumerate(histories) if not len(h.items)]
         if empty:
-            log.warning("%d of %d histories empty (first: %s): recommending the most popular training items "
-                        "(source=popularity)", len(empty), len(histories), empty[0])
+            log.warning(
+                "%d of %d histories empty (first: %s): recommending the most popular training items "
+                "(source=popularity)",
+                len(empty),
+                len(histories),
+                empty[0],
+            )
         skipped = [item for h in histories for item in h.skipped]
         if skipped:
             users = sum(1 for h in histories if h.skipped)
-            log.warning("skipped %d unknown item ids in %d of %d histories (unknown_items=skip), first: %r",
-                        len(skipped), users, len(histories), skipped[0])
+            log.warning(
+                "skipped %d unknown item ids in %d of %d histories (unknown_items=skip), first: %r",
+                len(skipped),
+                users,
+                len(histories),
+                skipped[0],
+            )
 
 
 def _is_sequence(value: Any) -> bool:

@@ -34,8 +34,17 @@ from deepm3.metrics import ranking_metrics
 from deepm3.models.module import DEFAULT_OPTIMIZER, RecModule
 from deepm3.noise_eval import find_reusable_run, noise_setting, noisy_test_metrics, reuse_checkpoint, training_key
 from deepm3.provenance import array_fingerprint, run_provenance
-from deepm3.run_dir import (RunMetrics, clear_error, last_checkpoint, save_config, write_error, write_item_map,
-                            write_metrics, write_popularity, write_user_rows)
+from deepm3.run_dir import (
+    RunMetrics,
+    clear_error,
+    last_checkpoint,
+    save_config,
+    write_error,
+    write_item_map,
+    write_metrics,
+    write_popularity,
+    write_user_rows,
+)
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +56,16 @@ def build_module(cfg: DictConfig, num_items: int) -> RecModule:
     """
     net = OmegaConf.to_container(cfg.model.net, resolve=True)
     return RecModule(
-        net=net, num_items=num_items, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay,
-        loss=cfg.optim.loss, exclude_history=cfg.eval.exclude_history, ks=list(cfg.eval.ks),
-        monitor=cfg.monitor, eval_mode=cfg.eval.get("mode", "full"), query=cfg.time.get("query", "target"),
+        net=net,
+        num_items=num_items,
+        lr=cfg.optim.lr,
+        weight_decay=cfg.optim.weight_decay,
+        loss=cfg.optim.loss,
+        exclude_history=cfg.eval.exclude_history,
+        ks=list(cfg.eval.ks),
+        monitor=cfg.monitor,
+        eval_mode=cfg.eval.get("mode", "full"),
+        query=cfg.time.get("query", "target"),
         optimizer=optimizer_config(cfg.optim),
     )
 
@@ -64,8 +80,9 @@ def optimizer_config(optim: DictConfig) -> dict[str, Any]:
     return {"_target_": DEFAULT_OPTIMIZER, **spec}
 
 
-def run(cfg: DictConfig, output_dir: Path | None = None, overrides: list[str] | None = None,
-        reuse_dirs: Sequence[Path] = ()) -> dict[str, Any]:
+def run(
+    cfg: DictConfig, output_dir: Path | None = None, overrides: list[str] | None = None, reuse_dirs: Sequence[Path] = ()
+) -> dict[str, Any]:
     """Fit, select on validation, test; return (and write) the run's metrics.
 
     ``overrides`` (the run's command-line overrides) go into the provenance record as the
@@ -80,18 +97,29 @@ def run(cfg: DictConfig, output_dir: Path | None = None, overrides: list[str] | 
     out.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.seed, workers=True)
     datamodule: SequenceDataModule = instantiate(
-        cfg.dataset, seed=cfg.seed, eval_mode=cfg.eval.get("mode", "full"), negatives=cfg.eval.get("negatives", 100),
-        negatives_seed=cfg.eval.get("negatives_seed", 0), _convert_="all",
+        cfg.dataset,
+        seed=cfg.seed,
+        eval_mode=cfg.eval.get("mode", "full"),
+        negatives=cfg.eval.get("negatives", 100),
+        negatives_seed=cfg.eval.get("negatives_seed", 0),
+        _convert_="all",
     )
     datamodule.setup()
     module = build_module(cfg, datamodule.num_items)
     num_params = sum(p.numel() for p in module.net.parameters())
     log.info("model %s: %s parameters", cfg.model.name, f"{num_params:,}")
     resume = _resume_path(cfg.ckpt_path, out)
-    callbacks = [instantiate(c) for c in cfg.callbacks.values()] + [StepSeeder(cfg.seed), FiniteLossGuard(),
-                                                                    DatasetStamp(resume, module, datamodule)]
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, default_root_dir=str(out),
-                                     logger=CSVLogger(save_dir=str(out), name="logs", version=""))
+    callbacks = [instantiate(c) for c in cfg.callbacks.values()] + [
+        StepSeeder(cfg.seed),
+        FiniteLossGuard(),
+        DatasetStamp(resume, module, datamodule),
+    ]
+    trainer: L.Trainer = instantiate(
+        cfg.trainer,
+        callbacks=callbacks,
+        default_root_dir=str(out),
+        logger=CSVLogger(save_dir=str(out), name="logs", version=""),
+    )
     key = training_key(cfg)
     source = find_reusable_run(key, reuse_dirs, out) if reuse_dirs and resume is None else None
     if source is None:
@@ -101,9 +129,12 @@ def run(cfg: DictConfig, output_dir: Path | None = None, overrides: list[str] | 
         checkpoint = next(c for c in trainer.callbacks if isinstance(c, ModelCheckpoint))
         best = checkpoint.best_model_path or checkpoint.last_model_path
         best_score = checkpoint.best_model_score
-        trained = {"best_val": {cfg.monitor: float(best_score) if best_score is not None else None},
-                   "epochs": int(trainer.current_epoch), "train_seconds": round(train_seconds, 2),
-                   "seconds_per_epoch": round(train_seconds / max(trainer.current_epoch, 1), 3)}
+        trained = {
+            "best_val": {cfg.monitor: float(best_score) if best_score is not None else None},
+            "epochs": int(trainer.current_epoch),
+            "train_seconds": round(train_seconds, 2),
+            "seconds_per_epoch": round(train_seconds / max(trainer.current_epoch, 1), 3),
+        }
     else:  # the same training as a finished sibling run: test its checkpoint, do not fit again
         best = str(reuse_checkpoint(source, out, module, datamodule))
         trained = {k: source.metrics.get(k) for k in ("best_val", "epochs", "train_seconds", "seconds_per_epoch")}
@@ -111,25 +142,37 @@ def run(cfg: DictConfig, output_dir: Path | None = None, overrides: list[str] | 
     trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
     test = {k.removeprefix("test/"): float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
     metrics: RunMetrics = {
-        "model": cfg.model.name, "dataset": datamodule.name, "seed": int(cfg.seed),
+        "model": cfg.model.name,
+        "dataset": datamodule.name,
+        "seed": int(cfg.seed),
         "solver": OmegaConf.to_container(cfg.solver) if "solver" in cfg else None,
-        "test": test, "best_val": trained.pop("best_val"),
-        "best_checkpoint": best, "epochs": trained.pop("epochs"), "num_params": int(num_params),
+        "test": test,
+        "best_val": trained.pop("best_val"),
+        "best_checkpoint": best,
+        "epochs": trained.pop("epochs"),
+        "num_params": int(num_params),
         "uses_time": bool(getattr(module.net, "uses_time", False)),
-        **trained, "training_key": key,
+        **trained,
+        "training_key": key,
         "data": datamodule.describe(),
-        "protocol": {"query": str(cfg.time.get("query", "target")), "exclude_history": bool(cfg.eval.exclude_history),
-                     "eval_mode": str(cfg.eval.get("mode", "full"))},
-        "provenance": run_provenance(trainer.strategy.root_device, data_fingerprint(datamodule),
-                                     _command(overrides)),
+        "protocol": {
+            "query": str(cfg.time.get("query", "target")),
+            "exclude_history": bool(cfg.eval.exclude_history),
+            "eval_mode": str(cfg.eval.get("mode", "full")),
+        },
+        "provenance": run_provenance(trainer.strategy.root_device, data_fingerprint(datamodule), _command(overrides)),
     }
     if noise is not None:  # the best checkpoint is loaded: the same weights, perturbed test inputs
         noisy = noisy_test_metrics(module, datamodule, noise, trainer.strategy.root_device)
         metrics.update(noise=noise.describe(), noisy=noisy)
         trainer.logger.log_metrics({f"test/noisy_{k}": v for k, v in noisy.items()}, step=trainer.global_step)
         trainer.logger.save()
-        log.info("test metrics under noise %s level %s: %s", noise.name, noise.level,
-                 {k: round(v, 4) for k, v in sorted(noisy.items())})
+        log.info(
+            "test metrics under noise %s level %s: %s",
+            noise.name,
+            noise.level,
+            {k: round(v, 4) for k, v in sorted(noisy.items())},
+        )
     clear_error(out)  # a rerun that succeeds clears an old failure
     write_user_rows(out, _user_rows(module, datamodule))
     _write_item_files(out, datamodule)
@@ -149,8 +192,9 @@ def data_fingerprint(datamodule: SequenceDataModule) -> str:
     """Content hash of the processed sequences and id maps: two runs saw the same data iff equal."""
     data = datamodule.data
     assert data is not None
-    return array_fingerprint(data.offsets, data.items, data.times, np.asarray(data.item_ids, dtype=str),
-                             np.asarray(data.user_ids, dtype=str))
+    return array_fingerprint(
+        data.offsets, data.items, data.times, np.asarray(data.item_ids, dtype=str), np.asarray(data.user_ids, dtype=str)
+    )
 
 
 def _resume_path(ckpt_path: str | None, out: Path) -> str | None:
@@ -175,13 +219,15 @@ def _user_rows(module: RecModule, datamodule: SequenceDataModule) -> pd.DataFram
     ranks = module.test_ranks["ranks"]
     data, test = datamodule.data, datamodule.splits["test"]
     assert data is not None
-    rows = pd.DataFrame({
-        "user": data.user_ids[users],
-        "history_length": np.diff(test.history_offsets)[users],
-        "gap_cv": datamodule.gap_cv()[users],
-        "rank": ranks.numpy(),
-        "repeat": module.test_ranks["repeat"].numpy().astype(int),  # target already in the history
-    })
+    rows = pd.DataFrame(
+        {
+            "user": data.user_ids[users],
+            "history_length": np.diff(test.history_offsets)[users],
+            "gap_cv": datamodule.gap_cv()[users],
+            "rank": ranks.numpy(),
+            "repeat": module.test_ranks["repeat"].numpy().astype(int),  # target already in the history
+        }
+    )
     for name, values in ranking_metrics(ranks, module.ks).items():
         rows[name] = values.numpy()
     if "sampled_ranks" in module.test_ranks:  # eval.mode=sampled: beside the full-ranking columns

@@ -40,8 +40,13 @@ def snapshot(roots: list[str]) -> dict[str, str]:
 def _stderr_handlers() -> list[logging.StreamHandler]:
     """Handlers that libraries bound to the real stderr at import (Lightning's own)."""
     loggers = [logging.getLogger()] + [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)]
-    return [h for lg in loggers if isinstance(lg, logging.Logger) for h in lg.handlers
-            if isinstance(h, logging.StreamHandler) and h.stream is sys.__stderr__]
+    return [
+        h
+        for lg in loggers
+        if isinstance(lg, logging.Logger)
+        for h in lg.handlers
+        if isinstance(h, logging.StreamHandler) and h.stream is sys.__stderr__
+    ]
 
 
 def run_probe(probe: dict) -> dict:

@@ -23,8 +23,11 @@ def extract_worker(barrier: Any, results: Any, member: str, archive: str) -> Non
 
     barrier.wait()
     try:
-        results.put(_outcome(ensure_extracted(Path(member), Path(archive), url=None, checksum=None,
-                                              download=False, progress=False)))
+        results.put(
+            _outcome(
+                ensure_extracted(Path(member), Path(archive), url=None, checksum=None, download=False, progress=False)
+            )
+        )
     except DataError as exc:
         results.put(("error", 0, str(exc)))
     except Exception as exc:  # pragma: no cover - reported by the test
@@ -38,8 +41,11 @@ def fetch_worker(barrier: Any, results: Any, member: str, archive: str, url: str
 
     barrier.wait()
     try:
-        results.put(_outcome(ensure_extracted(Path(member), Path(archive), url=url, checksum=checksum,
-                                              download=True, progress=False)))
+        results.put(
+            _outcome(
+                ensure_extracted(Path(member), Path(archive), url=url, checksum=checksum, download=True, progress=False)
+            )
+        )
     except DataError as exc:
         results.put(("error", 0, str(exc)))
     except Exception as exc:  # pragma: no cover - reported by the test

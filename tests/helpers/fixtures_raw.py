@@ -20,8 +20,15 @@ Row = tuple[str, str, float, int]
 DAY = 86_400
 
 
-def interaction_rows(users: int = 40, items: int = 30, events: tuple[int, int] = (6, 12), seed: int = 0,
-                     day_resolution: bool = False, user_prefix: str = "u", item_prefix: str = "i") -> list[Row]:
+def interaction_rows(
+    users: int = 40,
+    items: int = 30,
+    events: tuple[int, int] = (6, 12),
+    seed: int = 0,
+    day_resolution: bool = False,
+    user_prefix: str = "u",
+    item_prefix: str = "i",
+) -> list[Row]:
     """Rows with tied timestamps, grouped by item as Amazon files are, in an item order that is
     neither time order nor id order (so tie-breaking by item id would be caught).
 
@@ -32,8 +39,14 @@ def interaction_rows(users: int = 40, items: int = 30, events: tuple[int, int] =
     for u in range(users):
         t = 1_000_000_000 + rng.randrange(0, 300 * DAY)
         for item in rng.sample(range(1, items + 1), min(items, rng.randint(*events))):
-            rows.append((f"{user_prefix}{u + 1}", f"{item_prefix}{item}", float(rng.randint(1, 5)),
-                         (t // DAY) * DAY if day_resolution else t))
+            rows.append(
+                (
+                    f"{user_prefix}{u + 1}",
+                    f"{item_prefix}{item}",
+                    float(rng.randint(1, 5)),
+                    (t // DAY) * DAY if day_resolution else t,
+                )
+            )
             t += rng.choice([0, 0, 60, 3_600, DAY, 9 * DAY])
     shuffled = rng.sample(sorted({row[1] for row in rows}), len({row[1] for row in rows}))
     position = {item: k for k, item in enumerate(shuffled)}
@@ -87,12 +100,30 @@ def amazon_record(row: Row, fmt: str) -> dict:
     user, item, rating, t = row
     day = _review_time(t)
     if fmt == "2014":
-        return {"reviewerID": user, "asin": item, "reviewerName": "J. Reader", "helpful": [2, 3],
-                "reviewText": TRICKY_TEXT, "overall": rating, "summary": "Good {read}",
-                "unixReviewTime": t, "reviewTime": day}
-    return {"overall": rating, "verified": True, "reviewTime": day, "reviewerID": user, "asin": item,
-            "style": {"Format:": " Paperback"}, "reviewerName": "J. Reader", "reviewText": TRICKY_TEXT,
-            "summary": "Good {read}", "unixReviewTime": t, "vote": "3"}
+        return {
+            "reviewerID": user,
+            "asin": item,
+            "reviewerName": "J. Reader",
+            "helpful": [2, 3],
+            "reviewText": TRICKY_TEXT,
+            "overall": rating,
+            "summary": "Good {read}",
+            "unixReviewTime": t,
+            "reviewTime": day,
+        }
+    return {
+        "overall": rating,
+        "verified": True,
+        "reviewTime": day,
+        "reviewerID": user,
+        "asin": item,
+        "style": {"Format:": " Paperback"},
+        "reviewerName": "J. Reader",
+        "reviewText": TRICKY_TEXT,
+        "summary": "Good {read}",
+        "unixReviewTime": t,
+        "vote": "3",
+    }
 
 
 def amazon_json_lines(rows: list[Row], fmt: str) -> list[str]:
@@ -116,6 +147,7 @@ def _review_time(t: int) -> str:
 
 # --- Amazon 2023: 5-core CSV "user_id,parent_asin,rating,timestamp" with milliseconds ------------
 
+
 def write_amazon_2023(path: Path, rows: list[Row], extra_ms: int = 123, compress: bool = True) -> Path:
     """``Books.csv.gz`` from the 2023 benchmark: timestamps in **milliseconds**."""
     buffer = io.StringIO()
@@ -131,6 +163,7 @@ def write_amazon_2023(path: Path, rows: list[Row], extra_ms: int = 123, compress
 
 # --- User files: RecBole atomic .inter and plain CSV/TSV -------------------------------------------
 
+
 def write_recbole_inter(path: Path, rows: list[Row]) -> Path:
     """RecBole atomic file: tab-separated, typed header ``name:type``, float timestamps."""
     lines = ["user_id:token\titem_id:token\trating:float\ttimestamp:float"]
@@ -139,8 +172,13 @@ def write_recbole_inter(path: Path, rows: list[Row]) -> Path:
     return Path(path)
 
 
-def write_csv(path: Path, rows: list[Row], sep: str = ",", columns: tuple[str, str, str, str] = ("user_id", "item_id", "rating", "timestamp"),
-              iso: bool = False) -> Path:
+def write_csv(
+    path: Path,
+    rows: list[Row],
+    sep: str = ",",
+    columns: tuple[str, str, str, str] = ("user_id", "item_id", "rating", "timestamp"),
+    iso: bool = False,
+) -> Path:
     """A plain delimited file with a header; ``iso`` writes ISO 8601 UTC dates instead of seconds."""
     import datetime as dt
 

@@ -18,7 +18,7 @@ class Site:
     """What the server serves and what it saw."""
 
     files: dict[str, bytes]
-    ranges: bool = True          # honour ``Range: bytes=N-`` with 206 Partial Content
+    ranges: bool = True  # honour ``Range: bytes=N-`` with 206 Partial Content
     cut_after: int | None = None  # announce the full length but close after this many body bytes
     requests: list[tuple[str, str | None]] = field(default_factory=list)
     url: str = ""

@@ -64,22 +64,34 @@ class TrainedRun:
     def history(self, user: int) -> tuple[list[str], list[int], str, int]:
         """A user's test input in raw form: (items, timestamps, target raw id, target time)."""
         start, end = self.data.offsets[user], self.data.offsets[user + 1] - 1
-        raw = self.data.item_ids[self.data.items[start:end + 1] - 1].tolist()
-        times = self.data.times[start:end + 1].tolist()
+        raw = self.data.item_ids[self.data.items[start : end + 1] - 1].tolist()
+        times = self.data.times[start : end + 1].tolist()
         return raw[:-1], times[:-1], raw[-1], times[-1]
 
 
 def train_tiny(out: Path, *overrides: str, items: int = 20) -> TrainedRun:
     """One epoch of ``ServeSource`` through the real config; ``overrides`` pick the model."""
     data_dir = out / "data"
-    cfg = compose_train([
-        "trainer.max_epochs=1", "++trainer.limit_train_batches=2", trainer_override(),
-        "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
-        "dataset.source._target_=tests.helpers.serve_fixtures.ServeSource", "~dataset.source.download",
-        "~dataset.source.use_recbole", "~dataset.source.raw_dir", f"+dataset.source.items={items}",
-        "dataset.name=serve", "dataset.batch_size=16", f"dataset.max_len={MAX_LEN}",
-        f"paths.data_dir={data_dir}", f"paths.output_dir={out / 'run'}", *overrides,
-    ])
+    cfg = compose_train(
+        [
+            "trainer.max_epochs=1",
+            "++trainer.limit_train_batches=2",
+            trainer_override(),
+            "trainer.enable_progress_bar=false",
+            "trainer.enable_model_summary=false",
+            "dataset.source._target_=tests.helpers.serve_fixtures.ServeSource",
+            "~dataset.source.download",
+            "~dataset.source.use_recbole",
+            "~dataset.source.raw_dir",
+            f"+dataset.source.items={items}",
+            "dataset.name=serve",
+            "dataset.batch_size=16",
+            f"dataset.max_len={MAX_LEN}",
+            f"paths.data_dir={data_dir}",
+            f"paths.output_dir={out / 'run'}",
+            *overrides,
+        ]
+    )
     built: list[RecModule] = []
 
     def keep(*args: Any, **kwargs: Any) -> RecModule:
@@ -92,5 +104,3 @@ def train_tiny(out: Path, *overrides: str, items: int = 20) -> TrainedRun:
         metrics = deepm3.train.run(cfg, output_dir=out / "run")
     module = built[-1].eval()
     return TrainedRun(out / "run", metrics, module, ProcessedData.load(Path(metrics["data"]["data_dir"])))
-
-

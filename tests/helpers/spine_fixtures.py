@@ -46,12 +46,26 @@ class TinySource(CsvSource):
 
     name = "tiny"
 
-    def __init__(self, raw_dir: str | Path, users: int = 30, items: int = 20, min_events: int = 8,
-                 max_events: int = 14, seed: int = 0, repeats: bool = False) -> None:
+    def __init__(
+        self,
+        raw_dir: str | Path,
+        users: int = 30,
+        items: int = 20,
+        min_events: int = 8,
+        max_events: int = 14,
+        seed: int = 0,
+        repeats: bool = False,
+    ) -> None:
         name = f"tiny-{users}-{items}-{min_events}-{max_events}-{seed}{'-repeats' if repeats else ''}.csv"
         super().__init__(Path(raw_dir).expanduser() / name)
-        self.options = {"users": users, "items": items, "min_events": min_events, "max_events": max_events,
-                        "seed": seed, "repeats": repeats}
+        self.options = {
+            "users": users,
+            "items": items,
+            "min_events": min_events,
+            "max_events": max_events,
+            "seed": seed,
+            "repeats": repeats,
+        }
 
     def files(self) -> list[Path]:
         if not self.path.is_file():
@@ -63,8 +77,9 @@ class TinySource(CsvSource):
         return dict(self.options)
 
 
-def synthetic_table(users: int, items: int, min_events: int, max_events: int, seed: int,
-                    repeats: bool = False) -> pd.DataFrame:
+def synthetic_table(
+    users: int, items: int, min_events: int, max_events: int, seed: int, repeats: bool = False
+) -> pd.DataFrame:
     """Interactions with a mix of zero, minute-scale and year-scale gaps; rows in time order per user.
 
     ``repeats``: a user's items are drawn with replacement, so targets can repeat history items.

@@ -17,18 +17,26 @@ from tests.helpers.accelerator import check_checkpoint_device, trainer_override
 from tests.helpers.config import compose
 
 FAST_TRAINER = [
-    "trainer.max_epochs=1", "++trainer.limit_train_batches=2", trainer_override(),
-    "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
+    "trainer.max_epochs=1",
+    "++trainer.limit_train_batches=2",
+    trainer_override(),
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
 ]
 
 
 def tiny_dataset(data_dir: Path, items: int = 20, max_len: int = 8) -> list[str]:
     """Overrides selecting ``TinySource`` with ``items`` items and windows of ``max_len``."""
     return [
-        "dataset.source._target_=tests.helpers.spine_fixtures.TinySource", "~dataset.source.download",
-        "~dataset.source.use_recbole", f"dataset.source.raw_dir={data_dir / 'raw' / 'tiny'}",
-        f"+dataset.source.items={items}", "dataset.name=tiny", "dataset.batch_size=16",
-        f"dataset.max_len={max_len}", f"paths.data_dir={data_dir}",
+        "dataset.source._target_=tests.helpers.spine_fixtures.TinySource",
+        "~dataset.source.download",
+        "~dataset.source.use_recbole",
+        f"dataset.source.raw_dir={data_dir / 'raw' / 'tiny'}",
+        f"+dataset.source.items={items}",
+        "dataset.name=tiny",
+        "dataset.batch_size=16",
+        f"dataset.max_len={max_len}",
+        f"paths.data_dir={data_dir}",
     ]
 
 

@@ -22,9 +22,19 @@ def phase2_config(results: Path, data: Path, *overrides: str, models: dict | Non
     """Like ``python -m deepm3.phase2 <TinySource dataset overrides> ...`` with a tiny plan."""
     tiny = tiny_dataset(data)
     dataset = [o for o in tiny if not o.startswith("paths.")]
-    cfg = compose("phase2", [f"results_dir={results}", "seeds=[0,1]", "device=cpu",
-                             "noise_sweeps=[jitter,item_dropout]", "entropy_seeds=[0,1]", "bootstrap=50",
-                             *dataset, *overrides])
+    cfg = compose(
+        "phase2",
+        [
+            f"results_dir={results}",
+            "seeds=[0,1]",
+            "device=cpu",
+            "noise_sweeps=[jitter,item_dropout]",
+            "entropy_seeds=[0,1]",
+            "bootstrap=50",
+            *dataset,
+            *overrides,
+        ],
+    )
     cfg.dataset_choice, cfg.dataset_overrides = "ml100k", dataset  # what __main__ forwards from the command line
     cfg.train_overrides = [*FAST_TRAINER, *[o for o in tiny if o.startswith("paths.")]]
     cfg.preset.models = MODELS if models is None else models

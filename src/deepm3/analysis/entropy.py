@@ -129,8 +129,8 @@ def iter_word_counts(
     codes, ok = np.zeros_like(symbols), np.ones_like(valid)
     for n in range(1, min(max_length, symbols.shape[1]) + 1):
         width = symbols.shape[1] - n + 1
-        codes = codes[:, :width] * alphabet_size + symbols[:, n - 1:]
-        ok = ok[:, :width] & valid[:, n - 1:]
+        codes = codes[:, :width] * alphabet_size + symbols[:, n - 1 :]
+        ok = ok[:, :width] & valid[:, n - 1 :]
         _, counts = np.unique(codes[ok], return_counts=True)
         yield WordCount(n, len(counts), int((counts == 1).sum()), int(ok.sum()), miller_madow_entropy(counts))
 
@@ -273,7 +273,7 @@ def popularity_buckets(items: np.ndarray, num_items: int, buckets: int) -> np.nd
     """Symbol per item index: items sorted by count (most popular first) cut into ``buckets``
     groups of about equal interaction mass, so each symbol is about equally frequent on the
     clean data. Unseen items and index 0 get the last bucket."""
-    counts = np.bincount(items, minlength=num_items + 1)[1:num_items + 1]
+    counts = np.bincount(items, minlength=num_items + 1)[1 : num_items + 1]
     order = np.argsort(-counts, kind="stable")
     mass_before = np.cumsum(counts[order]) - counts[order]
     share = mass_before / max(counts.sum(), 1)

@@ -127,11 +127,25 @@ def tertile_lifts(
             members = np.ones(len(table), dtype=bool) if group == ALL else (groups == group).to_numpy()
             if not members.any():
                 continue
-            lift = bootstrap_lift(table.loc[members, reference].to_numpy(), table.loc[members, baseline].to_numpy(),
-                                  n_boot, seed, confidence)
-            records.append({"reference": reference, "baseline": baseline, "group": group, "metric": metric,
-                            "lift": lift.value, "ci_low": lift.ci_low, "ci_high": lift.ci_high,
-                            "n_users": lift.n_users})
+            lift = bootstrap_lift(
+                table.loc[members, reference].to_numpy(),
+                table.loc[members, baseline].to_numpy(),
+                n_boot,
+                seed,
+                confidence,
+            )
+            records.append(
+                {
+                    "reference": reference,
+                    "baseline": baseline,
+                    "group": group,
+                    "metric": metric,
+                    "lift": lift.value,
+                    "ci_low": lift.ci_low,
+                    "ci_high": lift.ci_high,
+                    "n_users": lift.n_users,
+                }
+            )
     return pd.DataFrame.from_records(records)
 
 

@@ -112,8 +112,9 @@ class Clean(NoiseOperator):
     max_level: ClassVar[float] = 0.0
 
     def apply(self, inputs: PredictionInputs, rng: np.random.Generator) -> PredictionInputs:
-        return dataclasses.replace(inputs, items=inputs.items.copy(), times=inputs.times.copy(),
-                                   next_times=inputs.next_times.copy())
+        return dataclasses.replace(
+            inputs, items=inputs.items.copy(), times=inputs.times.copy(), next_times=inputs.next_times.copy()
+        )
 
 
 @dataclass(frozen=True)
@@ -206,8 +207,7 @@ class ItemReplacement(NoiseOperator):
             shifted = rng.integers(1, inputs.num_items, size=inputs.items.shape)
             random_items = np.where(targets > 0, shifted + (shifted >= targets), random_items)
         items = np.where(replaced, random_items, inputs.items).astype(np.int64)
-        return dataclasses.replace(inputs, items=items, times=inputs.times.copy(),
-                                   next_times=inputs.next_times.copy())
+        return dataclasses.replace(inputs, items=items, times=inputs.times.copy(), next_times=inputs.next_times.copy())
 
 
 NOISE_OPERATORS: dict[str, type[NoiseOperator]] = {

@@ -33,8 +33,10 @@ def check_rows(rows: pd.DataFrame, columns: Iterable[str], source: str = "per-us
     for model, group in rows.groupby("model", sort=True):
         per_user = group.groupby("user").size()
         if per_user.nunique() != 1:
-            raise DataError(f"{source}: model {model!r} has seeds covering different users "
-                            f"({int((per_user < per_user.max()).sum())} users lack some seed)")
+            raise DataError(
+                f"{source}: model {model!r} has seeds covering different users "
+                f"({int((per_user < per_user.max()).sum())} users lack some seed)"
+            )
 
 
 def seed_average(rows: pd.DataFrame, metric: str, source: str = "per-user rows") -> pd.DataFrame:
@@ -68,4 +70,3 @@ def model_order(rows: pd.DataFrame, reference: str, baselines: Iterable[str] | N
     if unknown:
         raise DataError(f"per-user rows: baseline(s) {unknown} not found; models are {sorted(models)}")
     return chosen
-

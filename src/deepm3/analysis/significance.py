@@ -61,9 +61,16 @@ def paired_comparison(reference: np.ndarray, baseline: np.ndarray, zero_method: 
     t_stat, t_p = _paired_t(reference, baseline)
     w_stat, w_p = _wilcoxon(reference, baseline, zero_method)
     return PairedComparison(
-        n_users=len(diff), reference_mean=float(reference.mean()), baseline_mean=float(baseline.mean()),
-        mean_difference=float(diff.mean()), cohens_dz=cohens_dz(diff), t_statistic=t_stat, t_pvalue=t_p,
-        wilcoxon_statistic=w_stat, wilcoxon_pvalue=w_p, rank_biserial=rank_biserial(diff, zero_method),
+        n_users=len(diff),
+        reference_mean=float(reference.mean()),
+        baseline_mean=float(baseline.mean()),
+        mean_difference=float(diff.mean()),
+        cohens_dz=cohens_dz(diff),
+        t_statistic=t_stat,
+        t_pvalue=t_p,
+        wilcoxon_statistic=w_stat,
+        wilcoxon_pvalue=w_p,
+        rank_biserial=rank_biserial(diff, zero_method),
     )
 
 
@@ -137,8 +144,9 @@ def compare_to_reference(
     return out
 
 
-def compare_seeds(rows: pd.DataFrame, reference: str, metric: str = "ndcg@10",
-                  baselines: Iterable[str] | None = None) -> pd.DataFrame:
+def compare_seeds(
+    rows: pd.DataFrame, reference: str, metric: str = "ndcg@10", baselines: Iterable[str] | None = None
+) -> pd.DataFrame:
     """The seed-level view beside the per-user tests: each model's ``metric`` as mean ± std over
     its seeds, and a paired t-test over the seeds both models ran (seed k of one against seed k
     of the other; NaN with fewer than two shared seeds).
@@ -154,12 +162,20 @@ def compare_seeds(rows: pd.DataFrame, reference: str, metric: str = "ndcg@10",
         t_stat, t_p = float("nan"), float("nan")
         if len(shared) >= 2:
             t_stat, t_p = _paired_t(ref.loc[shared].to_numpy(dtype=float), base.loc[shared].to_numpy(dtype=float))
-        records.append({
-            "reference": reference, "baseline": baseline, "metric": metric, "shared_seeds": len(shared),
-            "reference_mean": float(ref.mean()), "reference_std": float(ref.std(ddof=1)) if len(ref) > 1 else 0.0,
-            "baseline_mean": float(base.mean()), "baseline_std": float(base.std(ddof=1)) if len(base) > 1 else 0.0,
-            "seed_t_statistic": t_stat, "seed_t_pvalue": t_p,
-        })
+        records.append(
+            {
+                "reference": reference,
+                "baseline": baseline,
+                "metric": metric,
+                "shared_seeds": len(shared),
+                "reference_mean": float(ref.mean()),
+                "reference_std": float(ref.std(ddof=1)) if len(ref) > 1 else 0.0,
+                "baseline_mean": float(base.mean()),
+                "baseline_std": float(base.std(ddof=1)) if len(base) > 1 else 0.0,
+                "seed_t_statistic": t_stat,
+                "seed_t_pvalue": t_p,
+            }
+        )
     return pd.DataFrame.from_records(records)
 
 

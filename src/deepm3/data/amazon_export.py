@@ -61,11 +61,17 @@ def export(source: AmazonSource, out: Path, drop_last: int = 2, min_events: int 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m deepm3.data.amazon_export", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--category", default="Toys_and_Games",
-                        help="the 2014 category file reviews_<category>_5.json.gz (default Toys_and_Games)")
-    parser.add_argument("--reviews", type=Path, default=None,
-                        help="a reviews_<category>_5.json.gz already on disk (default: the data cache, "
-                             "downloaded there on first use)")
+    parser.add_argument(
+        "--category",
+        default="Toys_and_Games",
+        help="the 2014 category file reviews_<category>_5.json.gz (default Toys_and_Games)",
+    )
+    parser.add_argument(
+        "--reviews",
+        type=Path,
+        default=None,
+        help="a reviews_<category>_5.json.gz already on disk (default: the data cache, downloaded there on first use)",
+    )
     parser.add_argument("--drop-last", type=int, default=2, help="events removed from the end of each user (2)")
     parser.add_argument("--min-events", type=int, default=3, help="users with fewer events left are dropped (3)")
     parser.add_argument("--no-download", action="store_true", help="never touch the network")
@@ -78,16 +84,23 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     data_dir = Path(os.environ.get("DEEPM3_DATA_DIR", "~/.cache/deepm3")).expanduser()
     raw_dir = args.reviews.expanduser().parent if args.reviews else data_dir / "raw" / "amazon"
-    source = AmazonSource(raw_dir, format="2014", category=args.category, max_users=None,
-                          download=not args.no_download and args.reviews is None,
-                          filename=args.reviews.name if args.reviews else None)
+    source = AmazonSource(
+        raw_dir,
+        format="2014",
+        category=args.category,
+        max_users=None,
+        download=not args.no_download and args.reviews is None,
+        filename=args.reviews.name if args.reviews else None,
+    )
     try:
         frame = export(source, args.out, args.drop_last, args.min_events)
     except DeepM3Error as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
-    print(f"{args.out}: {len(frame):,} interactions, {frame[HEADER[0]].nunique():,} users, "
-          f"{frame[HEADER[1]].nunique():,} items")
+    print(
+        f"{args.out}: {len(frame):,} interactions, {frame[HEADER[0]].nunique():,} users, "
+        f"{frame[HEADER[1]].nunique():,} items"
+    )
 
 
 if __name__ == "__main__":

@@ -44,8 +44,10 @@ def load_or_build(source: InteractionSource, config: PreprocessConfig, cache_dir
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
     except OSError as exc:  # read-only or full: say which folder, not a traceback
-        raise DataError(f"{folder.parent}: cannot write the processed-data cache there ({exc.strerror or exc});"
-                        " point paths.data_dir (or dataset.cache_dir) at a writable folder") from None
+        raise DataError(
+            f"{folder.parent}: cannot write the processed-data cache there ({exc.strerror or exc});"
+            " point paths.data_dir (or dataset.cache_dir) at a writable folder"
+        ) from None
     try:
         data.save(tmp)
         publish_dir(tmp)  # mkdtemp's 0700 would hide a shared cache from other users

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 import math
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -87,7 +87,11 @@ class BatchCollator:
             starts, ends = a.history_offsets[idx], a.history_offsets[idx + 1]
             lengths = ends - starts
             rows = np.repeat(np.arange(len(idx)), lengths)
-            cols = a.history_items[np.concatenate([np.arange(s, e) for s, e in zip(starts, ends)])] if len(idx) else np.zeros(0, np.int64)
+            cols = (
+                a.history_items[np.concatenate([np.arange(s, e) for s, e in zip(starts, ends)])]
+                if len(idx)
+                else np.zeros(0, np.int64)
+            )
             batch["history_rows"] = torch.from_numpy(rows.astype(np.int64))
             batch["history_items"] = torch.from_numpy(np.asarray(cols, dtype=np.int64))
         if a.negatives is not None:
@@ -181,7 +185,9 @@ class SequenceDataModule(L.LightningDataModule):
         return DataLoader(
             _IndexDataset(len(arrays)),
             batch_size=self.batch_size if split == "train" else self.eval_batch_size,
-            sampler=EpochShuffleSampler(len(arrays), self.seed, self._trainer_epoch) if shuffle else None, collate_fn=BatchCollator(arrays), num_workers=self.num_workers,
+            sampler=EpochShuffleSampler(len(arrays), self.seed, self._trainer_epoch) if shuffle else None,
+            collate_fn=BatchCollator(arrays),
+            num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
 
@@ -209,5 +215,9 @@ class SequenceDataModule(L.LightningDataModule):
     def describe(self) -> dict[str, Any]:
         self.setup()
         assert self.data is not None
-        return {"name": self.name, "data_dir": str(self.data_dir), **self.data.stats,
-                "train_samples": len(self.splits["train"])}
+        return {
+            "name": self.name,
+            "data_dir": str(self.data_dir),
+            **self.data.stats,
+            "train_samples": len(self.splits["train"]),
+        }

@@ -31,8 +31,15 @@ from tqdm.auto import tqdm
 from deepm3.errors import DataError
 
 CHUNK = 1 << 20
-WRITE_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC),
-                errno.ENOTDIR, errno.EISDIR}
+WRITE_ERRNOS = {
+    errno.EACCES,
+    errno.EPERM,
+    errno.EROFS,
+    errno.ENOSPC,
+    getattr(errno, "EDQUOT", errno.ENOSPC),
+    errno.ENOTDIR,
+    errno.EISDIR,
+}
 
 
 def fetch_lock(path: Path) -> FileLock:
@@ -49,8 +56,10 @@ def _holding(path: Path) -> Iterator[None]:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         lock.acquire()
     except OSError as exc:
-        raise DataError(f"{Path(path).parent}: cannot write there ({exc.strerror or exc}); "
-                        "make it writable or point paths.data_dir at a writable folder") from None
+        raise DataError(
+            f"{Path(path).parent}: cannot write there ({exc.strerror or exc}); "
+            "make it writable or point paths.data_dir at a writable folder"
+        ) from None
     try:
         yield
     finally:
@@ -79,8 +88,7 @@ def verify_checksum(path: Path, expected: str | None) -> None:
     actual = file_digest(path, algorithm)
     if actual != want.lower():
         raise DataError(
-            f"{path}: {algorithm} {actual} does not match the expected {want};"
-            " delete the file and download it again"
+            f"{path}: {algorithm} {actual} does not match the expected {want}; delete the file and download it again"
         )
 
 
@@ -112,8 +120,9 @@ def _ensure_file(dest: Path, url: str | None, checksum: str | None, progress: bo
     return dest
 
 
-def ensure_extracted(member: Path, archive: Path, url: str | None, checksum: str | None,
-                     download: bool = True, progress: bool = True) -> Path:
+def ensure_extracted(
+    member: Path, archive: Path, url: str | None, checksum: str | None, download: bool = True, progress: bool = True
+) -> Path:
     """Return ``member``, a file that ``archive`` holds once extracted into ``archive.parent``.
 
     A member already on disk is used as is (put there by hand or extracted earlier); else the
@@ -135,7 +144,9 @@ def ensure_extracted(member: Path, archive: Path, url: str | None, checksum: str
         _ensure_file(archive, url, checksum, progress)
         _extract_zip(archive, archive.parent)
     if not member.is_file():
-        raise DataError(f"{archive}: the archive has no {member.relative_to(archive.parent)}; delete it and download again")
+        raise DataError(
+            f"{archive}: the archive has no {member.relative_to(archive.parent)}; delete it and download again"
+        )
     return member
 
 
@@ -164,10 +175,17 @@ def _download(url: str, dest: Path, checksum: str | None, progress: bool) -> Pat
             total = response.headers.get("Content-Length")
             total_bytes = int(total) + offset if total is not None else None
             mode = "ab" if offset else "wb"
-            with open(part, mode) as handle, tqdm(
-                total=total_bytes, initial=offset, unit="B", unit_scale=True,
-                desc=dest.name, disable=not progress,
-            ) as bar:
+            with (
+                open(part, mode) as handle,
+                tqdm(
+                    total=total_bytes,
+                    initial=offset,
+                    unit="B",
+                    unit_scale=True,
+                    desc=dest.name,
+                    disable=not progress,
+                ) as bar,
+            ):
                 for block in iter(lambda: response.read(CHUNK), b""):
                     handle.write(block)
                     bar.update(len(block))
@@ -183,8 +201,7 @@ def _download(url: str, dest: Path, checksum: str | None, progress: bool) -> Pat
     except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", exc)
         raise DataError(
-            f"could not download {url} ({reason}); download it by hand and put"
-            f" '{dest.name}' in {dest.parent}/"
+            f"could not download {url} ({reason}); download it by hand and put '{dest.name}' in {dest.parent}/"
         ) from None
     try:
         verify_checksum(part, checksum)
@@ -229,11 +246,15 @@ def _extract_zip(archive: Path, dest_dir: Path) -> list[Path]:
                 if created and not done:  # leave no empty folder behind either
                     _remove_if_empty(dest_dir)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error, NotImplementedError) as exc:
-        raise DataError(f"{archive}: not a valid or complete zip archive ({exc}); delete it and download again") from None
+        raise DataError(
+            f"{archive}: not a valid or complete zip archive ({exc}); delete it and download again"
+        ) from None
     except OSError as exc:
         if exc.errno in WRITE_ERRNOS and not _same(exc.filename, archive):
-            raise DataError(f"{dest_dir}: cannot extract {archive.name} there ({exc.strerror}); "
-                            "make the folder writable (and check free space) or point paths.data_dir elsewhere") from None
+            raise DataError(
+                f"{dest_dir}: cannot extract {archive.name} there ({exc.strerror}); "
+                "make the folder writable (and check free space) or point paths.data_dir elsewhere"
+            ) from None
         raise DataError(f"{archive}: truncated or unreadable zip ({exc}); delete it and download again") from None
     return [dest_dir / info.filename for info in infos]
 
@@ -242,10 +263,14 @@ def _check_member(info: zipfile.ZipInfo, root: Path, archive: Path, dest_dir: Pa
     name = info.filename
     target = (root / name).resolve()
     if name.startswith("/") or not target.is_relative_to(root):
-        raise DataError(f"{archive}: member '{name}' would be written outside {dest_dir}; refusing to extract this archive")
+        raise DataError(
+            f"{archive}: member '{name}' would be written outside {dest_dir}; refusing to extract this archive"
+        )
     if stat.S_ISLNK(info.external_attr >> 16):
-        raise DataError(f"{archive}: member '{name.rstrip('/')}' is a symbolic link; refusing to extract this archive "
-                        "(the published archive holds none: download it again from the original site)")
+        raise DataError(
+            f"{archive}: member '{name.rstrip('/')}' is a symbolic link; refusing to extract this archive "
+            "(the published archive holds none: download it again from the original site)"
+        )
 
 
 def _temporary_folder(dest_dir: Path, archive: Path) -> Path:

@@ -32,7 +32,7 @@ def sample_negatives(data: ProcessedData, count: int, seed: int, dataset: str = 
     """
     if count < 1:
         raise ConfigError(f"eval.negatives={count}; expected a positive number of negatives")
-    histories = [np.unique(data.items[data.offsets[u]:data.offsets[u + 1]]) for u in range(data.num_users)]
+    histories = [np.unique(data.items[data.offsets[u] : data.offsets[u + 1]]) for u in range(data.num_users)]
     unseen = np.array([data.num_items - len(h) for h in histories], dtype=np.int64)
     if len(unseen) and unseen.min() < count:
         user = int(unseen.argmin())
@@ -56,8 +56,9 @@ def sample_negatives(data: ProcessedData, count: int, seed: int, dataset: str = 
     return out
 
 
-def load_or_sample_negatives(data: ProcessedData, folder: Path, count: int, seed: int,
-                             dataset: str = "dataset") -> np.ndarray:
+def load_or_sample_negatives(
+    data: ProcessedData, folder: Path, count: int, seed: int, dataset: str = "dataset"
+) -> np.ndarray:
     """The stored negatives for (processed data, count, seed), drawing and saving them on a miss."""
     path = negatives_path(folder, count, seed)
     if path.is_file():

@@ -98,10 +98,16 @@ def build_sequences(df: pd.DataFrame, config: PreprocessConfig, source: str = "d
     items = item_index.loc[df["item"].to_numpy()].to_numpy(dtype=np.int64)
     times = df["timestamp"].to_numpy(dtype=np.int64)
     stats.update(
-        users=int(len(user_ids)), items=int(len(item_ids)), interactions=int(len(df)),
+        users=int(len(user_ids)),
+        items=int(len(item_ids)),
+        interactions=int(len(df)),
         density=float(len(df) / (len(user_ids) * len(item_ids))),
     )
     return ProcessedData(
-        user_ids=user_ids.astype(str), item_ids=item_ids.astype(str), offsets=offsets,
-        items=items, times=times, stats=stats,
+        user_ids=user_ids.astype(str),
+        item_ids=item_ids.astype(str),
+        offsets=offsets,
+        items=items,
+        times=times,
+        stats=stats,
     )

@@ -77,8 +77,12 @@ class ProcessedData:
         user_map = pd.read_csv(folder / USER_MAP_FILE, dtype={"raw_id": str}, keep_default_na=False)
         stats = json.loads((folder / STATS_FILE).read_text())
         return cls(
-            user_ids=user_map["raw_id"].to_numpy(dtype=str), item_ids=item_map["raw_id"].to_numpy(dtype=str),
-            offsets=offsets, items=items, times=times, stats=stats,
+            user_ids=user_map["raw_id"].to_numpy(dtype=str),
+            item_ids=item_map["raw_id"].to_numpy(dtype=str),
+            offsets=offsets,
+            items=items,
+            times=times,
+            stats=stats,
         )
 
     @staticmethod

@@ -46,7 +46,7 @@ def _pad_left(rows: list[np.ndarray], max_len: int) -> np.ndarray:
     out = np.zeros((len(rows), max_len), dtype=np.int64)
     for r, row in enumerate(rows):
         if len(row):
-            out[r, max_len - len(row):] = row
+            out[r, max_len - len(row) :] = row
     return out
 
 
@@ -78,19 +78,17 @@ def train_samples(data: ProcessedData, max_len: int, windows: str = "all", strid
         stop = len(seq) - 1  # transitions seq[i] -> seq[i + 1] for i < stop
         while stop > 0:
             first = max(0, stop - max_len)
-            targets = seq[first + 1:stop + 1].copy()
+            targets = seq[first + 1 : stop + 1].copy()
             targets[: max(0, stop - step - first)] = 0  # trained by a later (earlier-ending) window
             cols["items"].append(seq[first:stop])
             cols["times"].append(ts[first:stop])
-            cols["next_times"].append(ts[first + 1:stop + 1])
+            cols["next_times"].append(ts[first + 1 : stop + 1])
             cols["targets"].append(targets)
             users.append(user)
             if windows == "last":
                 break
             stop -= step
-    return SampleArrays(
-        **{k: _pad_left(v, max_len) for k, v in cols.items()}, users=np.asarray(users, dtype=np.int64)
-    )
+    return SampleArrays(**{k: _pad_left(v, max_len) for k, v in cols.items()}, users=np.asarray(users, dtype=np.int64))
 
 
 def eval_samples(data: ProcessedData, split: str, max_len: int) -> SampleArrays:
@@ -111,7 +109,10 @@ def eval_samples(data: ProcessedData, split: str, max_len: int) -> SampleArrays:
     items, times, next_times = query_windows(hist, hist_times, query_times, max_len)
     lengths = np.array([len(h) for h in hist], dtype=np.int64)
     return SampleArrays(
-        items=items, times=times, next_times=next_times, targets=_pad_left(targets, max_len),
+        items=items,
+        times=times,
+        next_times=next_times,
+        targets=_pad_left(targets, max_len),
         users=np.arange(data.num_users, dtype=np.int64),
         history_offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
         history_items=np.concatenate(hist).astype(np.int64),
@@ -119,7 +120,10 @@ def eval_samples(data: ProcessedData, split: str, max_len: int) -> SampleArrays:
 
 
 def query_windows(
-    histories: Sequence[np.ndarray], history_times: Sequence[np.ndarray], query_times: Sequence[int], max_len: int,
+    histories: Sequence[np.ndarray],
+    history_times: Sequence[np.ndarray],
+    query_times: Sequence[int],
+    max_len: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Left-padded ``[n, max_len]`` items, times and next_times asking for the event after each history.
 
@@ -141,7 +145,7 @@ def training_item_counts(data: ProcessedData) -> np.ndarray:
 
     What a most-popular ranking may know without touching validation or test events.
     """
-    rows = [data.items[data.offsets[u]:data.offsets[u + 1] - 2] for u in range(data.num_users)]
+    rows = [data.items[data.offsets[u] : data.offsets[u + 1] - 2] for u in range(data.num_users)]
     events = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
     return np.bincount(events, minlength=data.num_items + 1).astype(np.int64)
 
@@ -153,7 +157,7 @@ def training_gap_cv(data: ProcessedData) -> np.ndarray:
     """
     cv = np.full(data.num_users, np.nan)
     for user in range(data.num_users):
-        ts = data.times[data.offsets[user]:data.offsets[user + 1] - 2]
+        ts = data.times[data.offsets[user] : data.offsets[user + 1] - 2]
         gaps = np.diff(ts).astype(np.float64)
         if len(gaps) >= 2 and gaps.mean() > 0:
             cv[user] = gaps.std() / gaps.mean()

@@ -35,7 +35,9 @@ def validate_interactions(df: pd.DataFrame, source: str) -> pd.DataFrame:
     for column in ("user", "item"):  # an id that is missing would become the string 'nan' or 'None'
         missing = df[column].isna().to_numpy()
         if missing.any():
-            raise DataError(f"{source}: row {int(np.flatnonzero(missing)[0])}: field '{column}' is empty; expected an id")
+            raise DataError(
+                f"{source}: row {int(np.flatnonzero(missing)[0])}: field '{column}' is empty; expected an id"
+            )
     out = pd.DataFrame(
         {
             "user": df["user"].astype(str).to_numpy(),
@@ -48,9 +50,7 @@ def validate_interactions(df: pd.DataFrame, source: str) -> pd.DataFrame:
         bad = rating.isna()
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise DataError(
-                f"{source}: row {row}: field 'rating' = {df['rating'].iloc[row]!r}; expected a number"
-            )
+            raise DataError(f"{source}: row {row}: field 'rating' = {df['rating'].iloc[row]!r}; expected a number")
         out["rating"] = rating.to_numpy(dtype=np.float32)
     warn_if_implausible(out["timestamp"].to_numpy(), source)
     return out
@@ -64,10 +64,19 @@ def warn_if_implausible(seconds: np.ndarray, source: str) -> None:
     if latest <= PLAUSIBLE_UNTIL:
         return
     unit = next((u for f, u in FINER_UNITS if latest / f <= PLAUSIBLE_UNTIL), FINER_UNITS[-1][1])
-    advice = ("set dataset.source.timestamp_unit=ms (interactions files)" if unit == "milliseconds"
-              else "convert them to seconds or milliseconds")
-    log.warning("%s: timestamps reach %d, the year ~%s if read as unix seconds; they look like %s -- if so, %s",
-                source, latest, f"{1970 + int(latest // SECONDS_PER_YEAR):,}", unit, advice)
+    advice = (
+        "set dataset.source.timestamp_unit=ms (interactions files)"
+        if unit == "milliseconds"
+        else "convert them to seconds or milliseconds"
+    )
+    log.warning(
+        "%s: timestamps reach %d, the year ~%s if read as unix seconds; they look like %s -- if so, %s",
+        source,
+        latest,
+        f"{1970 + int(latest // SECONDS_PER_YEAR):,}",
+        unit,
+        advice,
+    )
 
 
 def _as_int_seconds(column: pd.Series, source: str) -> np.ndarray:

@@ -57,7 +57,9 @@ def dataset_stats(data: ProcessedData) -> dict[str, Any]:
     gaps = within_user_gaps(data)
     cv = training_gap_cv(data)
     cv = cv[np.isfinite(cv)]
-    preprocessing = {k: data.stats[k] for k in ("raw_interactions", "k_core_passes", "users_dropped_short") if k in data.stats}
+    preprocessing = {
+        k: data.stats[k] for k in ("raw_interactions", "k_core_passes", "users_dropped_short") if k in data.stats
+    }
     return {
         "users": data.num_users,
         "items": data.num_items,
@@ -84,9 +86,11 @@ def format_stats(name: str, stats: dict[str, Any]) -> str:
         lines.append(f"  {key.replace('_', ' '):<22}{value:>14,}")
     header = "".join(f"{column:>12}" for column in [*QUANTILES, "mean"])
     lines.append(f"  {'':<22}{header}")
-    for key, label, fmt in (("sequence_length", "sequence length", "{:>12.1f}"),
-                            ("gap_seconds", "gap (hours)", "{:>12.2f}"),
-                            ("gap_cv", "per-user gap CV", "{:>12.3f}")):
+    for key, label, fmt in (
+        ("sequence_length", "sequence length", "{:>12.1f}"),
+        ("gap_seconds", "gap (hours)", "{:>12.2f}"),
+        ("gap_cv", "per-user gap CV", "{:>12.3f}"),
+    ):
         scale = 1 / 3600 if key == "gap_seconds" else 1
         cells = "".join(fmt.format(v * scale) if v is not None else f"{'n/a':>12}" for v in stats[key].values())
         lines.append(f"  {label:<22}{cells}")
@@ -98,7 +102,9 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], Path]:
     # The source and the filters only, not the DataModule: stats need no torch / Lightning import.
     dataset = cfg.dataset
     source = instantiate(dataset.source, _convert_="all")
-    preprocess = PreprocessConfig(user_core=dataset.user_core, item_core=dataset.item_core, min_rating=dataset.min_rating)
+    preprocess = PreprocessConfig(
+        user_core=dataset.user_core, item_core=dataset.item_core, min_rating=dataset.min_rating
+    )
     data, folder = load_or_build(source, preprocess, Path(dataset.cache_dir).expanduser())
     name = dataset.get("name") or source.name
     stats = {"dataset": name, "processed_dir": str(folder), **dataset_stats(data)}

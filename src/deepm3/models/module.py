@@ -96,12 +96,14 @@ class RecModule(L.LightningModule):
         scores = self(batch)
         targets = batch["targets"][:, -1]
         ranks = self.ranks(batch, scores)
-        repeat = repeat_targets(targets, batch["history_rows"], batch["history_items"]) \
-            if "history_rows" in batch else None
+        repeat = (
+            repeat_targets(targets, batch["history_rows"], batch["history_items"]) if "history_rows" in batch else None
+        )
         self.rank_metrics[stage].update(ranks, repeat)
         if self.sampled:
-            self.rank_metrics[f"{stage}_sampled"].update(sampled_target_ranks(scores, targets, batch["negatives"]),
-                                                         repeat)
+            self.rank_metrics[f"{stage}_sampled"].update(
+                sampled_target_ranks(scores, targets, batch["negatives"]), repeat
+            )
         return ranks
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
@@ -136,8 +138,12 @@ class RecModule(L.LightningModule):
             for name, value in metric.compute().items():
                 if prefix and (name.startswith(("novel/", "repeat")) or name.endswith("users")):
                     continue  # the sampled table carries the headline numbers only
-                self.log(f"{stage}/{prefix}{name}", value.to(self.device),
-                         prog_bar=name == "ndcg@10" and not prefix, sync_dist=False)
+                self.log(
+                    f"{stage}/{prefix}{name}",
+                    value.to(self.device),
+                    prog_bar=name == "ndcg@10" and not prefix,
+                    sync_dist=False,
+                )
             metric.reset()
 
     def configure_optimizers(self) -> torch.optim.Optimizer:

@@ -32,23 +32,25 @@ STEM = "claims"
 HOLDS, FAILS, UNTESTABLE = "holds", "does not hold", "not testable here"
 
 # -- the rules ---------------------------------------------------------------------------------
-ALPHA = 0.05                 # Holm-corrected paired t-test p below this: significant
-CLAIM1_NDCG = 0.4078         # DeepM3-RK4, ML-1M, sampled NDCG@10 (100 negatives)
-CLAIM1_TOLERANCE = 0.05      # holds within +-5% of the claimed number (relative)
-CLAIM2_LIFT = 0.0227         # the claimed lift on the highest gap-CV tertile (its size is reported, the sign judged)
-CLAIM3_NOISE = ("jitter", 1.0)   # the time noise of claim 3: timestamp jitter, std = the window's mean gap
-CLAIM3_DROP = 0.0036         # the claimed relative NDCG@10 drop of DeepM3
-CLAIM3_SMALL = 0.01          # DeepM3's drop counts as "only ~0.36%" up to 1%
-CLAIM3_COLLAPSE = 0.10       # a baseline "collapses" when it loses at least 10% of its NDCG@10
-TIME_AWARE_BASELINES = ("tisasrec", "gru_dt")   # the baselines time noise can hurt (the others ignore time)
-CLAIM4_RATIO = 0.5           # Euler latency / RK4 latency ("halves")
-CLAIM4_TOLERANCE = 0.1       # holds up to 0.5 x 1.1 = 0.55
+ALPHA = 0.05  # Holm-corrected paired t-test p below this: significant
+CLAIM1_NDCG = 0.4078  # DeepM3-RK4, ML-1M, sampled NDCG@10 (100 negatives)
+CLAIM1_TOLERANCE = 0.05  # holds within +-5% of the claimed number (relative)
+CLAIM2_LIFT = 0.0227  # the claimed lift on the highest gap-CV tertile (its size is reported, the sign judged)
+CLAIM3_NOISE = ("jitter", 1.0)  # the time noise of claim 3: timestamp jitter, std = the window's mean gap
+CLAIM3_DROP = 0.0036  # the claimed relative NDCG@10 drop of DeepM3
+CLAIM3_SMALL = 0.01  # DeepM3's drop counts as "only ~0.36%" up to 1%
+CLAIM3_COLLAPSE = 0.10  # a baseline "collapses" when it loses at least 10% of its NDCG@10
+TIME_AWARE_BASELINES = ("tisasrec", "gru_dt")  # the baselines time noise can hurt (the others ignore time)
+CLAIM4_RATIO = 0.5  # Euler latency / RK4 latency ("halves")
+CLAIM4_TOLERANCE = 0.1  # holds up to 0.5 x 1.1 = 0.55
 RK4, EULER, LARGE = "deepm3-rk4", "deepm3-euler", "sasrec_large"
-DEEPM3_PREFIX = "deepm3"     # labels of DeepM3 variants; every other label is a baseline
+DEEPM3_PREFIX = "deepm3"  # labels of DeepM3 variants; every other label is a baseline
 
 DATASETS = {  # dataset.name -> (readable name, kind, the original dataset of that kind)
-    "ml1m": ("ML-1M", "dense", True), "ml100k": ("ML-100k", "dense", False),
-    "amazon_books": ("Amazon Books", "sparse", True), "amazon_toys": ("Amazon Toys & Games", "sparse", False),
+    "ml1m": ("ML-1M", "dense", True),
+    "ml100k": ("ML-100k", "dense", False),
+    "amazon_books": ("Amazon Books", "sparse", True),
+    "amazon_toys": ("Amazon Toys & Games", "sparse", False),
 }
 ORIGINAL = {"dense": "ML-1M", "sparse": "Amazon Books"}
 
@@ -120,15 +122,25 @@ def claim1(study: Study) -> tuple[str, str, str, str]:
     table = study.table("main_table_sampled")
     row = _row(table, "model", RK4, "main_table_sampled")
     value, std = float(row["ndcg@10"]), float(row.get("ndcg@10_std", float("nan")))
-    measured = (f"sampled NDCG@10 {value:.4f} ± {std:.4f} ({int(row['seeds'])} seeds), {RK4} on "
-                f"{study.readable}{study.stand_in('dense')}")
+    measured = (
+        f"sampled NDCG@10 {value:.4f} ± {std:.4f} ({int(row['seeds'])} seeds), {RK4} on "
+        f"{study.readable}{study.stand_in('dense')}"
+    )
     if study.dataset != "ml1m":
-        return measured, "main_table_sampled.csv", UNTESTABLE, (
-            f"an absolute number on ML-1M; this study is {study.readable}, whose NDCG is not on the same scale")
+        return (
+            measured,
+            "main_table_sampled.csv",
+            UNTESTABLE,
+            (f"an absolute number on ML-1M; this study is {study.readable}, whose NDCG is not on the same scale"),
+        )
     off = value / CLAIM1_NDCG - 1
     verdict = HOLDS if abs(off) <= CLAIM1_TOLERANCE else FAILS
-    return measured, "main_table_sampled.csv", verdict, (
-        f"{_pct(off)} from {CLAIM1_NDCG}; the rule allows ±{CLAIM1_TOLERANCE:.0%}")
+    return (
+        measured,
+        "main_table_sampled.csv",
+        verdict,
+        (f"{_pct(off)} from {CLAIM1_NDCG}; the rule allows ±{CLAIM1_TOLERANCE:.0%}"),
+    )
 
 
 def claim2(study: Study) -> tuple[str, str, str, str]:
@@ -144,17 +156,26 @@ def claim2(study: Study) -> tuple[str, str, str, str]:
     lift, low, up = float(weakest["lift"]), float(weakest["ci_low"]), float(weakest["ci_high"])
     users = f", {int(weakest['n_users'])} users" if "n_users" in weakest else ""
     reference = weakest.get("reference", study.reference)
-    measured = (f"NDCG@10 lift of {reference} over the strongest baseline on the highest gap-CV tertile, "
-                f"{weakest['baseline']}: {_pct(lift)} (95% CI {_pct(low)} to {_pct(up)}{users}); "
-                f"over each baseline {_pct(float(high['lift'].min()))} to {_pct(float(high['lift'].max()))}"
-                f"{study.stand_in('dense')}")
+    measured = (
+        f"NDCG@10 lift of {reference} over the strongest baseline on the highest gap-CV tertile, "
+        f"{weakest['baseline']}: {_pct(lift)} (95% CI {_pct(low)} to {_pct(up)}{users}); "
+        f"over each baseline {_pct(float(high['lift'].min()))} to {_pct(float(high['lift'].max()))}"
+        f"{study.stand_in('dense')}"
+    )
     if study.kind != "dense":
-        return measured, "irregularity_lifts.csv", UNTESTABLE, (
-            f"the claim is about the dense dataset ({ORIGINAL['dense']}); this study is {study.readable}")
+        return (
+            measured,
+            "irregularity_lifts.csv",
+            UNTESTABLE,
+            (f"the claim is about the dense dataset ({ORIGINAL['dense']}); this study is {study.readable}"),
+        )
     verdict = HOLDS if lift > 0 and low > 0 else FAILS
-    return measured, "irregularity_lifts.csv", verdict, (
-        f"rule: lift over the strongest baseline > 0 with its bootstrap 95% CI above 0; claimed "
-        f"{_pct(CLAIM2_LIFT)}")
+    return (
+        measured,
+        "irregularity_lifts.csv",
+        verdict,
+        (f"rule: lift over the strongest baseline > 0 with its bootstrap 95% CI above 0; claimed {_pct(CLAIM2_LIFT)}"),
+    )
 
 
 def claim3(study: Study) -> tuple[str, str, str, str]:
@@ -171,21 +192,37 @@ def claim3(study: Study) -> tuple[str, str, str, str]:
         raise Missing(f"no `{study.reference}` row at {noise} level {level} in robustness.csv")
     aware = {m: d for m, d in drops.items() if m in TIME_AWARE_BASELINES}
     others = ", ".join(f"{m} {_pct(d, False)}" for m, d in aware.items()) or "no time-aware baseline"
-    measured = (f"relative NDCG@10 drop under {noise} at level {level}: {study.reference} "
-                f"{_pct(drops[study.reference], False)}; {others}{study.stand_in('sparse')}")
+    measured = (
+        f"relative NDCG@10 drop under {noise} at level {level}: {study.reference} "
+        f"{_pct(drops[study.reference], False)}; {others}{study.stand_in('sparse')}"
+    )
     if study.kind != "sparse":
-        return measured, "robustness.csv", UNTESTABLE, (
-            f"the claim is about the sparse dataset ({ORIGINAL['sparse']}); this study is {study.readable}")
+        return (
+            measured,
+            "robustness.csv",
+            UNTESTABLE,
+            (f"the claim is about the sparse dataset ({ORIGINAL['sparse']}); this study is {study.readable}"),
+        )
     if not aware:
-        return measured, "robustness.csv", UNTESTABLE, (
-            f"no time-aware baseline ({', '.join(TIME_AWARE_BASELINES)}) in robustness.csv to collapse")
+        return (
+            measured,
+            "robustness.csv",
+            UNTESTABLE,
+            (f"no time-aware baseline ({', '.join(TIME_AWARE_BASELINES)}) in robustness.csv to collapse"),
+        )
     small = drops[study.reference] <= CLAIM3_SMALL
     collapsed = all(d >= CLAIM3_COLLAPSE for d in aware.values())
     verdict = HOLDS if small and collapsed else FAILS
-    return measured, "robustness.csv", verdict, (
-        f"rule: DeepM3 drops at most {CLAIM3_SMALL:.0%} (claimed {_pct(CLAIM3_DROP, False)}) "
-        f"{'[met]' if small else '[not met]'} and every time-aware baseline drops at least "
-        f"{CLAIM3_COLLAPSE:.0%} {'[met]' if collapsed else '[not met]'}")
+    return (
+        measured,
+        "robustness.csv",
+        verdict,
+        (
+            f"rule: DeepM3 drops at most {CLAIM3_SMALL:.0%} (claimed {_pct(CLAIM3_DROP, False)}) "
+            f"{'[met]' if small else '[not met]'} and every time-aware baseline drops at least "
+            f"{CLAIM3_COLLAPSE:.0%} {'[met]' if collapsed else '[not met]'}"
+        ),
+    )
 
 
 def _lead(study: Study, stem: str) -> tuple[int, int, list[str]]:
@@ -196,8 +233,10 @@ def _lead(study: Study, stem: str) -> tuple[int, int, list[str]]:
             raise Missing(f"{stem}.csv has no `{column}` column")
     mine = _baselines(table[table["reference"].astype(str) == EULER], "baseline")
     if mine.empty:
-        raise Missing(f"no {EULER}-vs-baseline rows in {stem}.csv (its reference is "
-                      f"{', '.join(sorted(set(table['reference'].astype(str))))})")
+        raise Missing(
+            f"no {EULER}-vs-baseline rows in {stem}.csv (its reference is "
+            f"{', '.join(sorted(set(table['reference'].astype(str))))})"
+        )
     led = (mine["mean_difference"].astype(float) > 0) & (mine["t_pvalue_holm"].astype(float) < ALPHA)
     return int(led.sum()), len(mine), mine.loc[~led, "baseline"].astype(str).tolist()
 
@@ -208,8 +247,10 @@ def claim4(study: Study) -> tuple[str, str, str, str]:
     rk4 = float(_row(efficiency, "model", RK4, "efficiency")["latency_ms"])
     ratio = euler / rk4
     led, total, not_led = _lead(study, "significance")
-    measured = (f"batch-1 latency {EULER} {euler:.2f} ms / {RK4} {rk4:.2f} ms = {ratio:.2f}; {EULER} leads "
-                f"{led} of {total} baselines significantly on NDCG@10")
+    measured = (
+        f"batch-1 latency {EULER} {euler:.2f} ms / {RK4} {rk4:.2f} ms = {ratio:.2f}; {EULER} leads "
+        f"{led} of {total} baselines significantly on NDCG@10"
+    )
     try:
         led_last, total_last, _ = _lead(study, "significance_last")
         measured += f" ({led_last} of {total_last} under time.query=last)"
@@ -217,10 +258,16 @@ def claim4(study: Study) -> tuple[str, str, str, str]:
         pass
     fast = ratio <= CLAIM4_RATIO * (1 + CLAIM4_TOLERANCE)
     verdict = HOLDS if fast and not not_led else FAILS
-    return measured, "efficiency.csv, significance.csv", verdict, (
-        f"rule: ratio <= {CLAIM4_RATIO * (1 + CLAIM4_TOLERANCE):.2f} {'[met]' if fast else '[not met]'} and a "
-        f"positive difference with Holm p < {ALPHA} against every baseline "
-        f"{'[met]' if not not_led else '[not met: ' + ', '.join(not_led) + ']'}")
+    return (
+        measured,
+        "efficiency.csv, significance.csv",
+        verdict,
+        (
+            f"rule: ratio <= {CLAIM4_RATIO * (1 + CLAIM4_TOLERANCE):.2f} {'[met]' if fast else '[not met]'} and a "
+            f"positive difference with Holm p < {ALPHA} against every baseline "
+            f"{'[met]' if not not_led else '[not met: ' + ', '.join(not_led) + ']'}"
+        ),
+    )
 
 
 def claim5(study: Study) -> tuple[str, str, str, str]:
@@ -229,29 +276,44 @@ def claim5(study: Study) -> tuple[str, str, str, str]:
     significance = study.table("significance")
     if "baseline" not in significance or "reference" not in significance:
         raise Missing("significance.csv has no `reference`/`baseline` columns")
-    rows = significance[(significance["reference"].astype(str) == study.reference)
-                        & (significance["baseline"].astype(str) == LARGE)]
+    rows = significance[
+        (significance["reference"].astype(str) == study.reference) & (significance["baseline"].astype(str) == LARGE)
+    ]
     if rows.empty:
         raise Missing(f"no {study.reference}-vs-{LARGE} row in significance.csv")
     difference, p = float(rows.iloc[0]["mean_difference"]), float(rows.iloc[0]["t_pvalue_holm"])
     small, big = int(deepm3["params"]), int(large["params"])
-    measured = (f"NDCG@10 {study.reference} {float(deepm3['ndcg@10']):.4f} ({small:,} parameters) vs {LARGE} "
-                f"{float(large['ndcg@10']):.4f} ({big:,}); difference {difference:+.4f}, Holm p {p:.3g} "
-                f"(parameter counts on {study.readable}; the claim's 800K / 2.6M are ML-1M sizes)")
+    measured = (
+        f"NDCG@10 {study.reference} {float(deepm3['ndcg@10']):.4f} ({small:,} parameters) vs {LARGE} "
+        f"{float(large['ndcg@10']):.4f} ({big:,}); difference {difference:+.4f}, Holm p {p:.3g} "
+        f"(parameter counts on {study.readable}; the claim's 800K / 2.6M are ML-1M sizes)"
+    )
     worse = difference < 0 and p < ALPHA
     verdict = HOLDS if small < big and not worse else FAILS
     kind = "beats" if difference > 0 and p < ALPHA else "significantly worse" if worse else "no significant difference"
-    return measured, "main_table.csv, significance.csv", verdict, (
-        f"rule: fewer parameters {'[met]' if small < big else '[not met]'} and not significantly worse "
-        f"(Holm p < {ALPHA} with a negative difference); measured: {kind}")
+    return (
+        measured,
+        "main_table.csv, significance.csv",
+        verdict,
+        (
+            f"rule: fewer parameters {'[met]' if small < big else '[not met]'} and not significantly worse "
+            f"(Holm p < {ALPHA} with a negative difference); measured: {kind}"
+        ),
+    )
 
 
 CLAIMS: list[tuple[str, Callable[[Study], tuple[str, str, str, str]]]] = [
     (f"NDCG@10 {CLAIM1_NDCG} for DeepM3-RK4 on ML-1M (sampled evaluation, 100 negatives)", claim1),
-    (f"{_pct(CLAIM2_LIFT)} significant NDCG@10 improvement on the most irregular sequences (highest gap-CV "
-     "tertile) of the dense dataset", claim2),
-    (f"Only a {_pct(CLAIM3_DROP, False)} NDCG drop under injected time noise on sparse Amazon Books, where other "
-     "methods collapse", claim3),
+    (
+        f"{_pct(CLAIM2_LIFT)} significant NDCG@10 improvement on the most irregular sequences (highest gap-CV "
+        "tertile) of the dense dataset",
+        claim2,
+    ),
+    (
+        f"Only a {_pct(CLAIM3_DROP, False)} NDCG drop under injected time noise on sparse Amazon Books, where other "
+        "methods collapse",
+        claim3,
+    ),
     ("Euler halves latency against RK4 while keeping a significant lead over the baselines", claim4),
     ("DeepM3 at ~800K parameters rivals or beats SASRec at ~2.6M", claim5),
 ]
@@ -271,8 +333,8 @@ def check_claims(study: Study) -> list[Finding]:
 
 RULES = [
     f"1: within ±{CLAIM1_TOLERANCE:.0%} of {CLAIM1_NDCG} (`main_table_sampled.csv`, row `{RK4}`); only on ML-1M.",
-    f"2: the reference's NDCG@10 lift over the strongest baseline (smallest lift) on the `high` gap-CV tertile is "
-    f"> 0 and its paired bootstrap 95% CI lies above 0 (`irregularity_lifts.csv`); dense dataset only.",
+    "2: the reference's NDCG@10 lift over the strongest baseline (smallest lift) on the `high` gap-CV tertile is "
+    "> 0 and its paired bootstrap 95% CI lies above 0 (`irregularity_lifts.csv`); dense dataset only.",
     f"3: under {CLAIM3_NOISE[0]} at level {CLAIM3_NOISE[1]}, the reference loses at most {CLAIM3_SMALL:.0%} of its "
     f"NDCG@10 and every time-aware baseline ({', '.join(TIME_AWARE_BASELINES)}) at least {CLAIM3_COLLAPSE:.0%} "
     f"(`robustness.csv`, relative drop vs clean); sparse dataset only. Time-blind baselines cannot be hurt by time "
@@ -290,28 +352,41 @@ def write_claims(out_dir: Path, dataset: str, reference: str = EULER) -> list[Pa
     study = Study(Path(out_dir), dataset, reference)
     findings = check_claims(study)
     frame = pd.DataFrame([f.__dict__ for f in findings])
-    shown = pd.DataFrame({"#": [f.claim for f in findings], "claim (original work)": [f.statement for f in findings],
-                          "measured here (same metric)": [f.measured for f in findings],
-                          "from": [" ".join(f"`{s.strip()}`" for s in f.source.split(",") if s.strip())
-                                   for f in findings],
-                          "verdict": [f"**{f.verdict}**" for f in findings],
-                          "why": [f.reason for f in findings]})
+    shown = pd.DataFrame(
+        {
+            "#": [f.claim for f in findings],
+            "claim (original work)": [f.statement for f in findings],
+            "measured here (same metric)": [f.measured for f in findings],
+            "from": [" ".join(f"`{s.strip()}`" for s in f.source.split(",") if s.strip()) for f in findings],
+            "verdict": [f"**{f.verdict}**" for f in findings],
+            "why": [f.reason for f in findings],
+        }
+    )
     kind = study.kind
-    where = (f"{study.readable}, the {kind} dataset of this project" if kind else study.readable)
+    where = f"{study.readable}, the {kind} dataset of this project" if kind else study.readable
     if kind and not DATASETS[dataset][2]:
         where += f" (standing in for {ORIGINAL[kind]}, which the original work used)"
     counts = {v: sum(f.verdict == v for f in findings) for v in (HOLDS, FAILS, UNTESTABLE)}
-    lines = [f"# The original claims, checked on {study.readable}", "",
-             f"Dataset: {where}. Every number below is read from this folder's tables (the file is named in "
-             f"each row); a claim about the other kind of data is marked not testable, with our number shown.", "",
-             f"**{counts[HOLDS]} {'holds' if counts[HOLDS] == 1 else 'hold'}, {counts[FAILS]} "
-             f"{'does' if counts[FAILS] == 1 else 'do'} not hold, {counts[UNTESTABLE]} not testable here.**", "",
-             markdown(shown), "",
-             "## Verdict rules", "",
-             f"Reference model: `{reference}`. A verdict is *{HOLDS}* when the measured effect has the claimed sign "
-             f"and passes the rule below, *{FAILS}* when it was measured and fails it, *{UNTESTABLE}* when a table "
-             "it needs is missing or the claim is about another kind of data (docs/experiments.md, \"Claims\").", "",
-             *[f"- {rule}" for rule in RULES], ""]
+    lines = [
+        f"# The original claims, checked on {study.readable}",
+        "",
+        f"Dataset: {where}. Every number below is read from this folder's tables (the file is named in "
+        f"each row); a claim about the other kind of data is marked not testable, with our number shown.",
+        "",
+        f"**{counts[HOLDS]} {'holds' if counts[HOLDS] == 1 else 'hold'}, {counts[FAILS]} "
+        f"{'does' if counts[FAILS] == 1 else 'do'} not hold, {counts[UNTESTABLE]} not testable here.**",
+        "",
+        markdown(shown),
+        "",
+        "## Verdict rules",
+        "",
+        f"Reference model: `{reference}`. A verdict is *{HOLDS}* when the measured effect has the claimed sign "
+        f"and passes the rule below, *{FAILS}* when it was measured and fails it, *{UNTESTABLE}* when a table "
+        'it needs is missing or the claim is about another kind of data (docs/experiments.md, "Claims").',
+        "",
+        *[f"- {rule}" for rule in RULES],
+        "",
+    ]
     text = "\n".join(lines)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     csv = write_atomic(Path(out_dir) / f"{STEM}.csv", lambda tmp: frame.to_csv(tmp, index=False))

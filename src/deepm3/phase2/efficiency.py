@@ -35,9 +35,16 @@ def write_efficiency(plan: Plan, out_dir: Path, device: str = "auto", overrides:
         return []
     out_dir.mkdir(parents=True, exist_ok=True)
     with train_config_context():  # bench composes each model's training config too
-        cfg = compose(config_name="bench", overrides=[
-            f"device={device}", f"output={out_dir / BENCH_JSON}", f"paths.output_dir={out_dir}", "~presets",
-            *overrides])
+        cfg = compose(
+            config_name="bench",
+            overrides=[
+                f"device={device}",
+                f"output={out_dir / BENCH_JSON}",
+                f"paths.output_dir={out_dir}",
+                "~presets",
+                *overrides,
+            ],
+        )
         cfg.sizes = {plan.dataset: dataset_shape(plan)}
         report = bench.run(cfg)
     measured = report["results"][plan.dataset]
@@ -47,8 +54,12 @@ def write_efficiency(plan: Plan, out_dir: Path, device: str = "auto", overrides:
     table["trained_seconds_per_epoch"] = table["model"].map(per_epoch)
     table.insert(0, "device", report["device"])
     shape = ", ".join(f"{k}={v}" for k, v in cfg.sizes[plan.dataset].items())
-    written = write_table(table, out_dir, STEM,
-                          f"Efficiency on {report['device']} ({shape}; bench rows at hidden={cfg.hidden}, batch "
-                          f"{cfg.batch_size}; trained_seconds_per_epoch: the phase-2 runs of the same label)",
-                          floatfmt=".4g")
+    written = write_table(
+        table,
+        out_dir,
+        STEM,
+        f"Efficiency on {report['device']} ({shape}; bench rows at hidden={cfg.hidden}, batch "
+        f"{cfg.batch_size}; trained_seconds_per_epoch: the phase-2 runs of the same label)",
+        floatfmt=".4g",
+    )
     return [*written, out_dir / BENCH_JSON]

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 
 from deepm3.analysis.irregularity import tertile_lifts, tertile_metrics
+from deepm3.phase2.plan import Plan
 from deepm3.phase2.plots import figure, save_png
 from deepm3.phase2.results import write_table
 from deepm3.phase2.significance_study import reference_rows
-from deepm3.phase2.plan import Plan
 
 METRICS = ["hr@10", "ndcg@10", "mrr@10"]
 TERTILES_STEM = "irregularity_tertiles"
@@ -19,16 +19,25 @@ LIFTS_STEM = "irregularity_lifts"
 PLOT = "irregularity_lifts.png"
 
 
-def write_irregularity(plan: Plan, out_dir: Path, reference: str, metric: str = "ndcg@10",
-                       n_boot: int = 1000, seed: int = 0) -> list[Path]:
+def write_irregularity(
+    plan: Plan, out_dir: Path, reference: str, metric: str = "ndcg@10", n_boot: int = 1000, seed: int = 0
+) -> list[Path]:
     rows = reference_rows(plan, reference)
     per_group = tertile_metrics(rows, METRICS)
     lifts = tertile_lifts(rows, reference, metric, n_boot=n_boot, seed=seed)
-    written = write_table(per_group, out_dir, TERTILES_STEM,
-                          "Metrics per gap-CV tertile (mean over seeds of the group mean; std over seeds)")
-    written += write_table(lifts, out_dir, LIFTS_STEM,
-                           f"Lift of {reference} over each model on {metric} per tertile "
-                           "(mean ratio - 1, paired bootstrap 95% CI over users)")
+    written = write_table(
+        per_group,
+        out_dir,
+        TERTILES_STEM,
+        "Metrics per gap-CV tertile (mean over seeds of the group mean; std over seeds)",
+    )
+    written += write_table(
+        lifts,
+        out_dir,
+        LIFTS_STEM,
+        f"Lift of {reference} over each model on {metric} per tertile "
+        "(mean ratio - 1, paired bootstrap 95% CI over users)",
+    )
     written.append(save_png(lift_plot(lifts, reference, metric), out_dir / PLOT))
     return written
 

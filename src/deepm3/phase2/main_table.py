@@ -22,9 +22,12 @@ def summarise(runs: list[dict], prefix: str = "") -> pd.DataFrame:
     records = []
     for model in dict.fromkeys(r["model"] for r in runs):
         mine = [r for r in runs if r["model"] == model]
-        row = {"model": model, "seeds": len(mine),
-               "params": int(np.median([r["num_params"] for r in mine])),
-               "train_seconds": float(np.mean([r["train_seconds"] for r in mine]))}
+        row = {
+            "model": model,
+            "seeds": len(mine),
+            "params": int(np.median([r["num_params"] for r in mine])),
+            "train_seconds": float(np.mean([r["train_seconds"] for r in mine])),
+        }
         for name in metric_names():
             values = [r["test"][prefix + name] for r in mine if prefix + name in r["test"]]
             if not values:
@@ -38,7 +41,9 @@ def summarise(runs: list[dict], prefix: str = "") -> pd.DataFrame:
 def display(table: pd.DataFrame) -> pd.DataFrame:
     """The people's version: ``mean ± std`` cells."""
     out = table[["model", "seeds", "params", "train_seconds"]].copy()
-    out["train_seconds"] = [f"{t:.1f}" for t in table["train_seconds"]]  # text: the Markdown writer prints floats at 4 places
+    out["train_seconds"] = [
+        f"{t:.1f}" for t in table["train_seconds"]
+    ]  # text: the Markdown writer prints floats at 4 places
     for name in metric_names():
         if name in table:
             out[name] = [f"{m:.4f} ± {s:.4f}" for m, s in zip(table[name], table[f"{name}_std"])]
@@ -58,9 +63,12 @@ def write_main_table(plan: Plan, out_dir: Path, mode: str | None = None, suffix:
     written += _write(full, out_dir, STEM + suffix, f"Main table: full ranking{where} (mean ± std over seeds)")
     if any(any(k.startswith("sampled_") for k in r["test"]) for r in runs):
         sampled = summarise([r for r in runs if any(k.startswith("sampled_") for k in r["test"])], "sampled_")
-        written += _write(sampled, out_dir, SAMPLED_STEM + suffix,
-                          f"Sampled-mode metrics{where} (target vs 100 sampled negatives; NOT comparable to full "
-                          "ranking)")
+        written += _write(
+            sampled,
+            out_dir,
+            SAMPLED_STEM + suffix,
+            f"Sampled-mode metrics{where} (target vs 100 sampled negatives; NOT comparable to full ranking)",
+        )
     return written
 
 
@@ -71,8 +79,10 @@ def check_modes(runs: list[dict], mode: str | None) -> None:
     for run in runs:
         query = (run.get("protocol") or {}).get("query")
         if query is not None and query != mode and run.get("uses_time", False):
-            raise DataError(f"phase2: run {run['model']}-seed{run['seed']} ran with time.query={query} and uses "
-                            f"time, so it cannot stand in the time.query={mode} table; remove it from time_blind")
+            raise DataError(
+                f"phase2: run {run['model']}-seed{run['seed']} ran with time.query={query} and uses "
+                f"time, so it cannot stand in the time.query={mode} table; remove it from time_blind"
+            )
 
 
 def _write(table: pd.DataFrame, out_dir: Path, stem: str, title: str) -> list[Path]:

@@ -17,7 +17,6 @@ from omegaconf import DictConfig
 
 from deepm3.errors import ConfigError, DeepM3Error
 from deepm3.phase2.claims import write_claims
-from deepm3.phase2.selection import write_selection
 from deepm3.phase2.efficiency import write_efficiency
 from deepm3.phase2.irregularity_study import write_irregularity
 from deepm3.phase2.main_table import write_main_table
@@ -25,6 +24,7 @@ from deepm3.phase2.plan import Plan, base_label, mode_view, plan_from_config, pl
 from deepm3.phase2.progress import preset_hint
 from deepm3.phase2.report import write_report
 from deepm3.phase2.robustness import write_robustness
+from deepm3.phase2.selection import write_selection
 from deepm3.phase2.sensitivity import sensitivity_plan, write_sensitivity
 from deepm3.phase2.significance_study import write_significance
 from deepm3.phase2.train_all import TrainSummary, run_overrides, same_run_key, train_all
@@ -39,6 +39,7 @@ Study = Callable[[Plan, Path, DictConfig], list[Path]]
 def per_mode(write: Callable[[Plan, Path, DictConfig, str | None, str], list[Path]]) -> Study:
     """A study written once per query mode: the primary mode's files keep their names, another
     mode's get ``_<mode>`` (``main_table_last.md``); each from that mode's runs only."""
+
     def study(plan: Plan, out: Path, cfg: DictConfig) -> list[Path]:
         modes = query_modes(cfg)
         written = []
@@ -47,23 +48,42 @@ def per_mode(write: Callable[[Plan, Path, DictConfig, str | None, str], list[Pat
             view = plan if mode is None else mode_view(plan, modes, mode)
             written += write(view, out, cfg, mode, suffix)
         return written
+
     return study
 
 
 STUDIES: dict[str, Study] = {
     "main_table": per_mode(lambda plan, out, cfg, mode, suffix: write_main_table(plan, out, mode, suffix)),
-    "significance": per_mode(lambda plan, out, cfg, mode, suffix: write_significance(
-        plan, out, cfg.reference, cfg.significance_metric,
-        [*(cfg.get("extra_references") or []), *(cfg.preset.get("extra_references") or [])], mode, suffix)),
-    "irregularity": lambda plan, out, cfg: write_irregularity(plan, out, cfg.reference, cfg.significance_metric,
-                                                              n_boot=int(cfg.bootstrap)),
+    "significance": per_mode(
+        lambda plan, out, cfg, mode, suffix: write_significance(
+            plan,
+            out,
+            cfg.reference,
+            cfg.significance_metric,
+            [*(cfg.get("extra_references") or []), *(cfg.preset.get("extra_references") or [])],
+            mode,
+            suffix,
+        )
+    ),
+    "irregularity": lambda plan, out, cfg: write_irregularity(
+        plan, out, cfg.reference, cfg.significance_metric, n_boot=int(cfg.bootstrap)
+    ),
     "robustness": lambda plan, out, cfg: write_robustness(
-        plan, out, list(cfg.noise_sweeps), cfg.significance_metric, int(cfg.noise_seed), list(cfg.entropy_seeds),
-        list(cfg.entropy_channels), str(cfg.device)),
-    "efficiency": lambda plan, out, cfg: write_efficiency(plan, out, str(cfg.device),
-                                                          list(cfg.preset.get("efficiency", []))),
-    "selection": lambda plan, out, cfg: write_selection(plan, out, cfg.preset.get("selection"),
-                                                        cfg.significance_metric, str(cfg.tune_monitor)),
+        plan,
+        out,
+        list(cfg.noise_sweeps),
+        cfg.significance_metric,
+        int(cfg.noise_seed),
+        list(cfg.entropy_seeds),
+        list(cfg.entropy_channels),
+        str(cfg.device),
+    ),
+    "efficiency": lambda plan, out, cfg: write_efficiency(
+        plan, out, str(cfg.device), list(cfg.preset.get("efficiency", []))
+    ),
+    "selection": lambda plan, out, cfg: write_selection(
+        plan, out, cfg.preset.get("selection"), cfg.significance_metric, str(cfg.tune_monitor)
+    ),
 }
 # Studies of one mode only (irregularity, robustness, efficiency, selection): the primary mode's runs.
 PRIMARY_ONLY = ("irregularity", "robustness", "efficiency", "selection")
@@ -94,11 +114,26 @@ def run_phase2(cfg: DictConfig, command: str = "python -m deepm3.phase2") -> dic
         written["tune"] = write_tuning(tuning, models, grids, out, str(cfg.tune_monitor))
     plan = with_tuned(plan, tuned_overrides(out))
     if "train" in cfg.studies:
-        reusable = {} if tuning is None else {
-            same_run_key(run_overrides(tuning, spec, shared, str(cfg.device))): spec.directory
-            for spec in tuning.completed()}
-        _merge(summary, train_all(plan, shared, str(cfg.device), reusable, stage="train", seconds_hint=hint,
-                                  measured_from=[] if tuning is None else tuning.completed()))
+        reusable = (
+            {}
+            if tuning is None
+            else {
+                same_run_key(run_overrides(tuning, spec, shared, str(cfg.device))): spec.directory
+                for spec in tuning.completed()
+            }
+        )
+        _merge(
+            summary,
+            train_all(
+                plan,
+                shared,
+                str(cfg.device),
+                reusable,
+                stage="train",
+                seconds_hint=hint,
+                measured_from=[] if tuning is None else tuning.completed(),
+            ),
+        )
     notes: list[str] = []
     primary = mode_view(plan, modes, modes[0]) if modes else plan
     for name, study in STUDIES.items():
@@ -113,15 +148,26 @@ def run_phase2(cfg: DictConfig, command: str = "python -m deepm3.phase2") -> dic
     grid = cfg.preset.get("sensitivity")
     if "sensitivity" in cfg.studies and grid:
         sensitivity = sensitivity_plan(plan.dataset, grid, plan_seeds(cfg), plan.results_dir, plan.dataset_choice)
-        _merge(summary, train_all(sensitivity, shared, str(cfg.device), stage="sensitivity",  # its own runs
-                                  seconds_hint=hint, measured_from=plan.completed()))
+        _merge(
+            summary,
+            train_all(
+                sensitivity,
+                shared,
+                str(cfg.device),
+                stage="sensitivity",  # its own runs
+                seconds_hint=hint,
+                measured_from=plan.completed(),
+            ),
+        )
         written["sensitivity"] = write_sensitivity(sensitivity, grid, out, cfg.significance_metric)
         reported = reported.extended(sensitivity)
     if "claims" in cfg.studies:  # from the tables just written (or left by an earlier invocation)
         written["claims"] = write_claims(out, plan.dataset, str(cfg.reference))
     if "report" in cfg.studies:
-        run_commands = [f"python -m deepm3.train {' '.join(run_overrides(reported, spec, shared, str(cfg.device)))}"
-                        for spec in reported.runs]
+        run_commands = [
+            f"python -m deepm3.train {' '.join(run_overrides(reported, spec, shared, str(cfg.device)))}"
+            for spec in reported.runs
+        ]
         written["report"] = [write_report(reported, out, [command], notes, run_commands)]
     if "verify" in cfg.studies:
         verify_tables(out, lambda tmp: [STUDIES[name](plan, tmp, cfg) for name in VERIFIED])
@@ -131,8 +177,7 @@ def run_phase2(cfg: DictConfig, command: str = "python -m deepm3.phase2") -> dic
 def with_tuned(plan: Plan, tuned: dict[str, list[str]]) -> Plan:
     """The plan with each tuned model's winning grid overrides appended to its own (a model
     is tuned once, in the primary query mode; the winner serves every mode)."""
-    runs = tuple(replace(run, overrides=(*run.overrides, *tuned.get(base_label(run.model), [])))
-                 for run in plan.runs)
+    runs = tuple(replace(run, overrides=(*run.overrides, *tuned.get(base_label(run.model), []))) for run in plan.runs)
     return replace(plan, runs=runs)
 
 

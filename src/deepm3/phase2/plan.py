@@ -80,8 +80,13 @@ class Plan:
         return [run for run in self.runs if not run.complete]
 
 
-def make_plan(dataset: str, models: Mapping[str, Sequence[str]], seeds: Sequence[int],
-              results_dir: str | Path, dataset_choice: str = "") -> Plan:
+def make_plan(
+    dataset: str,
+    models: Mapping[str, Sequence[str]],
+    seeds: Sequence[int],
+    results_dir: str | Path,
+    dataset_choice: str = "",
+) -> Plan:
     """Runs = models x seeds, in model order then seed order."""
     if not models:
         raise ConfigError("phase2: models is empty; expected at least one `label: [overrides]` entry")
@@ -92,9 +97,11 @@ def make_plan(dataset: str, models: Mapping[str, Sequence[str]], seeds: Sequence
             raise ConfigError(f"phase2: model label {label!r} cannot name a folder; use letters, digits, - and _")
     root = Path(results_dir).expanduser()
     runs = tuple(
-        RunSpec(label, int(seed), tuple(str(o) for o in overrides),
-                root / dataset / RUNS_DIR / f"{label}-seed{int(seed)}")
-        for label, overrides in models.items() for seed in seeds
+        RunSpec(
+            label, int(seed), tuple(str(o) for o in overrides), root / dataset / RUNS_DIR / f"{label}-seed{int(seed)}"
+        )
+        for label, overrides in models.items()
+        for seed in seeds
     )
     return Plan(dataset, root, runs, dataset_choice)
 
@@ -111,8 +118,9 @@ def query_modes(cfg: Any) -> list[str]:
     return [check_query_mode(str(m)) for m in modes]
 
 
-def expand_query_modes(models: Mapping[str, Sequence[str]], modes: Sequence[str],
-                       time_blind: Sequence[str] = ()) -> dict[str, list[str]]:
+def expand_query_modes(
+    models: Mapping[str, Sequence[str]], modes: Sequence[str], time_blind: Sequence[str] = ()
+) -> dict[str, list[str]]:
     """Each model once per query mode: ``label`` in the primary (first) mode, ``label@<mode>``
     in the others -- except the ``time_blind`` labels, trained once (what they compute cannot
     depend on the mode) and shown in every mode's tables."""
@@ -123,8 +131,13 @@ def expand_query_modes(models: Mapping[str, Sequence[str]], modes: Sequence[str]
         raise ConfigError(f"phase2: time_blind names {unknown}, which are not in preset.models {sorted(models)}")
     out = {label: [*overrides, f"time.query={modes[0]}"] for label, overrides in models.items()}
     for mode in modes[1:]:
-        out.update({f"{label}{MODE_SEPARATOR}{mode}": [*overrides, f"time.query={mode}"]
-                    for label, overrides in models.items() if label not in time_blind})
+        out.update(
+            {
+                f"{label}{MODE_SEPARATOR}{mode}": [*overrides, f"time.query={mode}"]
+                for label, overrides in models.items()
+                if label not in time_blind
+            }
+        )
     return out
 
 
@@ -139,8 +152,11 @@ def mode_view(plan: Plan, modes: Sequence[str], mode: str) -> Plan:
     if not modes or mode == modes[0]:
         return replace(plan, runs=tuple(r for r in plan.runs if MODE_SEPARATOR not in r.model))
     own = {base_label(r.model) for r in plan.runs if r.model.endswith(f"{MODE_SEPARATOR}{mode}")}
-    runs = [replace(r, model=base_label(r.model)) for r in plan.runs
-            if r.model.endswith(f"{MODE_SEPARATOR}{mode}") or (MODE_SEPARATOR not in r.model and r.model not in own)]
+    runs = [
+        replace(r, model=base_label(r.model))
+        for r in plan.runs
+        if r.model.endswith(f"{MODE_SEPARATOR}{mode}") or (MODE_SEPARATOR not in r.model and r.model not in own)
+    ]
     return replace(plan, runs=tuple(runs))
 
 
@@ -154,5 +170,10 @@ def plan_from_config(cfg: Any) -> Plan:
     overridden), each model once per query mode of :func:`query_modes`."""
     models = {str(k): [str(o) for o in v] for k, v in cfg.preset.models.items()}
     time_blind = [str(m) for m in (cfg.get("time_blind") or cfg.preset.get("time_blind") or [])]
-    return make_plan(str(cfg.dataset.name), expand_query_modes(models, query_modes(cfg), time_blind),
-                     plan_seeds(cfg), cfg.results_dir, str(cfg.get("dataset_choice") or ""))
+    return make_plan(
+        str(cfg.dataset.name),
+        expand_query_modes(models, query_modes(cfg), time_blind),
+        plan_seeds(cfg),
+        cfg.results_dir,
+        str(cfg.get("dataset_choice") or ""),
+    )

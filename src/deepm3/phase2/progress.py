@@ -57,7 +57,7 @@ def estimate_label(label: str) -> str:
     ``tune-deepm3-euler-3`` both cost like ``deepm3-euler``."""
     label = base_label(label)
     if label.startswith(TUNE_PREFIX):
-        stem, _, point = label[len(TUNE_PREFIX):].rpartition("-")
+        stem, _, point = label[len(TUNE_PREFIX) :].rpartition("-")
         label = stem if point.isdigit() and stem else label
     return label
 
@@ -83,9 +83,17 @@ class StudyProgress:
     Use as a context manager: the bar (when wanted) lives inside the ``with`` block.
     """
 
-    def __init__(self, stage: str, todo: list[RunSpec], total: int, measured: dict[str, list[float]],
-                 hint: float | None = None, bar: bool | None = None, stream: TextIO | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        stage: str,
+        todo: list[RunSpec],
+        total: int,
+        measured: dict[str, list[float]],
+        hint: float | None = None,
+        bar: bool | None = None,
+        stream: TextIO | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.stage = stage
         self.todo = list(todo)
         self.total = total
@@ -130,8 +138,10 @@ class StudyProgress:
     def plan_line(self, planned: int, complete: int, copies: int) -> str:
         left = self.remaining(self.todo)
         estimate = f"rough estimate {format_duration(left)}" if left is not None else "no time estimate"
-        return (f"phase2 {self.stage}: {planned} runs planned: {complete} already complete, {copies} copied from "
-                f"finished runs, {len(self.todo)} to train; {estimate} ({self._basis()})")
+        return (
+            f"phase2 {self.stage}: {planned} runs planned: {complete} already complete, {copies} copied from "
+            f"finished runs, {len(self.todo)} to train; {estimate} ({self._basis()})"
+        )
 
     def finished(self, spec: RunSpec, outcome: str, seconds: float | None = None) -> str:
         """Record one run (``trained``, ``failed`` or ``copied``; trained runs teach the estimate)
@@ -144,9 +154,11 @@ class StudyProgress:
             self.todo.remove(spec)
         left = self.remaining(self.todo)
         took = f" in {format_duration(seconds)}" if seconds is not None else ""
-        line = (f"phase2 {self.stage}: {self.done} of {self.total} ({spec.name}: {outcome}{took}); "
-                f"elapsed {format_duration(self.clock() - self.start)}, about {format_duration(left)} left; "
-                f"{self.failed} failed so far")
+        line = (
+            f"phase2 {self.stage}: {self.done} of {self.total} ({spec.name}: {outcome}{took}); "
+            f"elapsed {format_duration(self.clock() - self.start)}, about {format_duration(left)} left; "
+            f"{self.failed} failed so far"
+        )
         if self._bar is not None:
             self._bar.set_postfix_str(f"~{format_duration(left)} left, {self.failed} failed", refresh=False)
             self._bar.update(1)
@@ -157,8 +169,9 @@ class StudyProgress:
             from tqdm.auto import tqdm
             from tqdm.contrib.logging import logging_redirect_tqdm
 
-            self._bar = self._stack.enter_context(tqdm(total=self.total, desc=f"phase2 {self.stage}", unit="run",
-                                                       file=self.stream, dynamic_ncols=True))
+            self._bar = self._stack.enter_context(
+                tqdm(total=self.total, desc=f"phase2 {self.stage}", unit="run", file=self.stream, dynamic_ncols=True)
+            )
             self._stack.enter_context(logging_redirect_tqdm())  # log lines print above the bar
         return self
 

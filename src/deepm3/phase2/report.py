@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from deepm3.io import write_atomic
+from deepm3.models.components.time import QUERY_MODES
 from deepm3.phase2.plan import Plan
 from deepm3.phase2.results import run_metrics
-from deepm3.models.components.time import QUERY_MODES
 from deepm3.provenance import code_version
 
 REPORT = "README.md"
@@ -36,18 +36,28 @@ SECTIONS = [  # (file stem or png, heading)
 ]
 
 
-def write_report(plan: Plan, out_dir: Path, commands: Sequence[str], notes: Sequence[str] = (),
-                 run_commands: Sequence[str] = ()) -> Path:
+def write_report(
+    plan: Plan, out_dir: Path, commands: Sequence[str], notes: Sequence[str] = (), run_commands: Sequence[str] = ()
+) -> Path:
     """Stitch the study files present in ``out_dir`` into its README.md."""
     lines = [f"# Phase 2 results: {plan.dataset}", ""]
     if (out_dir / CLAIMS).is_file():  # the page the project exists for comes first
         lines += [f"**The original claims, checked: [{CLAIMS}]({CLAIMS})** -- {claims_summary(out_dir / CLAIMS)}", ""]
-    lines += ["Produced by:", "", "```", *commands, "```", "",
-              f"Report written at code version `{code_version()}`.", "",
-              f"Runs: {len(plan.completed())} of {len(plan.runs)} complete ({len(plan.models)} models or variants), "
-              f"in `runs/<model>-seed<k>/` (their `metrics.json`, `test_users.csv` and `.hydra/config.yaml` "
-              f"are kept with the tables; `python -m deepm3.phase2 ... studies=[verify]` recomputes the "
-              f"tables from them and checks they match).", ""]
+    lines += [
+        "Produced by:",
+        "",
+        "```",
+        *commands,
+        "```",
+        "",
+        f"Report written at code version `{code_version()}`.",
+        "",
+        f"Runs: {len(plan.completed())} of {len(plan.runs)} complete ({len(plan.models)} models or variants), "
+        f"in `runs/<model>-seed<k>/` (their `metrics.json`, `test_users.csv` and `.hydra/config.yaml` "
+        f"are kept with the tables; `python -m deepm3.phase2 ... studies=[verify]` recomputes the "
+        f"tables from them and checks they match).",
+        "",
+    ]
     lines += code_versions(plan)
     lines += _missing(plan)
     for note in notes:
@@ -63,8 +73,12 @@ def write_report(plan: Plan, out_dir: Path, commands: Sequence[str], notes: Sequ
             lines += [path.read_text().strip(), "", f"Machine-readable: [`{name}.csv`]({name}.csv)", ""]
     if run_commands:
         lines += ["## Training command of each run", "", "```", *run_commands, "```", ""]
-    lines += ["## Files", "", *[f"- `{p.name}`" for p in sorted(out_dir.iterdir())
-                                if p.is_file() and p.name != REPORT], ""]
+    lines += [
+        "## Files",
+        "",
+        *[f"- `{p.name}`" for p in sorted(out_dir.iterdir()) if p.is_file() and p.name != REPORT],
+        "",
+    ]
     text = "\n".join(lines)
     return write_atomic(out_dir / REPORT, lambda tmp: tmp.write_text(text))
 
@@ -87,11 +101,17 @@ def code_versions(plan: Plan) -> list[str]:
         return []
     if len(versions) == 1:
         return [f"Code version of every run: `{next(iter(versions))}`.", ""]
-    lines = [f"> **Warning: these tables mix runs of {len(versions)} code versions.** Numbers from different "
-             "versions may not be comparable; re-run the older runs to remove this warning.", "",
-             "| code version | runs |", "|---|---|"]
-    lines += [f"| `{version}` | {len(runs)}: {', '.join(runs[:6])}{' ...' if len(runs) > 6 else ''} |"
-              for version, runs in versions.items()]
+    lines = [
+        f"> **Warning: these tables mix runs of {len(versions)} code versions.** Numbers from different "
+        "versions may not be comparable; re-run the older runs to remove this warning.",
+        "",
+        "| code version | runs |",
+        "|---|---|",
+    ]
+    lines += [
+        f"| `{version}` | {len(runs)}: {', '.join(runs[:6])}{' ...' if len(runs) > 6 else ''} |"
+        for version, runs in versions.items()
+    ]
     return [*lines, ""]
 
 
@@ -112,8 +132,12 @@ def significance_heading(stem: str) -> str:
     rest = rest.removesuffix("seeds").removesuffix("_")
     mode = next((m for m in QUERY_MODES if rest == m or rest.endswith(f"_{m}")), None)
     reference = rest.removesuffix(mode or "").removesuffix("_") if mode else rest
-    return ("Significance" + (f" ({reference} as reference)" if reference else "")
-            + (f", time.query={mode}" if mode else "") + (": seed-level view" if seeds else ""))
+    return (
+        "Significance"
+        + (f" ({reference} as reference)" if reference else "")
+        + (f", time.query={mode}" if mode else "")
+        + (": seed-level view" if seeds else "")
+    )
 
 
 def _missing(plan: Plan) -> list[str]:

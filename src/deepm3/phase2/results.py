@@ -38,8 +38,14 @@ def user_rows(plan: Plan) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def write_table(frame: pd.DataFrame, directory: Path, stem: str, title: str, shown: pd.DataFrame | None = None,
-                floatfmt: str = ".4f") -> list[Path]:
+def write_table(
+    frame: pd.DataFrame,
+    directory: Path,
+    stem: str,
+    title: str,
+    shown: pd.DataFrame | None = None,
+    floatfmt: str = ".4f",
+) -> list[Path]:
     """``<stem>.csv`` (machine-readable) and ``<stem>.md`` (a titled Markdown table of ``shown``,
     default the same frame)."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -51,6 +57,7 @@ def write_table(frame: pd.DataFrame, directory: Path, stem: str, title: str, sho
 
 def markdown(frame: pd.DataFrame, floatfmt: str = ".4f") -> str:
     """A pipe table without the optional ``tabulate`` dependency."""
+
     def cell(value: Any) -> str:
         if isinstance(value, float):
             return "" if pd.isna(value) else format(value, floatfmt)

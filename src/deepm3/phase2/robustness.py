@@ -62,11 +62,16 @@ def load_sweeps(names: Sequence[str]) -> list[NoiseSweep]:
 
 def check_same_inputs(specs: Sequence[RunSpec]) -> None:
     """Every run must have been tested on the same windows, or the same perturbation is not shared."""
-    shapes = {spec.name: (str(cfg.dataset.name), int(cfg.dataset.max_len))
-              for spec in specs for cfg in [read_config(spec.directory)]}
+    shapes = {
+        spec.name: (str(cfg.dataset.name), int(cfg.dataset.max_len))
+        for spec in specs
+        for cfg in [read_config(spec.directory)]
+    }
     if len(set(shapes.values())) > 1:
-        raise DataError(f"robustness: runs differ in (dataset.name, dataset.max_len): {shapes}; "
-                        "every model must be tested on the same windows")
+        raise DataError(
+            f"robustness: runs differ in (dataset.name, dataset.max_len): {shapes}; "
+            "every model must be tested on the same windows"
+        )
 
 
 def load_run(spec: RunSpec, num_items: int, device: torch.device) -> LoadedRun:
@@ -93,16 +98,30 @@ def evaluate(module: RecModule, samples: SampleArrays, batch_size: int, device: 
     return headline_metrics(module, samples, batch_size, device)
 
 
-def perturbed_metrics(runs: list[LoadedRun], test: SampleArrays, operators: list[tuple[str, NoiseOperator]],
-                      num_items: int, noise_seed: int, batch_size: int, device: torch.device) -> pd.DataFrame:
+def perturbed_metrics(
+    runs: list[LoadedRun],
+    test: SampleArrays,
+    operators: list[tuple[str, NoiseOperator]],
+    num_items: int,
+    noise_seed: int,
+    batch_size: int,
+    device: torch.device,
+) -> pd.DataFrame:
     """One row per (noise, level, model, seed) with every metric."""
     records = []
     for noise, operator in operators:
         noisy = perturb_samples(test, operator, noise_seed, num_items)
         for loaded in runs:
             metrics = evaluate(loaded.module, noisy, batch_size, device)
-            records.append({"noise": noise, "level": operator.level, "model": loaded.spec.model,
-                            "seed": loaded.spec.seed, **metrics})
+            records.append(
+                {
+                    "noise": noise,
+                    "level": operator.level,
+                    "model": loaded.spec.model,
+                    "seed": loaded.spec.seed,
+                    **metrics,
+                }
+            )
     return pd.DataFrame.from_records(records)
 
 
@@ -114,14 +133,20 @@ def degradation(per_run: pd.DataFrame, metric: str) -> pd.DataFrame:
     with np.errstate(divide="ignore", invalid="ignore"):
         noisy["drop"] = np.where(reference > 0, 1.0 - noisy[metric].to_numpy() / reference, np.nan)
     grouped = noisy.groupby(["noise", "level", "model"], sort=False)
-    out = grouped.agg(seeds=("seed", "nunique"), mean=(metric, "mean"), std=(metric, "std"),
-                      relative_drop=("drop", "mean"), relative_drop_std=("drop", "std")).reset_index()
+    out = grouped.agg(
+        seeds=("seed", "nunique"),
+        mean=(metric, "mean"),
+        std=(metric, "std"),
+        relative_drop=("drop", "mean"),
+        relative_drop_std=("drop", "std"),
+    ).reset_index()
     out.insert(3, "metric", metric)
     return out
 
 
-def entropy_table(test: SampleArrays, sweeps: list[NoiseSweep], num_items: int, seeds: Sequence[int],
-                  channels: Sequence[str]) -> pd.DataFrame:
+def entropy_table(
+    test: SampleArrays, sweeps: list[NoiseSweep], num_items: int, seeds: Sequence[int], channels: Sequence[str]
+) -> pd.DataFrame:
     """Random entropy rate (topological and Shannon) of the perturbed histories, per channel.
 
     Bins and word length are fixed on the clean histories, so every level is measured alike.
@@ -135,10 +160,19 @@ def entropy_table(test: SampleArrays, sweeps: list[NoiseSweep], num_items: int, 
         for noise, operator in [(CLEAN, Clean(0.0))] + [(s.name, op) for s in sweeps for op in s.operators()]:
             for measure in MEASURES:
                 estimate = entropy_under_noise(clean, operator, symboliser, list(seeds), word_length, measure)
-                records.append({"noise": noise, "level": operator.level, "channel": channel, "measure": measure,
-                                "entropy_rate": estimate.mean, "entropy_std": estimate.std,
-                                "word_length": word_length, "alphabet": symboliser.alphabet_size,
-                                "clean_well_sampled": well_sampled})
+                records.append(
+                    {
+                        "noise": noise,
+                        "level": operator.level,
+                        "channel": channel,
+                        "measure": measure,
+                        "entropy_rate": estimate.mean,
+                        "entropy_std": estimate.std,
+                        "word_length": word_length,
+                        "alphabet": symboliser.alphabet_size,
+                        "clean_well_sampled": well_sampled,
+                    }
+                )
     return pd.DataFrame.from_records(records)
 
 
@@ -161,10 +195,17 @@ def curves_plot(table: pd.DataFrame, metric: str):
     return fig
 
 
-def write_robustness(plan: Plan, out_dir: Path, noise: Sequence[str], metric: str = "ndcg@10",
-                     noise_seed: int = 0, entropy_seeds: Sequence[int] = (0, 1, 2),
-                     channels: Sequence[str] = ("gaps", "items"), device: str = "auto",
-                     batch_size: int = 256) -> list[Path]:
+def write_robustness(
+    plan: Plan,
+    out_dir: Path,
+    noise: Sequence[str],
+    metric: str = "ndcg@10",
+    noise_seed: int = 0,
+    entropy_seeds: Sequence[int] = (0, 1, 2),
+    channels: Sequence[str] = ("gaps", "items"),
+    device: str = "auto",
+    batch_size: int = 256,
+) -> list[Path]:
     completed = plan.completed()
     if not completed:
         return []
@@ -177,13 +218,21 @@ def write_robustness(plan: Plan, out_dir: Path, noise: Sequence[str], metric: st
     operators = [(CLEAN, Clean(0.0))] + [(s.name, op) for s in sweeps for op in s.operators()]
     per_run = perturbed_metrics(runs, test, operators, num_items, noise_seed, batch_size, torch_device)
     table = degradation(per_run, metric)
-    written = write_table(table, out_dir, METRICS_STEM,
-                          f"Robustness: {metric} under test-time noise (mean/std over seeds; relative drop vs clean; "
-                          f"noise seed {noise_seed}, same perturbed inputs for every model)")
+    written = write_table(
+        table,
+        out_dir,
+        METRICS_STEM,
+        f"Robustness: {metric} under test-time noise (mean/std over seeds; relative drop vs clean; "
+        f"noise seed {noise_seed}, same perturbed inputs for every model)",
+    )
     written += write_table(per_run, out_dir, f"{METRICS_STEM}_runs", "Robustness, every run and metric")
     entropy = entropy_table(test, sweeps, num_items, entropy_seeds, channels)
-    written += write_table(entropy, out_dir, ENTROPY_STEM,
-                           "Random entropy rate of the perturbed test histories (nats/symbol; mean ± std over "
-                           f"noise seeds {list(entropy_seeds)}; bins and word length fixed on the clean histories)")
+    written += write_table(
+        entropy,
+        out_dir,
+        ENTROPY_STEM,
+        "Random entropy rate of the perturbed test histories (nats/symbol; mean ± std over "
+        f"noise seeds {list(entropy_seeds)}; bins and word length fixed on the clean histories)",
+    )
     written.append(save_png(curves_plot(table, metric), out_dir / PLOT))
     return written

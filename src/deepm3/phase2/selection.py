@@ -38,9 +38,15 @@ def validation_table(runs: list[dict[str, Any]], candidates: Sequence[str], moni
         values = [float(v) for v in values if v is not None]
         if not values:
             continue
-        records.append({"model": model, "role": "candidate" if model in candidates else "other", "seeds": len(values),
-                        f"{monitor}_mean": float(np.mean(values)),
-                        f"{monitor}_std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0})
+        records.append(
+            {
+                "model": model,
+                "role": "candidate" if model in candidates else "other",
+                "seeds": len(values),
+                f"{monitor}_mean": float(np.mean(values)),
+                f"{monitor}_std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+            }
+        )
     return pd.DataFrame.from_records(records)
 
 
@@ -59,8 +65,13 @@ def choose(table: pd.DataFrame, candidates: Sequence[str], ablation: str | None,
     return chosen
 
 
-def write_selection(plan: Plan, out_dir: Path, selection: Mapping[str, Any] | None, metric: str = "ndcg@10",
-                    monitor: str = "val/ndcg@10") -> list[Path]:
+def write_selection(
+    plan: Plan,
+    out_dir: Path,
+    selection: Mapping[str, Any] | None,
+    metric: str = "ndcg@10",
+    monitor: str = "val/ndcg@10",
+) -> list[Path]:
     """The selection files (nothing when the preset has no ``selection``)."""
     if not selection:
         return []
@@ -72,21 +83,43 @@ def write_selection(plan: Plan, out_dir: Path, selection: Mapping[str, Any] | No
     table = validation_table(runs, candidates, monitor)
     chosen = choose(table, candidates, None if ablation is None else str(ablation), monitor)
     table["selected"] = table["model"] == chosen["winner"]
-    written = write_table(table, out_dir, STEM, f"Selection on validation ({monitor}, mean ± std over seeds); "
-                                                f"winner: {chosen['winner']} (test numbers not used)", floatfmt=".4f")
-    written.append(write_json(out_dir / "selected.json", {
-        **chosen, "monitor": monitor,
-        "overrides": next((list(s.overrides) for s in plan.runs if s.model == chosen["winner"]), [])}))
+    written = write_table(
+        table,
+        out_dir,
+        STEM,
+        f"Selection on validation ({monitor}, mean ± std over seeds); "
+        f"winner: {chosen['winner']} (test numbers not used)",
+        floatfmt=".4f",
+    )
+    written.append(
+        write_json(
+            out_dir / "selected.json",
+            {
+                **chosen,
+                "monitor": monitor,
+                "overrides": next((list(s.overrides) for s in plan.runs if s.model == chosen["winner"]), []),
+            },
+        )
+    )
     shown = [chosen[k] for k in ("winner", "ablation", "best_baseline") if k in chosen]
     test = summarise([r for r in runs if r["model"] in shown])
-    written += write_table(test, out_dir, f"{STEM}_test", "Test metrics of the selected models only "
-                           "(winner, ablation, best baseline on validation)", shown=display(test))
+    written += write_table(
+        test,
+        out_dir,
+        f"{STEM}_test",
+        "Test metrics of the selected models only (winner, ablation, best baseline on validation)",
+        shown=display(test),
+    )
     rest = [m for m in shown[1:]]
     if rest:
         rows = user_rows(plan)
         significance = compare_to_reference(rows[rows["model"].isin(shown)], chosen["winner"], metric, rest)
-        written += write_table(significance, out_dir, f"{STEM}_significance",
-                               f"Significance: {chosen['winner']} vs the ablation and the best baseline on per-user "
-                               f"{metric} (seed-averaged; paired t-test and Wilcoxon, Holm over these two)",
-                               floatfmt=".4g")
+        written += write_table(
+            significance,
+            out_dir,
+            f"{STEM}_significance",
+            f"Significance: {chosen['winner']} vs the ablation and the best baseline on per-user "
+            f"{metric} (seed-averaged; paired t-test and Wilcoxon, Holm over these two)",
+            floatfmt=".4g",
+        )
     return written

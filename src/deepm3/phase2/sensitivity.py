@@ -60,8 +60,9 @@ def sensitivity_models(grid: Mapping) -> dict[str, list[str]]:
     return models
 
 
-def sensitivity_plan(dataset: str, grid: Mapping, seeds: Sequence[int], results_dir: Path,
-                     dataset_choice: str = "") -> Plan:
+def sensitivity_plan(
+    dataset: str, grid: Mapping, seeds: Sequence[int], results_dir: Path, dataset_choice: str = ""
+) -> Plan:
     return make_plan(dataset, sensitivity_models(grid), seeds, results_dir, dataset_choice)
 
 
@@ -74,9 +75,13 @@ def summarise(plan: Plan, grid: Mapping, metrics: Sequence[str] = ("ndcg@10", "h
             mine = [r for r in runs if r["model"] == variant_label(factor, value, overrides)]
             if not mine:
                 continue
-            row = {"factor": factor, "value": str(value), "seeds": len(mine),
-                   "params": int(np.median([r["num_params"] for r in mine])),
-                   "seconds_per_epoch": float(np.mean([r["seconds_per_epoch"] for r in mine]))}
+            row = {
+                "factor": factor,
+                "value": str(value),
+                "seeds": len(mine),
+                "params": int(np.median([r["num_params"] for r in mine])),
+                "seconds_per_epoch": float(np.mean([r["seconds_per_epoch"] for r in mine])),
+            }
             for name in metrics:
                 scores = [r["test"][name] for r in mine]
                 row[name] = float(np.mean(scores))
@@ -103,7 +108,11 @@ def write_sensitivity(plan: Plan, grid: Mapping, out_dir: Path, metric: str = "n
     table = summarise(plan, grid, (metric, "hr@10") if metric != "hr@10" else (metric,))
     if table.empty:
         return []
-    written = write_table(table, out_dir, STEM,
-                          f"Sensitivity of DeepM3: one factor changed at a time from the base (mean ± std over seeds)")
+    written = write_table(
+        table,
+        out_dir,
+        STEM,
+        "Sensitivity of DeepM3: one factor changed at a time from the base (mean ± std over seeds)",
+    )
     written.append(save_png(sensitivity_plot(table, metric), out_dir / PLOT))
     return written

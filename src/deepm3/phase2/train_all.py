@@ -51,8 +51,14 @@ def device_overrides(device: str) -> list[str]:
 
 def run_overrides(plan: Plan, spec: RunSpec, shared: Sequence[str], device: str) -> list[str]:
     """The full override list of one run (also what the report prints as its command)."""
-    return [f"dataset={plan.choice}", *spec.overrides, f"seed={spec.seed}", *shared,
-            *device_overrides(device), f"paths.output_dir={spec.directory}"]
+    return [
+        f"dataset={plan.choice}",
+        *spec.overrides,
+        f"seed={spec.seed}",
+        *shared,
+        *device_overrides(device),
+        f"paths.output_dir={spec.directory}",
+    ]
 
 
 @contextmanager
@@ -82,10 +88,17 @@ def reuse_run(source: Path, target: Path) -> None:
     write_metrics(target, {**read_metrics(source), "reused_from": str(source)})  # last: marks it complete
 
 
-def train_all(plan: Plan, shared: Sequence[str] = (), device: str = "auto",
-              reusable: dict[tuple[str, ...], Path] | None = None, *, stage: str = "train",
-              seconds_hint: float | None = None, measured_from: Sequence[RunSpec] = (),
-              bar: bool | None = None) -> TrainSummary:
+def train_all(
+    plan: Plan,
+    shared: Sequence[str] = (),
+    device: str = "auto",
+    reusable: dict[tuple[str, ...], Path] | None = None,
+    *,
+    stage: str = "train",
+    seconds_hint: float | None = None,
+    measured_from: Sequence[RunSpec] = (),
+    bar: bool | None = None,
+) -> TrainSummary:
     """Train each incomplete run of ``plan``; never raises for one run's failure.
 
     ``reusable`` maps :func:`same_run_key` of complete runs (the tuning runs) to their folder:
@@ -106,8 +119,9 @@ def train_all(plan: Plan, shared: Sequence[str] = (), device: str = "auto",
         source = (reusable or {}).get(same_run_key(overrides))
         actions.append((spec, overrides, source if source is not None and is_complete(source) else None))
     todo = [spec for spec, _, source in actions if source is None]
-    progress = StudyProgress(stage, todo, len(actions), measured_seconds([*plan.completed(), *measured_from]),
-                             seconds_hint, bar)
+    progress = StudyProgress(
+        stage, todo, len(actions), measured_seconds([*plan.completed(), *measured_from]), seconds_hint, bar
+    )
     log.info("%s", progress.plan_line(len(plan.runs), len(plan.runs) - len(actions), len(actions) - len(todo)))
     pending = {spec.name: (overrides, source) for spec, overrides, source in actions}
     with progress:
@@ -134,6 +148,10 @@ def train_all(plan: Plan, shared: Sequence[str] = (), device: str = "auto",
                 continue
             summary.trained.append(spec.name)
             log.info("%s", progress.finished(spec, "trained", time.monotonic() - start))
-    log.info("phase2: %d trained, %d skipped (already complete), %d failed",
-             len(summary.trained), len(summary.skipped), len(summary.failed))
+    log.info(
+        "phase2: %d trained, %d skipped (already complete), %d failed",
+        len(summary.trained),
+        len(summary.skipped),
+        len(summary.failed),
+    )
     return summary

@@ -48,8 +48,9 @@ def tune_plan(plan: Plan, models: Mapping[str, Sequence[str]], grids: Mapping[st
     return make_plan(plan.dataset, tune_models(models, grids), [seed], plan.results_dir, plan.dataset_choice)
 
 
-def selection(tuning: Plan, models: Mapping[str, Sequence[str]], grids: Mapping[str, Mapping],
-              monitor: str) -> pd.DataFrame:
+def selection(
+    tuning: Plan, models: Mapping[str, Sequence[str]], grids: Mapping[str, Mapping], monitor: str
+) -> pd.DataFrame:
     """One row per grid point: model, overrides, validation score (NaN: missing or failed) and
     ``selected`` (the best point of each model; none if every point of it failed)."""
     rows = []
@@ -62,12 +63,19 @@ def selection(tuning: Plan, models: Mapping[str, Sequence[str]], grids: Mapping[
                 score = float("nan") if value is None else float(value)
             rows.append({"model": model, "point": k, "overrides": " ".join(point), monitor: score})
     table = pd.DataFrame(rows)
-    winners = [group[monitor].idxmax() for _, group in table.groupby("model", sort=False) if group[monitor].notna().any()]
+    winners = [
+        group[monitor].idxmax() for _, group in table.groupby("model", sort=False) if group[monitor].notna().any()
+    ]
     return table.assign(selected=table.index.isin(winners))  # ties: the first point in grid order
 
 
-def write_tuning(tuning: Plan, models: Mapping[str, Sequence[str]], grids: Mapping[str, Mapping],
-                 out_dir: Path, monitor: str = "val/ndcg@10") -> list[Path]:
+def write_tuning(
+    tuning: Plan,
+    models: Mapping[str, Sequence[str]],
+    grids: Mapping[str, Mapping],
+    out_dir: Path,
+    monitor: str = "val/ndcg@10",
+) -> list[Path]:
     """``tune.{csv,md}`` (every point) and ``tuned.json`` (the selected point per model)."""
     table = selection(tuning, models, grids, monitor)
     tuned = {row.model: row.overrides.split() for row in table[table["selected"]].itertuples()}

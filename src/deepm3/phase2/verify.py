@@ -50,8 +50,10 @@ def verify_tables(out_dir: Path, recompute: Callable[[Path], object], rtol: floa
 
 def _compare(committed: pd.DataFrame, fresh: pd.DataFrame, path: Path, rtol: float) -> None:
     if list(committed.columns) != list(fresh.columns) or len(committed) != len(fresh):
-        raise DataError(f"verify: {path} differs from its recomputation (columns or rows: "
-                        f"{list(committed.columns)} x {len(committed)} vs {list(fresh.columns)} x {len(fresh)})")
+        raise DataError(
+            f"verify: {path} differs from its recomputation (columns or rows: "
+            f"{list(committed.columns)} x {len(committed)} vs {list(fresh.columns)} x {len(fresh)})"
+        )
     for column in committed.columns:
         old, new = committed[column], fresh[column]
         if pd.api.types.is_numeric_dtype(old) and pd.api.types.is_numeric_dtype(new):
@@ -60,5 +62,7 @@ def _compare(committed: pd.DataFrame, fresh: pd.DataFrame, path: Path, rtol: flo
             same = (old.astype(str) == new.astype(str)).to_numpy()
         if not same.all():
             row = int(np.flatnonzero(~same)[0])
-            raise DataError(f"verify: {path} differs from its recomputation at row {row}, column {column!r}: "
-                            f"{old.iloc[row]!r} committed vs {new.iloc[row]!r} recomputed")
+            raise DataError(
+                f"verify: {path} differs from its recomputation at row {row}, column {column!r}: "
+                f"{old.iloc[row]!r} committed vs {new.iloc[row]!r} recomputed"
+            )

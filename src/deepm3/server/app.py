@@ -46,8 +46,15 @@ from deepm3.run_dir import locate_run, read_config, try_read_metrics
 from deepm3.serve import Recommendations, Recommender
 from deepm3.server.batching import MicroBatcher
 from deepm3.server.observe import Metrics, TimingMiddleware
-from deepm3.server.schemas import (EventsResponse, Query, Recommendation, SnapshotResponse, UserEvents, UserSummary,
-                                   one_line)
+from deepm3.server.schemas import (
+    EventsResponse,
+    Query,
+    Recommendation,
+    SnapshotResponse,
+    UserEvents,
+    UserSummary,
+    one_line,
+)
 from deepm3.server.state import StateStore, is_stateful
 
 log = logging.getLogger(__name__)
@@ -73,17 +80,27 @@ class Limits:
 class Server:
     """The recommender, its users' stored state and metrics: everything the endpoints share."""
 
-    def __init__(self, rec: Recommender, limits: Limits, k: int, snapshot: Path | None,
-                 info: dict[str, Any], fingerprint: dict[str, Any], batching: bool = False) -> None:
+    def __init__(
+        self,
+        rec: Recommender,
+        limits: Limits,
+        k: int,
+        snapshot: Path | None,
+        info: dict[str, Any],
+        fingerprint: dict[str, Any],
+        batching: bool = False,
+    ) -> None:
         self.rec, self.limits, self.k, self.snapshot = rec, limits, k, snapshot
         self.info, self.fingerprint = info, fingerprint
-        # One network call at a time: DeepM3's ODE keeps the current gap on the module while it
-        # runs (GapODE.forward), so two threads inside it at once would mix their gaps.
+        # One network call at a time: the fused solver=none path swaps weights into a shared GRU
+        # template (torch.func.functional_call) while it runs, which two threads must not do at once.
+        # (The ODE used to keep the gap on the module; it now binds it per call, tests/test_ode.py.)
         self.model_lock = threading.Lock()
         self.store = StateStore(rec.net, rec.max_len, rec.device, self.model_lock)
         self.metrics = Metrics(rec.name)
-        self.batcher = (MicroBatcher(self.recommend, limits.max_batch, self.metrics.batch_queries.observe)
-                        if batching else None)
+        self.batcher = (
+            MicroBatcher(self.recommend, limits.max_batch, self.metrics.batch_queries.observe) if batching else None
+        )
 
     # --- parsing ----------------------------------------------------------------------------
 
@@ -97,8 +114,9 @@ class Server:
             raise HTTPException(400, "body: JSON nested too deeply") from None
         many = isinstance(value, list)
         if many and len(value) > self.limits.max_batch:
-            raise HTTPException(413, f"body: {len(value)} entries; at most {self.limits.max_batch} per request "
-                                     "(limits.max_batch)")
+            raise HTTPException(
+                413, f"body: {len(value)} entries; at most {self.limits.max_batch} per request (limits.max_batch)"
+            )
         if many and not value:
             raise HTTPException(422, "body: an empty list; expected at least one entry")
         try:
@@ -113,8 +131,11 @@ class Server:
         now = int(time.time())
         for query, label in zip(queries, labels):
             if query.items is not None and len(query.items) > self.limits.max_events:
-                raise HTTPException(413, f"{label}.items: {len(query.items)} events; at most "
-                                         f"{self.limits.max_events} per history (limits.max_events)")
+                raise HTTPException(
+                    413,
+                    f"{label}.items: {len(query.items)} events; at most "
+                    f"{self.limits.max_events} per history (limits.max_events)",
+                )
         results: list[Recommendation | None] = [None] * len(queries)
         with torch.inference_mode():
             self._histories(queries, labels, now, results)
@@ -128,16 +149,23 @@ class Server:
             if query.user is None:
                 assert query.items is not None and query.timestamps is not None
                 if query.at is None and query.timestamps and query.timestamps[-1] > now:
-                    raise DataError(f"{labels[i]}.at: not given, so now ({now}), which is earlier than the last "
-                                    f"event (timestamps[{len(query.timestamps) - 1}]={query.timestamps[-1]})")
+                    raise DataError(
+                        f"{labels[i]}.at: not given, so now ({now}), which is earlier than the last "
+                        f"event (timestamps[{len(query.timestamps) - 1}]={query.timestamps[-1]})"
+                    )
                 groups[(query.k or self.k, query.exclude_seen, query.unknown_items)].append(i)
         for (k, exclude_seen, unknown), rows in groups.items():
             ats = [queries[i].at if queries[i].at is not None else now for i in rows]
             with self.model_lock:
-                ranked = self.rec.recommend_batch([queries[i].items for i in rows],  # type: ignore[misc]
-                                                  [queries[i].timestamps for i in rows],  # type: ignore[misc]
-                                                  at=ats, k=k, exclude_seen=exclude_seen, unknown_items=unknown,
-                                                  names=[labels[i] for i in rows])
+                ranked = self.rec.recommend_batch(
+                    [queries[i].items for i in rows],  # type: ignore[misc]
+                    [queries[i].timestamps for i in rows],  # type: ignore[misc]
+                    at=ats,
+                    k=k,
+                    exclude_seen=exclude_seen,
+                    unknown_items=unknown,
+                    names=[labels[i] for i in rows],
+                )
             for i, at, result in zip(rows, ats, ranked):
                 results[i] = _response(result, at, result.source, None)
 
@@ -152,16 +180,25 @@ class Server:
             at = query.at if query.at is not None else now
             if record is None:
                 if self.rec.popularity is None:
-                    raise DataError(f"{labels[i]}.user: {query.user!r} has no stored events, and the run has no "
-                                    "popularity counts for a user without history; POST /events first")
+                    raise DataError(
+                        f"{labels[i]}.user: {query.user!r} has no stored events, and the run has no "
+                        "popularity counts for a user without history; POST /events first"
+                    )
                 misses += 1
-                results[i] = _response(Recommendations(self.rec.popular(query.k or self.k), "popularity"), at,
-                                       "popularity", "miss", query.user)
+                results[i] = _response(
+                    Recommendations(self.rec.popular(query.k or self.k), "popularity"),
+                    at,
+                    "popularity",
+                    "miss",
+                    query.user,
+                )
                 continue
             if at < record.last_time:
-                raise DataError(f"{labels[i]}.at={at}{'' if query.at is not None else ' (now)'} is earlier than the "
-                                f"last stored event of user {query.user!r} ({record.last_time}); a prediction is "
-                                "asked after the history")
+                raise DataError(
+                    f"{labels[i]}.at={at}{'' if query.at is not None else ' (now)'} is earlier than the "
+                    f"last stored event of user {query.user!r} ({record.last_time}); a prediction is "
+                    "asked after the history"
+                )
             hits.append((i, record, at))
         self.metrics.hits(len(hits), misses)
         if not hits:
@@ -173,8 +210,9 @@ class Server:
                 gaps = torch.tensor([at - r.last_time for _, r, at in hits], dtype=torch.long, device=h.device)
                 scores = self.rec.net.readout(h, gaps).float()
             else:
-                scores = self.rec.score_windows([r.items for r in records], [r.times for r in records],
-                                                [at for _, _, at in hits])
+                scores = self.rec.score_windows(
+                    [r.items for r in records], [r.times for r in records], [at for _, _, at in hits]
+                )
         groups: dict[tuple[int, bool], list[int]] = defaultdict(list)
         for row, (i, _, _) in enumerate(hits):
             groups[(queries[i].k or self.k, queries[i].exclude_seen)].append(row)
@@ -190,25 +228,32 @@ class Server:
     def events(self, batches: list[UserEvents], labels: list[str]) -> EventsResponse:
         total = sum(len(b.items) for b in batches)
         if total > self.limits.max_events:
-            raise HTTPException(413, f"body: {total} events; at most {self.limits.max_events} per request "
-                                     "(limits.max_events)")
+            raise HTTPException(
+                413, f"body: {total} events; at most {self.limits.max_events} per request (limits.max_events)"
+            )
         prepared, skipped = [], []
         for batch, label in zip(batches, labels):
             if len(batch.items) != len(batch.timestamps):
-                raise DataError(f"{label}: {len(batch.items)} items but {len(batch.timestamps)} timestamps; "
-                                "expected one timestamp per item")
+                raise DataError(
+                    f"{label}: {len(batch.items)} items but {len(batch.timestamps)} timestamps; "
+                    "expected one timestamp per item"
+                )
             times = np.asarray(batch.timestamps, dtype=np.int64)
             backwards = np.flatnonzero(np.diff(times) < 0)
             if len(backwards):
                 j = int(backwards[0]) + 1
-                raise DataError(f"{label}.timestamps must be in time order (oldest first): timestamps[{j}]="
-                                f"{times[j]} is earlier than timestamps[{j - 1}]={times[j - 1]}")
+                raise DataError(
+                    f"{label}.timestamps must be in time order (oldest first): timestamps[{j}]="
+                    f"{times[j]} is earlier than timestamps[{j - 1}]={times[j - 1]}"
+                )
             indices = np.array([self.rec.index.get(item, 0) for item in batch.items], dtype=np.int64)
             unknown = np.flatnonzero(indices == 0)
             if len(unknown) and batch.unknown_items == "error":
                 j = int(unknown[0])
-                raise DataError(f"{label}.items[{j}]: unknown item id {batch.items[j]!r}, not in the run's item map of "
-                                f"{self.rec.num_items} items; pass \"unknown_items\": \"skip\" to leave it out")
+                raise DataError(
+                    f"{label}.items[{j}]: unknown item id {batch.items[j]!r}, not in the run's item map of "
+                    f'{self.rec.num_items} items; pass "unknown_items": "skip" to leave it out'
+                )
             skipped += [batch.items[j] for j in unknown]
             prepared.append((batch.user, indices[indices > 0], times[indices > 0]))
         records = self.store.append(prepared, labels)
@@ -218,8 +263,11 @@ class Server:
         users = []
         for user in dict.fromkeys(b.user for b in batches):
             record = records.get(user) or self.store.get(user)
-            users.append(UserSummary(user=user, events=record.count if record else 0,
-                                     last_time=record.last_time if record else None))
+            users.append(
+                UserSummary(
+                    user=user, events=record.count if record else 0, last_time=record.last_time if record else None
+                )
+            )
         return EventsResponse(accepted=accepted, skipped_items=skipped, users=users)
 
     # --- snapshots ----------------------------------------------------------------------------
@@ -231,7 +279,9 @@ class Server:
             users, size, seconds = self.store.save(self.snapshot, self.fingerprint)
         except OSError as exc:
             log.error("cannot write the state snapshot %s: %s", self.snapshot, exc)
-            raise HTTPException(503, f"cannot write the state snapshot ({exc.strerror or exc}); see the server log") from None
+            raise HTTPException(
+                503, f"cannot write the state snapshot ({exc.strerror or exc}); see the server log"
+            ) from None
         log.info("saved stored state of %d users to %s (%d bytes, %.3f s)", users, self.snapshot, size, seconds)
         return SnapshotResponse(users=users, file=self.snapshot.name, bytes=size, seconds=round(seconds, 6))
 
@@ -250,10 +300,18 @@ def _list_of(model: type[BaseModel]) -> TypeAdapter:
     return TypeAdapter(list[model])  # type: ignore[valid-type]
 
 
-def _response(result: Recommendations, at: int, source: str, state: str | None,
-              user: str | None = None) -> Recommendation:
-    return Recommendation(user=user, at=at, items=[item for item, _ in result], scores=[score for _, score in result],
-                          source=source, state=state, skipped_items=result.skipped)  # type: ignore[arg-type]
+def _response(
+    result: Recommendations, at: int, source: str, state: str | None, user: str | None = None
+) -> Recommendation:
+    return Recommendation(
+        user=user,
+        at=at,
+        items=[item for item, _ in result],
+        scores=[score for _, score in result],
+        source=source,
+        state=state,
+        skipped_items=result.skipped,
+    )  # type: ignore[arg-type]
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -303,28 +361,49 @@ def describe(rec: Recommender, run: Path | None, limits: Limits, snapshot: Path 
     stateful = is_stateful(rec.net)
     network = type(rec.net)
     info = {
-        "model": rec.name, "network": network.__name__,
+        "model": rec.name,
+        "network": network.__name__,
         "solver": OmegaConf.to_container(solver, resolve=True) if solver is not None else None,
-        "items": rec.num_items, "max_len": rec.max_len, "query": rec.query, "uses_time": rec.uses_time,
+        "items": rec.num_items,
+        "max_len": rec.max_len,
+        "query": rec.query,
+        "uses_time": rec.uses_time,
         "stored_state": "state" if stateful else "window",
-        "stored_state_note": ("per-user DeepM3 state, advanced once per posted event; a known user's request "
-                              "flows it to `at` and scores (equal to the recompute while the history fits max_len)"
-                              if stateful else
-                              f"no recurrent state: the last max_len={rec.max_len} events per user are stored and "
-                              "a known user's request recomputes the window from them"),
+        "stored_state_note": (
+            "per-user DeepM3 state, advanced once per posted event; a known user's request "
+            "flows it to `at` and scores (equal to the recompute while the history fits max_len)"
+            if stateful
+            else f"no recurrent state: the last max_len={rec.max_len} events per user are stored and "
+            "a known user's request recomputes the window from them"
+        ),
         "checkpoint": checkpoint.name if checkpoint is not None else None,
-        "device": str(rec.device), "code_version": code_version(), "package_version": deepm3.__version__,
-        "trained_code_version": trained, "limits": asdict(limits), "snapshot": snapshot is not None,
+        "device": str(rec.device),
+        "code_version": code_version(),
+        "package_version": deepm3.__version__,
+        "trained_code_version": trained,
+        "limits": asdict(limits),
+        "snapshot": snapshot is not None,
     }
     digest = hashlib.sha256(checkpoint.read_bytes()).hexdigest() if checkpoint is not None else None
-    fingerprint = {"network": f"{network.__module__}.{network.__qualname__}", "checkpoint_sha256": digest,
-                   "item_map_sha256": item_map_digest(rec.item_ids.tolist()), "max_len": rec.max_len,
-                   "query": rec.query, "hidden": int(getattr(rec.net, "hidden", 0))}
+    fingerprint = {
+        "network": f"{network.__module__}.{network.__qualname__}",
+        "checkpoint_sha256": digest,
+        "item_map_sha256": item_map_digest(rec.item_ids.tolist()),
+        "max_len": rec.max_len,
+        "query": rec.query,
+        "hidden": int(getattr(rec.net, "hidden", 0)),
+    }
     return info, fingerprint
 
 
-def create_app(rec: Recommender, run: str | Path | None = None, limits: Limits | None = None,
-               snapshot: str | Path | None = None, k: int = 10, batching: bool = False) -> FastAPI:
+def create_app(
+    rec: Recommender,
+    run: str | Path | None = None,
+    limits: Limits | None = None,
+    snapshot: str | Path | None = None,
+    k: int = 10,
+    batching: bool = False,
+) -> FastAPI:
     """The app serving ``rec`` (loaded from ``run``, which ``GET /model`` describes).
 
     ``snapshot``: where stored state is saved (``POST /snapshot`` and shutdown) and reloaded
@@ -354,14 +433,18 @@ def create_app(rec: Recommender, run: str | Path | None = None, limits: Limits |
             except HTTPException as exc:  # already logged; shutting down anyway
                 log.error("state not saved on shutdown: %s", exc.detail)
 
-    app = FastAPI(title="deepm3", version=deepm3.__version__, lifespan=lifespan,
-                  docs_url=None, redoc_url=None, openapi_url=None)  # no UI that loads scripts from elsewhere
+    app = FastAPI(
+        title="deepm3", version=deepm3.__version__, lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+    )  # no UI that loads scripts from elsewhere
     app.state.server = server
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({"detail": " ".join(str(exc.detail).split("\n"))}, status_code=exc.status_code,
-                            headers=getattr(exc, "headers", None))
+        return JSONResponse(
+            {"detail": " ".join(str(exc.detail).split("\n"))},
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -96,7 +96,7 @@ class MicroBatcher:
                 self._observe(size)
                 start = 0
                 for job in jobs:
-                    _resolve(job, results[start:start + len(job.queries)], None)
+                    _resolve(job, results[start : start + len(job.queries)], None)
                     start += len(job.queries)
                 return
         for job in jobs:

@@ -84,8 +84,15 @@ def serve(cfg: DictConfig) -> None:
     if not is_loopback(host):
         log.warning("host=%s: reachable from other machines, and the server has no authentication", host)
     log.info("serving %r on http://%s:%d (stored state: %s)", rec, host, port, app.state.server.info["stored_state"])
-    uvicorn.run(app, host=host, port=port, log_level=cfg.log_level, access_log=cfg.access_log,
-                limit_concurrency=connections, server_header=False)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=cfg.log_level,
+        access_log=cfg.access_log,
+        limit_concurrency=connections,
+        server_header=False,
+    )
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="serve")
@@ -98,6 +105,8 @@ def main(cfg: DictConfig) -> None:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
     except ImportError as exc:
-        print(f"error: {exc.name or exc} is missing; install the serve extra: pip install 'deepm3[serve]'",
-              file=sys.stderr)
+        print(
+            f"error: {exc.name or exc} is missing; install the serve extra: pip install 'deepm3[serve]'",
+            file=sys.stderr,
+        )
         sys.exit(1)

@@ -14,8 +14,27 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 # Latency buckets from 0.25 ms to 10 s: a stored-state request is sub-millisecond, a long window on a CPU is not.
-BUCKETS = (0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1,
-           0.2, 0.5, 1.0, 2.5, 10.0)
+BUCKETS = (
+    0.00025,
+    0.0005,
+    0.001,
+    0.002,
+    0.003,
+    0.005,
+    0.0075,
+    0.01,
+    0.015,
+    0.02,
+    0.03,
+    0.05,
+    0.075,
+    0.1,
+    0.2,
+    0.5,
+    1.0,
+    2.5,
+    10.0,
+)
 
 
 class Metrics:
@@ -25,20 +44,37 @@ class Metrics:
         self.model = model
         self.registry = CollectorRegistry()
         labels = ["endpoint", "model"]
-        self.latency = Histogram("deepm3_request_seconds", "Request latency, body read to response sent",
-                                 labels, buckets=BUCKETS, registry=self.registry)
-        self.requests = Counter("deepm3_requests", "Requests answered, by status code", [*labels, "status"],
-                                registry=self.registry)
-        self.errors = Counter("deepm3_request_errors", "Requests answered with a 4xx or 5xx status",
-                              [*labels, "status"], registry=self.registry)
-        self.state_hits = Counter("deepm3_state_hits", "User queries answered from stored state or events",
-                                  ["model"], registry=self.registry)
-        self.state_misses = Counter("deepm3_state_misses", "User queries for a user with no stored events",
-                                    ["model"], registry=self.registry)
+        self.latency = Histogram(
+            "deepm3_request_seconds",
+            "Request latency, body read to response sent",
+            labels,
+            buckets=BUCKETS,
+            registry=self.registry,
+        )
+        self.requests = Counter(
+            "deepm3_requests", "Requests answered, by status code", [*labels, "status"], registry=self.registry
+        )
+        self.errors = Counter(
+            "deepm3_request_errors",
+            "Requests answered with a 4xx or 5xx status",
+            [*labels, "status"],
+            registry=self.registry,
+        )
+        self.state_hits = Counter(
+            "deepm3_state_hits", "User queries answered from stored state or events", ["model"], registry=self.registry
+        )
+        self.state_misses = Counter(
+            "deepm3_state_misses", "User queries for a user with no stored events", ["model"], registry=self.registry
+        )
         self.events = Counter("deepm3_events", "Events accepted by /events", ["model"], registry=self.registry)
         self.users = Gauge("deepm3_stored_users", "Users with stored state", ["model"], registry=self.registry)
-        self.batches = Histogram("deepm3_batch_queries", "Queries per network call (batching=true)", ["model"],
-                                 buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256), registry=self.registry)
+        self.batches = Histogram(
+            "deepm3_batch_queries",
+            "Queries per network call (batching=true)",
+            ["model"],
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=self.registry,
+        )
         # labelled children looked up once (``labels()`` costs more than the increment it guards)
         self._hits, self._misses = self.state_hits.labels(model), self.state_misses.labels(model)
         self.accepted, self.stored_users = self.events.labels(model), self.users.labels(model)

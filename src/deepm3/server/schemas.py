@@ -73,7 +73,8 @@ class Recommendation(BaseModel):
     scores: list[float]
     source: Literal["model", "popularity"]
     state: Literal["stored", "recomputed", "miss"] | None = Field(
-        None, description="user queries: stored (DeepM3 state), recomputed (stored event window), miss (no events)")
+        None, description="user queries: stored (DeepM3 state), recomputed (stored event window), miss (no events)"
+    )
     skipped_items: list[str] = []
 
 

@@ -54,8 +54,9 @@ def is_stateful(net: torch.nn.Module) -> bool:
 class StateStore:
     """Per-user records for one network, behind a lock."""
 
-    def __init__(self, net: torch.nn.Module, max_len: int, device: torch.device,
-                 model_lock: threading.Lock | None = None) -> None:
+    def __init__(
+        self, net: torch.nn.Module, max_len: int, device: torch.device, model_lock: threading.Lock | None = None
+    ) -> None:
         self.net = net
         self.max_len = max_len
         self.device = device
@@ -72,8 +73,9 @@ class StateStore:
         with self._lock:
             return self._users.get(user)
 
-    def append(self, events: Sequence[tuple[str, np.ndarray, np.ndarray]],
-               labels: Sequence[str]) -> dict[str, UserRecord]:
+    def append(
+        self, events: Sequence[tuple[str, np.ndarray, np.ndarray]], labels: Sequence[str]
+    ) -> dict[str, UserRecord]:
         """Add ``(user, item indices, timestamps)`` batches (each oldest first); all or nothing.
 
         A batch may not start before the user's last stored event (nor the previous batch of
@@ -93,8 +95,10 @@ class StateStore:
                 last = self._users[user].last_time if user in self._users else None
                 for label, times in zip(order[user], time_parts):
                     if len(times) and last is not None and times[0] < last:
-                        raise DataError(f"{label}.timestamps[0]={int(times[0])} is earlier than the last stored "
-                                        f"event of user {user!r} ({last}); post events in time order")
+                        raise DataError(
+                            f"{label}.timestamps[0]={int(times[0])} is earlier than the last stored "
+                            f"event of user {user!r} ({last}); post events in time order"
+                        )
                     last = int(times[-1]) if len(times) else last
                 items, times = np.concatenate(item_parts), np.concatenate(time_parts)
                 if len(items):
@@ -104,8 +108,10 @@ class StateStore:
                     states = self._advance(new)
             else:
                 states = {}
-            updated = {user: self._record(self._users.get(user), items, times, states.get(user))
-                       for user, (items, times) in new.items()}
+            updated = {
+                user: self._record(self._users.get(user), items, times, states.get(user))
+                for user, (items, times) in new.items()
+            }
             self._users.update(updated)
             return updated
 
@@ -116,11 +122,12 @@ class StateStore:
         items = np.zeros((len(users), length), dtype=np.int64)
         times = np.zeros((len(users), length), dtype=np.int64)
         for row, user in enumerate(users):
-            items[row, :len(new[user][0])], times[row, :len(new[user][1])] = new[user]
+            items[row, : len(new[user][0])], times[row, : len(new[user][1])] = new[user]
         fresh = self.net.initial_state(1)[0]
         h = torch.stack([self._users[u].h if u in self._users else fresh for u in users]).to(self.device)
-        previous = torch.tensor([self._users[u].last_time if u in self._users else -1 for u in users],
-                                dtype=torch.long, device=self.device)  # -1: no event yet (first gap is 0)
+        previous = torch.tensor(
+            [self._users[u].last_time if u in self._users else -1 for u in users], dtype=torch.long, device=self.device
+        )  # -1: no event yet (first gap is 0)
         items_t, times_t = torch.from_numpy(items).to(self.device), torch.from_numpy(times).to(self.device)
         for j in range(length):
             item, stamp = items_t[:, j], times_t[:, j]
@@ -129,15 +136,17 @@ class StateStore:
             previous = torch.where(item > 0, stamp, previous)
         return {user: h[row].clone() for row, user in enumerate(users)}
 
-    def _record(self, old: UserRecord | None, items: np.ndarray, times: np.ndarray,
-                h: torch.Tensor | None) -> UserRecord:
+    def _record(
+        self, old: UserRecord | None, items: np.ndarray, times: np.ndarray, h: torch.Tensor | None
+    ) -> UserRecord:
         if old is not None:
             all_items, all_times = np.concatenate([old.items, items]), np.concatenate([old.times, times])
             seen, count = np.union1d(old.seen, items), old.count + len(items)
         else:
             all_items, all_times, seen, count = items, times, np.unique(items), len(items)
-        return UserRecord(count, int(times[-1]), all_items[-self.max_len:].copy(), all_times[-self.max_len:].copy(),
-                          seen, h)
+        return UserRecord(
+            count, int(times[-1]), all_items[-self.max_len :].copy(), all_times[-self.max_len :].copy(), seen, h
+        )
 
     # --- snapshots --------------------------------------------------------------------------
 
@@ -159,11 +168,14 @@ class StateStore:
         overwrite what an operator may want to inspect.
         """
         if not path.exists():
-            return (f"no state snapshot at {path}: starting with no stored users (their events must be posted "
-                    "again; training data and the model are not affected)")
+            return (
+                f"no state snapshot at {path}: starting with no stored users (their events must be posted "
+                "again; training data and the model are not affected)"
+            )
         try:
-            records = _records(torch.load(path, map_location="cpu", weights_only=True), fingerprint, self.stateful,
-                               self.device)
+            records = _records(
+                torch.load(path, map_location="cpu", weights_only=True), fingerprint, self.stateful, self.device
+            )
         except Exception as exc:  # any unreadable or foreign file: log it, never crash the server
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             aside = path.with_name(f"{path.name}.rejected-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -172,8 +184,10 @@ class StateStore:
                 kept = f"moved to {aside.name}"
             except OSError:
                 kept = "left in place"
-            return (f"state snapshot {path} not loaded ({reason}); {kept}; starting with no stored users "
-                    "(training data and the model are not affected)")
+            return (
+                f"state snapshot {path} not loaded ({reason}); {kept}; starting with no stored users "
+                "(training data and the model are not affected)"
+            )
         with self._lock:
             self._users = records
         return f"loaded stored state of {len(records)} users from {path}"
@@ -191,16 +205,21 @@ def _payload(records: Mapping[str, UserRecord], fingerprint: Mapping[str, Any], 
 
     (items, window_offsets), (times, _), (seen, seen_offsets) = ragged("items"), ragged("times"), ragged("seen")
     return {
-        "format": SNAPSHOT_FORMAT, "fingerprint": dict(fingerprint), "users": list(records),
+        "format": SNAPSHOT_FORMAT,
+        "fingerprint": dict(fingerprint),
+        "users": list(records),
         "count": torch.tensor([r.count for r in values], dtype=torch.long),
         "last_time": torch.tensor([r.last_time for r in values], dtype=torch.long),
-        "items": items, "times": times, "window_offsets": window_offsets, "seen": seen, "seen_offsets": seen_offsets,
+        "items": items,
+        "times": times,
+        "window_offsets": window_offsets,
+        "seen": seen,
+        "seen_offsets": seen_offsets,
         "h": torch.stack([r.h.cpu() for r in values]) if stateful and values else None,
     }
 
 
-def _records(saved: Any, fingerprint: Mapping[str, Any], stateful: bool,
-             device: torch.device) -> dict[str, UserRecord]:
+def _records(saved: Any, fingerprint: Mapping[str, Any], stateful: bool, device: torch.device) -> dict[str, UserRecord]:
     """Records from a loaded payload, after checking it belongs to this model and is consistent."""
     if not isinstance(saved, Mapping) or saved.get("format") != SNAPSHOT_FORMAT:
         raise ValueError(f"not a {SNAPSHOT_FORMAT} file")
@@ -213,12 +232,23 @@ def _records(saved: Any, fingerprint: Mapping[str, Any], stateful: bool,
     window, seen_offsets = saved["window_offsets"].tolist(), saved["seen_offsets"].tolist()
     items, times, seen = saved["items"].numpy(), saved["times"].numpy(), saved["seen"].numpy()
     counts, lasts = saved["count"].tolist(), saved["last_time"].tolist()
-    lengths_ok = (len(set(users)) == n and len(window) == len(seen_offsets) == n + 1 and len(counts) == len(lasts) == n
-                  and window[-1] == len(items) == len(times) and seen_offsets[-1] == len(seen))
+    lengths_ok = (
+        len(set(users)) == n
+        and len(window) == len(seen_offsets) == n + 1
+        and len(counts) == len(lasts) == n
+        and window[-1] == len(items) == len(times)
+        and seen_offsets[-1] == len(seen)
+    )
     if not lengths_ok or (stateful and n and (h is None or h.dim() != 2 or len(h) != n)):
         raise ValueError("inconsistent lengths")
-    return {str(user): UserRecord(counts[i], lasts[i], items[window[i]:window[i + 1]].copy(),
-                                  times[window[i]:window[i + 1]].copy(),
-                                  seen[seen_offsets[i]:seen_offsets[i + 1]].copy(),
-                                  h[i].to(device) if stateful else None)
-            for i, user in enumerate(users)}
+    return {
+        str(user): UserRecord(
+            counts[i],
+            lasts[i],
+            items[window[i] : window[i + 1]].copy(),
+            times[window[i] : window[i + 1]].copy(),
+            seen[seen_offsets[i] : seen_offsets[i + 1]].copy(),
+            h[i].to(device) if stateful else None,
+        )
+        for i, user in enumerate(users)
+    }

@@ -35,29 +35,47 @@ CSV_CHUNK_ROWS = 1_000_000
 class AmazonFormat:
     """Where one release lives and how its records name the four fields we read."""
 
-    filename: str         # ``{category}`` is filled in
+    filename: str  # ``{category}`` is filled in
     url: str
-    kind: str             # "json": one object per line, gzip | "csv": header + rows, gzip or plain
+    kind: str  # "json": one object per line, gzip | "csv": header + rows, gzip or plain
     user: str
     item: str
     rating: str
     timestamp: str
-    time_unit: str        # "s" | "ms"
+    time_unit: str  # "s" | "ms"
 
 
 FORMATS = {
     "2014": AmazonFormat(
         "reviews_{category}_5.json.gz",
         "http://snap.stanford.edu/data/amazon/productGraph/categoryFiles/reviews_{category}_5.json.gz",
-        "json", "reviewerID", "asin", "overall", "unixReviewTime", "s"),
+        "json",
+        "reviewerID",
+        "asin",
+        "overall",
+        "unixReviewTime",
+        "s",
+    ),
     "2018": AmazonFormat(
         "{category}_5.json.gz",
         "https://mcauleylab.ucsd.edu/public_datasets/data/amazon_v2/categoryFilesSmall/{category}_5.json.gz",
-        "json", "reviewerID", "asin", "overall", "unixReviewTime", "s"),
+        "json",
+        "reviewerID",
+        "asin",
+        "overall",
+        "unixReviewTime",
+        "s",
+    ),
     "2023": AmazonFormat(
         "{category}.csv.gz",
         "https://mcauleylab.ucsd.edu/public_datasets/data/amazon_2023/benchmark/5core/rating_only/{category}.csv.gz",
-        "csv", "user_id", "parent_asin", "rating", "timestamp", "ms"),
+        "csv",
+        "user_id",
+        "parent_asin",
+        "rating",
+        "timestamp",
+        "ms",
+    ),
 }
 
 
@@ -71,9 +89,18 @@ class AmazonSource(InteractionSource):
 
     name = "amazon"
 
-    def __init__(self, raw_dir: str | Path, format: str | int = "2014", category: str = "Books",
-                 max_users: int | None = 50_000, seed: int = 0, download: bool = True,
-                 filename: str | None = None, url: str | None = None, checksum: str | None = None) -> None:
+    def __init__(
+        self,
+        raw_dir: str | Path,
+        format: str | int = "2014",
+        category: str = "Books",
+        max_users: int | None = 50_000,
+        seed: int = 0,
+        download: bool = True,
+        filename: str | None = None,
+        url: str | None = None,
+        checksum: str | None = None,
+    ) -> None:
         key = str(format)
         if key not in FORMATS:
             raise ConfigError(f"format={format!r}; expected one of {sorted(FORMATS)}")
@@ -94,7 +121,10 @@ class AmazonSource(InteractionSource):
     def files(self) -> list[Path]:
         path = self.raw_dir / self.filename
         if not path.exists() and not self.download:
-            raise DataError(f"{path}: not found and download=false; download {self.url} and put '{self.filename}' in {self.raw_dir}/")
+            raise DataError(
+                f"{path}: not found and download=false; "
+                f"download {self.url} and put '{self.filename}' in {self.raw_dir}/"
+            )
         return [ensure_file(path, self.url, self.checksum)]
 
     def read(self) -> pd.DataFrame:
@@ -107,8 +137,13 @@ class AmazonSource(InteractionSource):
         return validate_interactions(codes.table(self.max_users, self.seed, str(path)), str(path))
 
     def params(self) -> dict[str, Any]:
-        return {"format": self.release, "category": self.category, "max_users": self.max_users,
-                "seed": self.seed, "filename": self.filename}
+        return {
+            "format": self.release,
+            "category": self.category,
+            "max_users": self.max_users,
+            "seed": self.seed,
+            "filename": self.filename,
+        }
 
 
 class InteractionCodes:
@@ -126,7 +161,9 @@ class InteractionCodes:
         """Append a chunk of rows (ids as strings); codes follow the order of first appearance."""
         for values, index, out in ((users, self.users, self.user_codes), (items, self.items, self.item_codes)):
             chunk_codes, uniques = pd.factorize(values)
-            lookup = np.fromiter((index.setdefault(v, len(index)) for v in uniques.tolist()), dtype=np.int32, count=len(uniques))
+            lookup = np.fromiter(
+                (index.setdefault(v, len(index)) for v in uniques.tolist()), dtype=np.int32, count=len(uniques)
+            )
             out.frombytes(lookup[chunk_codes].tobytes())
         self.times.frombytes(np.ascontiguousarray(times, dtype=np.int64).tobytes())
         self.ratings.frombytes(np.ascontiguousarray(ratings, dtype=np.float32).tobytes())
@@ -142,12 +179,14 @@ class InteractionCodes:
         item_names = np.array(list(self.items), dtype=object)
         user_codes = np.frombuffer(self.user_codes, dtype=np.int32)
         rows = choose_users(user_names, max_users, seed)[user_codes]
-        return pd.DataFrame({
-            "user": user_names[user_codes[rows]],
-            "item": item_names[np.frombuffer(self.item_codes, dtype=np.int32)[rows]],
-            "timestamp": np.frombuffer(self.times, dtype=np.int64)[rows],
-            "rating": np.frombuffer(self.ratings, dtype=np.float32)[rows],
-        })
+        return pd.DataFrame(
+            {
+                "user": user_names[user_codes[rows]],
+                "item": item_names[np.frombuffer(self.item_codes, dtype=np.int32)[rows]],
+                "timestamp": np.frombuffer(self.times, dtype=np.int64)[rows],
+                "rating": np.frombuffer(self.ratings, dtype=np.float32)[rows],
+            }
+        )
 
 
 def scan_json_lines(path: Path, fmt: AmazonFormat, codes: InteractionCodes) -> None:
@@ -170,7 +209,13 @@ def scan_json_lines(path: Path, fmt: AmazonFormat, codes: InteractionCodes) -> N
                     if line.isspace():
                         continue
                     user, item, rating, stamp = _checked_fields(line, keys, path, line_no)
-                if type(stamp) is not int or stamp < 0 or type(user) is not str or type(item) is not str or rating != rating:
+                if (
+                    type(stamp) is not int
+                    or stamp < 0
+                    or type(user) is not str
+                    or type(item) is not str
+                    or rating != rating
+                ):
                     user, item, rating, stamp = _checked_fields(line, keys, path, line_no)
                 code = users.get(user)
                 if code is None:
@@ -191,28 +236,40 @@ def scan_json_lines(path: Path, fmt: AmazonFormat, codes: InteractionCodes) -> N
         raise
 
 
-def _checked_fields(line: bytes, keys: tuple[str, str, str, str], path: Path, line_no: int) -> tuple[str, str, float, int]:
+def _checked_fields(
+    line: bytes, keys: tuple[str, str, str, str], path: Path, line_no: int
+) -> tuple[str, str, float, int]:
     """Parse one line strictly: return its fields (integral float times made int) or raise naming the problem."""
     user_key, item_key, rating_key, time_key = keys
     try:
         record = json.loads(line)
         user, item, rating, stamp = record[user_key], record[item_key], record[rating_key], record[time_key]
     except ValueError as exc:
-        raise DataError(f"{path}: line {line_no}: not valid JSON ({exc}); expected one review object per line") from None
+        raise DataError(
+            f"{path}: line {line_no}: not valid JSON ({exc}); expected one review object per line"
+        ) from None
     except KeyError as exc:
         raise DataError(f"{path}: line {line_no}: field {exc.args[0]!r} missing; expected keys {list(keys)}") from None
     except TypeError:
         raise DataError(f"{path}: line {line_no}: not a JSON object; expected one review object per line") from None
     if type(stamp) is not int:  # noqa: E721 (bool is an int subclass and is not a time)
         if not (isinstance(stamp, float) and stamp.is_integer()):
-            raise DataError(f"{path}: line {line_no}: field '{time_key}' = {stamp!r}; expected a non-negative integer number of unix seconds")
+            raise DataError(
+                f"{path}: line {line_no}: field '{time_key}' = {stamp!r}; "
+                "expected a non-negative integer number of unix seconds"
+            )
         stamp = int(stamp)
     if stamp < 0:
-        raise DataError(f"{path}: line {line_no}: field '{time_key}' = {stamp!r}; expected a non-negative integer number of unix seconds")
+        raise DataError(
+            f"{path}: line {line_no}: field '{time_key}' = {stamp!r}; "
+            "expected a non-negative integer number of unix seconds"
+        )
     if isinstance(rating, bool) or not isinstance(rating, (int, float)) or rating != rating:
         raise DataError(f"{path}: line {line_no}: field '{rating_key}' = {rating!r}; expected a number")
     if not isinstance(user, str) or not isinstance(item, str):
-        raise DataError(f"{path}: line {line_no}: fields '{user_key}'/'{item_key}' = {user!r}/{item!r}; expected strings")
+        raise DataError(
+            f"{path}: line {line_no}: fields '{user_key}'/'{item_key}' = {user!r}/{item!r}; expected strings"
+        )
     return user, item, float(rating), stamp
 
 
@@ -234,6 +291,10 @@ def scan_csv(path: Path, fmt: AmazonFormat, codes: InteractionCodes) -> None:
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: empty file; expected a header {columns} and one review per line") from None
     except pd.errors.ParserError as exc:
-        raise DataError(f"{path}: {str(exc).strip().splitlines()[-1]}; expected the {len(columns)} fields {columns}") from None
+        raise DataError(
+            f"{path}: {str(exc).strip().splitlines()[-1]}; expected the {len(columns)} fields {columns}"
+        ) from None
     except (OSError, EOFError, zlib.error, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: truncated or unreadable after line {line} ({exc}); delete it and download again") from None
+        raise DataError(
+            f"{path}: truncated or unreadable after line {line} ({exc}); delete it and download again"
+        ) from None

@@ -85,7 +85,9 @@ def to_ratings(values: pd.Series, source: str, field: str, first_line: int | Non
     bad = ~np.isfinite(numbers)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise DataError(f"{source}: {location(first_line, row)}: field '{field}' = {values.iloc[row]!r}; expected a number")
+        raise DataError(
+            f"{source}: {location(first_line, row)}: field '{field}' = {values.iloc[row]!r}; expected a number"
+        )
     return numbers
 
 
@@ -105,5 +107,6 @@ def check_filled(table: pd.DataFrame, columns: list[str], source: str, first_lin
         if empty.any():
             row = int(np.flatnonzero(empty)[0])
             raise DataError(
-                f"{source}: {location(first_line, row)}: field '{column}' is empty (too few fields?); expected a value in {columns}"
+                f"{source}: {location(first_line, row)}: field '{column}' is empty (too few fields?); "
+                f"expected a value in {columns}"
             )

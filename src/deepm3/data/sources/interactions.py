@@ -34,9 +34,17 @@ class InteractionsFileSource(InteractionSource):
 
     name = "interactions"
 
-    def __init__(self, path: str | Path, columns: dict[str, str | None] | None = None, sep: str | None = None,
-                 timestamp_unit: str = "s", encoding: str = "utf-8", max_users: int | None = None,
-                 seed: int = 0, name: str | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        columns: dict[str, str | None] | None = None,
+        sep: str | None = None,
+        timestamp_unit: str = "s",
+        encoding: str = "utf-8",
+        max_users: int | None = None,
+        seed: int = 0,
+        name: str | None = None,
+    ) -> None:
         if path in (None, ""):
             raise ConfigError("dataset.source.path is not set; expected the interactions file to read")
         self.path = Path(path).expanduser()
@@ -66,7 +74,9 @@ class InteractionsFileSource(InteractionSource):
             raw, first_line = self._read_text(path), 2  # line 1 is the header
             check_filled(raw, list(wanted.values()), str(path), first_line)
         table = pd.DataFrame({"user": raw[wanted["user"]], "item": raw[wanted["item"]]})
-        table["timestamp"] = _timestamps(raw[wanted["timestamp"]], self.timestamp_unit, path, wanted["timestamp"], first_line)
+        table["timestamp"] = _timestamps(
+            raw[wanted["timestamp"]], self.timestamp_unit, path, wanted["timestamp"], first_line
+        )
         if "rating" in wanted:
             table["rating"] = to_ratings(raw[wanted["rating"]], str(path), wanted["rating"], first_line)
         if self.max_users is not None:
@@ -79,27 +89,45 @@ class InteractionsFileSource(InteractionSource):
         _check_columns(self.columns, header, path)
         try:
             table = pd.read_csv(
-                path, sep=self.sep, header=None, names=header, skiprows=1, dtype=str, keep_default_na=False,
-                encoding=self.encoding, on_bad_lines="error", engine="c" if len(self.sep) == 1 else "python",
+                path,
+                sep=self.sep,
+                header=None,
+                names=header,
+                skiprows=1,
+                dtype=str,
+                keep_default_na=False,
+                encoding=self.encoding,
+                on_bad_lines="error",
+                engine="c" if len(self.sep) == 1 else "python",
                 quoting=csv.QUOTE_NONE if self.kind == "inter" else csv.QUOTE_MINIMAL,
             )
         except pd.errors.ParserError as exc:
             message = str(exc).strip().splitlines()[-1].replace("Error tokenizing data. C error: ", "")
-            raise DataError(f"{path}: {message}; expected the {len(header)} fields of the header {header} separated by {self.sep!r}") from None
+            raise DataError(
+                f"{path}: {message}; expected the {len(header)} fields of the header {header} separated by {self.sep!r}"
+            ) from None
         except (UnicodeDecodeError, OSError, EOFError) as exc:
             raise DataError(f"{path}: unreadable ({exc}); expected a {self.encoding} text file") from None
         return table
 
     def params(self) -> dict[str, Any]:
-        return {"columns": self.columns, "sep": self.sep, "timestamp_unit": self.timestamp_unit,
-                "encoding": self.encoding, "max_users": self.max_users, "seed": self.seed}
+        return {
+            "columns": self.columns,
+            "sep": self.sep,
+            "timestamp_unit": self.timestamp_unit,
+            "encoding": self.encoding,
+            "max_users": self.max_users,
+            "seed": self.seed,
+        }
 
 
 def _column_map(columns: dict[str, str | None] | None) -> dict[str, str | None]:
     given = dict(columns or {})
     unknown = sorted(set(given) - set(FIELDS))
     if unknown:
-        raise ConfigError(f"columns: unknown key(s) {unknown}; expected keys {list(FIELDS)} mapping to the file's column names")
+        raise ConfigError(
+            f"columns: unknown key(s) {unknown}; expected keys {list(FIELDS)} mapping to the file's column names"
+        )
     mapping = {**DEFAULT_COLUMNS, **given}
     for field in ("user", "item", "timestamp"):
         if not mapping[field]:
@@ -123,14 +151,24 @@ def _default_sep(path: Path, kind: str) -> str | None:
             return SEPARATORS[suffix]
     if not path.is_file():  # a typo in the path is the likelier problem than the separator
         raise DataError(f"{path}: file not found; expected an interactions file (set dataset.source.path)")
-    raise ConfigError(f"{path}: cannot tell the separator from the file name; set dataset.source.sep (e.g. ',' or '\\t')")
+    raise ConfigError(
+        f"{path}: cannot tell the separator from the file name; set dataset.source.sep (e.g. ',' or '\\t')"
+    )
 
 
 def _header(path: Path, sep: str, encoding: str, recbole: bool) -> list[str]:
     """Column names from the first line; a RecBole header's ``:type`` suffixes are checked and dropped."""
     try:
-        names = list(pd.read_csv(path, sep=sep, nrows=0, encoding=encoding, engine="c" if len(sep) == 1 else "python",
-                                 quoting=csv.QUOTE_NONE if recbole else csv.QUOTE_MINIMAL).columns)
+        names = list(
+            pd.read_csv(
+                path,
+                sep=sep,
+                nrows=0,
+                encoding=encoding,
+                engine="c" if len(sep) == 1 else "python",
+                quoting=csv.QUOTE_NONE if recbole else csv.QUOTE_MINIMAL,
+            ).columns
+        )
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: empty file; expected a header line and one interaction per line") from None
     except (UnicodeDecodeError, OSError, EOFError) as exc:
@@ -141,7 +179,10 @@ def _header(path: Path, sep: str, encoding: str, recbole: bool) -> list[str]:
     for name in names:
         base, _, kind = name.rpartition(":")
         if not base or kind not in RECBOLE_TYPES:
-            raise DataError(f"{path}: line 1: header field {name!r}; expected RecBole 'name:type' with type in {list(RECBOLE_TYPES)}")
+            raise DataError(
+                f"{path}: line 1: header field {name!r}; "
+                f"expected RecBole 'name:type' with type in {list(RECBOLE_TYPES)}"
+            )
         plain.append(base)
     return plain
 
@@ -190,8 +231,10 @@ def _check_parquet_type(field: str, column: str, kind: Any, path: Path) -> None:
     else:
         ok, expected = pt.is_integer(value) or pt.is_floating(value) or pt.is_decimal(value), "numbers"
     if not ok:
-        raise DataError(f"{path}: column '{column}' holds {kind} values; expected {expected} "
-                        f"for the {field} field (cast the column when writing the file)")
+        raise DataError(
+            f"{path}: column '{column}' holds {kind} values; expected {expected} "
+            f"for the {field} field (cast the column when writing the file)"
+        )
 
 
 def _timestamps(values: pd.Series, unit: str, path: Path, column: str, first_line: int | None) -> np.ndarray:

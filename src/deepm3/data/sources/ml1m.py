@@ -34,16 +34,22 @@ class ML1MSource(InteractionSource):
 
     name = "ml1m"
 
-    def __init__(self, raw_dir: str | Path, download: bool = True, url: str = URL,
-                 checksum: str | None = ZIP_CHECKSUM) -> None:
+    def __init__(
+        self, raw_dir: str | Path, download: bool = True, url: str = URL, checksum: str | None = ZIP_CHECKSUM
+    ) -> None:
         self.raw_dir = Path(raw_dir).expanduser()
         self.download = download
         self.url = url
         self.checksum = checksum
 
     def files(self) -> list[Path]:
-        ratings = ensure_extracted(self.raw_dir / "ml-1m" / "ratings.dat", self.raw_dir / "ml-1m.zip",
-                                   self.url, self.checksum, download=self.download)
+        ratings = ensure_extracted(
+            self.raw_dir / "ml-1m" / "ratings.dat",
+            self.raw_dir / "ml-1m.zip",
+            self.url,
+            self.checksum,
+            download=self.download,
+        )
         return [ratings]
 
     def read(self) -> pd.DataFrame:

@@ -25,19 +25,31 @@ def read_delimited(
     """
     try:
         table = pd.read_csv(
-            path, sep=sep, header=None, names=names, skiprows=1 if skip_header else 0,
-            dtype=str, engine="c" if len(sep) == 1 else "python", encoding=encoding,
-            quoting=csv.QUOTE_NONE, keep_default_na=False, on_bad_lines="error",
+            path,
+            sep=sep,
+            header=None,
+            names=names,
+            skiprows=1 if skip_header else 0,
+            dtype=str,
+            engine="c" if len(sep) == 1 else "python",
+            encoding=encoding,
+            quoting=csv.QUOTE_NONE,
+            keep_default_na=False,
+            on_bad_lines="error",
         )
     except pd.errors.ParserError as exc:
-        raise DataError(f"{path}: {_parser_message(exc)}; expected {len(names)} fields {names} separated by {sep!r}") from None
+        raise DataError(
+            f"{path}: {_parser_message(exc)}; expected {len(names)} fields {names} separated by {sep!r}"
+        ) from None
     except (UnicodeDecodeError, OSError, EOFError) as exc:
         raise DataError(f"{path}: unreadable ({exc})") from None
     first_line = 2 if skip_header else 1
     short = table[names[-1]].isna() | (table[names[-1]] == "")
     if short.any():
         row = int(short.to_numpy().nonzero()[0][0])
-        raise DataError(f"{path}: line {row + first_line}: fewer than {len(names)} fields; expected {names} separated by {sep!r}")
+        raise DataError(
+            f"{path}: line {row + first_line}: fewer than {len(names)} fields; expected {names} separated by {sep!r}"
+        )
     for column in numeric or []:
         values = pd.to_numeric(table[column], errors="coerce")
         bad = values.isna()

@@ -56,22 +56,24 @@ class SyntheticEvents:
     ``intents[row]`` is the intent at that event (what its item was drawn from).
     """
 
-    users: np.ndarray         # [U*E] int64 user index
-    items: np.ndarray         # [U*E] int64 item index, 0-based
-    times: np.ndarray         # [U*E] int64 unix seconds
-    intents: np.ndarray       # [U*E, dim]
-    anchors: np.ndarray       # [U, dim]
+    users: np.ndarray  # [U*E] int64 user index
+    items: np.ndarray  # [U*E] int64 item index, 0-based
+    times: np.ndarray  # [U*E] int64 unix seconds
+    intents: np.ndarray  # [U*E, dim]
+    anchors: np.ndarray  # [U, dim]
     item_vectors: np.ndarray  # [N, dim], unit rows
-    gap_cv: np.ndarray        # [U] the CV each user's gaps were drawn with
-    mean_gap: np.ndarray      # [U] each user's mean gap, seconds
+    gap_cv: np.ndarray  # [U] the CV each user's gaps were drawn with
+    mean_gap: np.ndarray  # [U] each user's mean gap, seconds
 
     def table(self) -> pd.DataFrame:
         width_u, width_i = len(str(len(self.anchors) - 1)), len(str(len(self.item_vectors) - 1))
-        return pd.DataFrame({
-            "user": [f"u{u:0{width_u}d}" for u in self.users],
-            "item": [f"i{i:0{width_i}d}" for i in self.items],
-            "timestamp": self.times,
-        })
+        return pd.DataFrame(
+            {
+                "user": [f"u{u:0{width_u}d}" for u in self.users],
+                "item": [f"i{i:0{width_i}d}" for i in self.items],
+                "timestamp": self.times,
+            }
+        )
 
 
 @dataclass(frozen=True)
@@ -82,25 +84,30 @@ class SyntheticWorld:
     items: int = 500
     events_per_user: int = 50
     dim: int = 8
-    time_signal: float = 1.0        # 0: gaps carry no information .. 1: the dynamics run on the real gaps
-    cv_min: float = 0.25            # per-user gap CV ~ Uniform[cv_min, cv_max]
+    time_signal: float = 1.0  # 0: gaps carry no information .. 1: the dynamics run on the real gaps
+    cv_min: float = 0.25  # per-user gap CV ~ Uniform[cv_min, cv_max]
     cv_max: float = 2.0
     mean_gap_hours: float = 24.0
-    rate_spread: float = 0.5        # log-normal sigma of the per-user mean gap (0: all users alike)
-    rotation: float = math.pi / 2   # radians the drift turns per mean gap
-    decay: float = 0.05             # mean reversion towards the anchor, per mean gap
-    anchor_scale: float = 0.5       # typical norm of the fixed part of the intent
-    drift_scale: float = 1.0        # typical (stationary) norm of the moving part
-    temperature: float = 0.1        # softmax temperature over intent . item vector
+    rate_spread: float = 0.5  # log-normal sigma of the per-user mean gap (0: all users alike)
+    rotation: float = math.pi / 2  # radians the drift turns per mean gap
+    decay: float = 0.05  # mean reversion towards the anchor, per mean gap
+    anchor_scale: float = 0.5  # typical norm of the fixed part of the intent
+    drift_scale: float = 1.0  # typical (stationary) norm of the moving part
+    temperature: float = 0.1  # softmax temperature over intent . item vector
     seed: int = 0
 
     def __post_init__(self) -> None:
         for name in ("users", "items", "events_per_user", "dim", "seed"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "seed" else 1):
-                raise ConfigError(f"synthetic.{name}={value!r}; expected a {'non-negative' if name == 'seed' else 'positive'} integer")
+                raise ConfigError(
+                    f"synthetic.{name}={value!r}; expected a {'non-negative' if name == 'seed' else 'positive'} integer"
+                )
         if self.items < 2 or self.events_per_user < 3:
-            raise ConfigError(f"synthetic: items={self.items}, events_per_user={self.events_per_user}; expected >= 2 items and >= 3 events per user")
+            raise ConfigError(
+                f"synthetic: items={self.items}, events_per_user={self.events_per_user}; "
+                "expected >= 2 items and >= 3 events per user"
+            )
         if self.dim % 2:
             raise ConfigError(f"synthetic.dim={self.dim}; expected an even number (the drift rotates coordinate pairs)")
         if not 0.0 <= self.time_signal <= 1.0:
@@ -128,14 +135,18 @@ class SyntheticWorld:
         tau = np.asarray(tau, dtype=np.float64)[..., None]
         pairs = drift.reshape(*drift.shape[:-1], -1, 2)
         cos, sin = np.cos(self.rotation * tau), np.sin(self.rotation * tau)
-        turned = np.stack([pairs[..., 0] * cos - pairs[..., 1] * sin, pairs[..., 0] * sin + pairs[..., 1] * cos], axis=-1)
+        turned = np.stack(
+            [pairs[..., 0] * cos - pairs[..., 1] * sin, pairs[..., 0] * sin + pairs[..., 1] * cos], axis=-1
+        )
         return turned.reshape(drift.shape) * np.exp(-self.decay * tau)
 
     def item_logits(self, intents: np.ndarray, item_vectors: np.ndarray) -> np.ndarray:
         return intents @ item_vectors.T / self.temperature
 
     def generate(self) -> SyntheticEvents:
-        world, gap_rng, noise_rng, choice_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(self.seed).spawn(4))
+        world, gap_rng, noise_rng, choice_rng = (
+            np.random.default_rng(s) for s in np.random.SeedSequence(self.seed).spawn(4)
+        )
         n_users, n_events, dim = self.users, self.events_per_user, self.dim
         item_vectors = world.standard_normal((self.items, dim))
         item_vectors /= np.linalg.norm(item_vectors, axis=1, keepdims=True)
@@ -144,9 +155,13 @@ class SyntheticWorld:
         drift = world.standard_normal((n_users, dim)) * drift_sd  # start in the stationary law
 
         cv = gap_rng.uniform(self.cv_min, self.cv_max, n_users)
-        mean_gap = self.mean_gap_seconds * np.exp(self.rate_spread * gap_rng.standard_normal(n_users) - self.rate_spread**2 / 2)
+        mean_gap = self.mean_gap_seconds * np.exp(
+            self.rate_spread * gap_rng.standard_normal(n_users) - self.rate_spread**2 / 2
+        )
         shape = 1.0 / cv**2
-        gaps = np.rint(gap_rng.gamma(shape[:, None], (mean_gap / shape)[:, None], size=(n_users, n_events - 1))).astype(np.int64)
+        gaps = np.rint(gap_rng.gamma(shape[:, None], (mean_gap / shape)[:, None], size=(n_users, n_events - 1))).astype(
+            np.int64
+        )
         start = START + gap_rng.integers(0, START_SPREAD, n_users)
         times = start[:, None] + np.concatenate([np.zeros((n_users, 1), np.int64), np.cumsum(gaps, axis=1)], axis=1)
         tau = self.elapsed(gaps)
@@ -161,9 +176,14 @@ class SyntheticWorld:
             intents[:, event] = anchors + drift
             items[:, event] = _draw(self.item_logits(intents[:, event], item_vectors), choice_rng)
         return SyntheticEvents(
-            users=np.repeat(np.arange(n_users, dtype=np.int64), n_events), items=items.reshape(-1),
-            times=times.reshape(-1), intents=intents.reshape(-1, dim), anchors=anchors,
-            item_vectors=item_vectors, gap_cv=cv, mean_gap=mean_gap,
+            users=np.repeat(np.arange(n_users, dtype=np.int64), n_events),
+            items=items.reshape(-1),
+            times=times.reshape(-1),
+            intents=intents.reshape(-1, dim),
+            anchors=anchors,
+            item_vectors=item_vectors,
+            gap_cv=cv,
+            mean_gap=mean_gap,
         )
 
 

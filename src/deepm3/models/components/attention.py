@@ -43,13 +43,15 @@ class RecencyPositions(nn.Module):
         super().__init__()
         self.max_len = max_len
         self.embedding = nn.Embedding(max_len, hidden)
-        nn.init.normal_(self.embedding.weight, std=hidden ** -0.5)
+        nn.init.normal_(self.embedding.weight, std=hidden**-0.5)
 
     def forward(self, length: int) -> torch.Tensor:
         """``[length, hidden]``: row ``j`` embeds position ``length - 1 - j``."""
         if length > self.max_len:
-            raise ConfigError(f"window of {length} events is longer than the model's max_len={self.max_len};"
-                              " set the model's max_len to dataset.max_len")
+            raise ConfigError(
+                f"window of {length} events is longer than the model's max_len={self.max_len};"
+                " set the model's max_len to dataset.max_len"
+            )
         index = torch.arange(length - 1, -1, -1, device=self.embedding.weight.device)
         return self.embedding(index)
 
@@ -124,15 +126,24 @@ class TransformerBlock(nn.Module):
     input of each sub-layer; ``False`` (post-LN, BERT and RecBole) normalises after the residual sum.
     """
 
-    def __init__(self, hidden: int, heads: int, dropout: float, ffn_mult: int = 1,
-                 activation: str = "relu", norm_first: bool = True) -> None:
+    def __init__(
+        self,
+        hidden: int,
+        heads: int,
+        dropout: float,
+        ffn_mult: int = 1,
+        activation: str = "relu",
+        norm_first: bool = True,
+    ) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ConfigError(f"activation={activation!r}; expected one of {sorted(ACTIVATIONS)}")
         self.norm_first = norm_first
         self.attention = MultiHeadSelfAttention(hidden, heads, dropout)
         self.feed_forward = nn.Sequential(
-            nn.Linear(hidden, ffn_mult * hidden), ACTIVATIONS[activation](), nn.Dropout(dropout),
+            nn.Linear(hidden, ffn_mult * hidden),
+            ACTIVATIONS[activation](),
+            nn.Dropout(dropout),
             nn.Linear(ffn_mult * hidden, hidden),
         )
         self.attention_norm = nn.LayerNorm(hidden)
@@ -154,8 +165,17 @@ class TransformerEncoder(nn.Module):
     post-LN stacks start with one (BERT's embedding LayerNorm).
     """
 
-    def __init__(self, hidden: int, blocks: int, heads: int, dropout: float, causal: bool,
-                 ffn_mult: int = 1, activation: str = "relu", norm_first: bool = True) -> None:
+    def __init__(
+        self,
+        hidden: int,
+        blocks: int,
+        heads: int,
+        dropout: float,
+        causal: bool,
+        ffn_mult: int = 1,
+        activation: str = "relu",
+        norm_first: bool = True,
+    ) -> None:
         super().__init__()
         if blocks < 1:
             raise ConfigError(f"blocks={blocks}; expected at least 1")
@@ -173,4 +193,3 @@ class TransformerEncoder(nn.Module):
         for block in self.blocks:
             x = block(x, allowed, **terms)
         return self.output_norm(x) * (items > 0).unsqueeze(-1)
-

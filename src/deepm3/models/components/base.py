@@ -25,7 +25,7 @@ class SequentialRecommender(nn.Module, ABC):
         self.num_items = num_items
         self.hidden = hidden
         self.item_embedding = nn.Embedding(num_items + 1, hidden, padding_idx=0)
-        nn.init.normal_(self.item_embedding.weight, std=hidden ** -0.5)
+        nn.init.normal_(self.item_embedding.weight, std=hidden**-0.5)
         with torch.no_grad():
             self.item_embedding.weight[0].zero_()
 

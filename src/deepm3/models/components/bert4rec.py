@@ -42,7 +42,7 @@ class BERT4RecNet(SASRecNet):
             raise ConfigError(f"mask_prob={mask_prob}; expected a value in (0, 1]")
         self.mask_prob = mask_prob
         self.mask_token = num_items + 1
-        self.mask_embedding = nn.Parameter(torch.randn(hidden) * hidden ** -0.5)
+        self.mask_embedding = nn.Parameter(torch.randn(hidden) * hidden**-0.5)
         # BERT's output transform (dense -> GELU -> LayerNorm) before scoring against the items
         self.head = nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(), nn.LayerNorm(hidden))
 

@@ -52,7 +52,9 @@ class DeepM3Net(SequentialRecommender):
         self.ode = build_flow(hidden, field, solver)  # the `field.kind` between events (see .flows)
         self.time = TimeTransform(**(time or {}))
         self.out_norm = nn.LayerNorm(hidden)
-        if not (isinstance(horizon_weight, (int, float)) and not isinstance(horizon_weight, bool) and horizon_weight >= 0):
+        if not (
+            isinstance(horizon_weight, (int, float)) and not isinstance(horizon_weight, bool) and horizon_weight >= 0
+        ):
             raise ConfigError(f"model.net.horizon_weight={horizon_weight!r}; expected a number >= 0")
         # horizon (time.query=last only): predict at the model's own expected next time. A head
         # reads each state's distribution of the gap to the next event (Gaussian in tau: mean,
@@ -69,10 +71,14 @@ class DeepM3Net(SequentialRecommender):
         object.__setattr__(self, "_gru_template", nn.GRU(hidden, hidden, batch_first=True, device="meta"))
         # Inference (no gradients) runs the whole window loop as one TorchScript function where it
         # implements this configuration (see .scripted); `scripted = False` forces the eager loop.
-        self.scripted = (isinstance(self.ode, GapODE) and isinstance(self.ode.scaled.field, VectorField)
-                         and not getattr(self.ode.scaled, "time_dependent", False)
-                         and self.ode.method in METHOD_CODES and not field.get("lipschitz", False)
-                         and not self.horizon)
+        self.scripted = (
+            isinstance(self.ode, GapODE)
+            and isinstance(self.ode.scaled.field, VectorField)
+            and not getattr(self.ode.scaled, "time_dependent", False)
+            and self.ode.method in METHOD_CODES
+            and not field.get("lipschitz", False)
+            and not self.horizon
+        )
 
     def forward(self, items: torch.Tensor, times: torch.Tensor, next_times: torch.Tensor) -> torch.Tensor:
         return self._run(items, times, next_times)[0]
@@ -95,8 +101,9 @@ class DeepM3Net(SequentialRecommender):
         nll = 0.5 * ((following - F.softplus(mean)) / log_std.exp()) ** 2 + log_std
         return (nll * known).sum() / known.sum().clamp(min=1)
 
-    def _run(self, items: torch.Tensor, times: torch.Tensor,
-             next_times: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _run(
+        self, items: torch.Tensor, times: torch.Tensor, next_times: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         batch, length = items.shape
         emb = self.dropout(self.item_embedding(items))
         flow_first = self.time.query == "last"  # flow to each event, then update; never past the last
@@ -110,9 +117,18 @@ class DeepM3Net(SequentialRecommender):
         if self.scripted and not torch.is_grad_enabled() and window_loop() is not None:
             layers = [m for m in self.ode.scaled.field.net if isinstance(m, nn.Linear)]
             states = window_loop()(
-                F.linear(emb, self.cell.weight_ih, self.cell.bias_ih), items > 0, tau, self.h0.expand(batch, -1),
-                self.cell.weight_hh, self.cell.bias_hh, [m.weight for m in layers], [m.bias for m in layers],
-                METHOD_CODES[self.ode.method], self.ode.steps, flow_first)
+                F.linear(emb, self.cell.weight_ih, self.cell.bias_ih),
+                items > 0,
+                tau,
+                self.h0.expand(batch, -1),
+                self.cell.weight_hh,
+                self.cell.bias_hh,
+                [m.weight for m in layers],
+                [m.bias for m in layers],
+                METHOD_CODES[self.ode.method],
+                self.ode.steps,
+                flow_first,
+            )
             return self.dropout(self.out_norm(states)), None
         input_gates = F.linear(emb, self.cell.weight_ih, self.cell.bias_ih).unbind(1)
         h = self.h0.expand(batch, -1)
@@ -140,10 +156,15 @@ class DeepM3Net(SequentialRecommender):
         pads = (length - lengths)[:, None]
         columns = torch.arange(length, device=emb.device)[None, :]
         to_front = ((columns + pads) % length).unsqueeze(-1).expand_as(emb)
-        packed = pack_padded_sequence(emb.gather(1, to_front), lengths.clamp(min=1).cpu(), batch_first=True,
-                                      enforce_sorted=False)
-        weights = {"weight_ih_l0": self.cell.weight_ih, "weight_hh_l0": self.cell.weight_hh,
-                   "bias_ih_l0": self.cell.bias_ih, "bias_hh_l0": self.cell.bias_hh}
+        packed = pack_padded_sequence(
+            emb.gather(1, to_front), lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False
+        )
+        weights = {
+            "weight_ih_l0": self.cell.weight_ih,
+            "weight_hh_l0": self.cell.weight_hh,
+            "bias_ih_l0": self.cell.bias_ih,
+            "bias_hh_l0": self.cell.bias_hh,
+        }
         h0 = self.h0.expand(1, batch, -1).contiguous()
         out, _ = functional_call(self._gru_template, weights, (packed, h0))
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=length)

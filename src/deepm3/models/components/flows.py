@@ -62,12 +62,20 @@ def build_flow(hidden: int, field: dict[str, Any] | None, solver: dict[str, Any]
     if kind not in FIELD_KINDS:
         raise ConfigError(f"model.net.field.kind={kind!r} is unknown; expected one of {list(FIELD_KINDS)}")
     method = solver.get("method", "euler")
-    mlp = {"width": field.get("width", 2 * hidden), "depth": field.get("depth", 2),
-           "lipschitz": field.get("lipschitz", False), "zero_init": field.get("zero_init", True)}
+    mlp = {
+        "width": field.get("width", 2 * hidden),
+        "depth": field.get("depth", 2),
+        "lipschitz": field.get("lipschitz", False),
+        "zero_init": field.get("zero_init", True),
+    }
 
     def ode(vector_field: nn.Module) -> GapODE:
-        return GapODE(vector_field, method=method, steps=solver.get("steps", 1),
-                      implementation=solver.get("implementation", "steps"))
+        return GapODE(
+            vector_field,
+            method=method,
+            steps=solver.get("steps", 1),
+            implementation=solver.get("implementation", "steps"),
+        )
 
     if kind == "mlp":
         return ode(VectorField(hidden, **mlp))

@@ -42,8 +42,16 @@ class GRUDtNet(GRU4RecNet):
         time: dict | None = None,
         state_dropout: float = 0.0,
     ) -> None:
-        super().__init__(num_items, hidden, gru_hidden, layers, dropout, state_dropout,
-                         step_features=gap_features, query_features=gap_features)
+        super().__init__(
+            num_items,
+            hidden,
+            gru_hidden,
+            layers,
+            dropout,
+            state_dropout,
+            step_features=gap_features,
+            query_features=gap_features,
+        )
         self.time = TimeTransform(**(time or {}))
         self.uses_time = self.time.transform != "zero"
         self.input_gap_features = GapFeatures(gap_features)

@@ -49,9 +49,12 @@ def _private_solvers() -> tuple[dict[str, Any], Callable[..., Any]] | None:
             solver._step_func  # noqa: B018 -- the attribute the step loop calls
     except (ImportError, AttributeError, KeyError, TypeError) as exc:
         version = getattr(torchdiffeq, "__version__", "?")
-        warnings.warn(f"torchdiffeq {version} lacks the internals of deepm3's fast solver path ({type(exc).__name__}: "
-                      f"{exc}); solving every gap with torchdiffeq.odeint instead (same numbers, slower)",
-                      RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"torchdiffeq {version} lacks the internals of deepm3's fast solver path ({type(exc).__name__}: "
+            f"{exc}); solving every gap with torchdiffeq.odeint instead (same numbers, slower)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
         return None
     return solvers, grid
 
@@ -75,8 +78,15 @@ class VectorField(nn.Module):
     layer keeps its random start.
     """
 
-    def __init__(self, hidden: int, width: int, depth: int = 2, lipschitz: bool = False, zero_init: bool = True,
-                 extra_inputs: int = 0) -> None:
+    def __init__(
+        self,
+        hidden: int,
+        width: int,
+        depth: int = 2,
+        lipschitz: bool = False,
+        zero_init: bool = True,
+        extra_inputs: int = 0,
+    ) -> None:
         super().__init__()
         if depth < 1:
             raise ConfigError(f"model.net.field.depth={depth}; expected an integer >= 1")
@@ -103,8 +113,9 @@ class TimeVectorField(VectorField):
 
     time_dependent = True
 
-    def __init__(self, hidden: int, width: int, depth: int = 2, lipschitz: bool = False,
-                 zero_init: bool = True) -> None:
+    def __init__(
+        self, hidden: int, width: int, depth: int = 2, lipschitz: bool = False, zero_init: bool = True
+    ) -> None:
         super().__init__(hidden, width, depth, lipschitz, zero_init, extra_inputs=1)  # + the elapsed time
 
     def forward(self, h: torch.Tensor, elapsed: torch.Tensor | None = None) -> torch.Tensor:
@@ -154,8 +165,9 @@ class GapODE(nn.Module):
             # The grid odeint would build for step_size = 1 / steps, computed once.
             grid = grid_constructor(1.0 / steps)(None, None, self.grid)
             self.register_buffer("step_grid", grid, persistent=False)
-            self._solver = solvers[method](func=self.scaled.at(self.grid[:1]), y0=self.grid, step_size=1.0 / steps,
-                                           atol=0.0)  # only its step function is used, with a per-call func
+            self._solver = solvers[method](
+                func=self.scaled.at(self.grid[:1]), y0=self.grid, step_size=1.0 / steps, atol=0.0
+            )  # only its step function is used, with a per-call func
             self._intervals_of: torch.Tensor | None = None
 
     def _grid_intervals(self) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
@@ -171,8 +183,9 @@ class GapODE(nn.Module):
             return h
         func = self.scaled.at(tau.to(h.dtype).unsqueeze(-1))
         if self.implementation == "odeint":
-            return odeint(func, h, self.grid.to(h.dtype), method=self.method,
-                          options={"step_size": 1.0 / self.steps})[-1]
+            return odeint(func, h, self.grid.to(h.dtype), method=self.method, options={"step_size": 1.0 / self.steps})[
+                -1
+            ]
         for t0, dt, t1 in self._grid_intervals():
             dy, _ = self._solver._step_func(func, t0, dt, t1, h)
             h = h + dy

@@ -16,8 +16,9 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 class LeftPaddedGRU(nn.Module):
     def __init__(self, input_size: int, hidden: int, layers: int = 1, dropout: float = 0.0) -> None:
         super().__init__()
-        self.gru = nn.GRU(input_size, hidden, num_layers=layers, batch_first=True,
-                          dropout=dropout if layers > 1 else 0.0)
+        self.gru = nn.GRU(
+            input_size, hidden, num_layers=layers, batch_first=True, dropout=dropout if layers > 1 else 0.0
+        )
 
     def forward(self, x: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
         """``x`` ``[B, L, F]``; ``real`` ``[B, L]`` bool, True on a suffix of each row.
@@ -29,8 +30,9 @@ class LeftPaddedGRU(nn.Module):
         pads = (length - lengths)[:, None]
         columns = torch.arange(length, device=x.device)[None, :]
         to_front = ((columns + pads) % length).unsqueeze(-1)
-        packed = pack_padded_sequence(x.gather(1, to_front.expand_as(x)), lengths.clamp(min=1).cpu(),
-                                      batch_first=True, enforce_sorted=False)
+        packed = pack_padded_sequence(
+            x.gather(1, to_front.expand_as(x)), lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False
+        )
         out, _ = self.gru(packed)
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=length)
         to_back = ((columns - pads) % length).unsqueeze(-1)

@@ -27,8 +27,9 @@ class RepeatNet(PopNet):
         real = (items > 0).float()
         count = torch.zeros_like(scores).scatter_add_(1, items, real)
         position = torch.arange(1, length + 1, device=items.device, dtype=scores.dtype) / (length + 1)
-        recency = torch.zeros_like(scores).scatter_reduce_(1, items, position.expand(batch_size, -1) * real,
-                                                           reduce="amax")
+        recency = torch.zeros_like(scores).scatter_reduce_(
+            1, items, position.expand(batch_size, -1) * real, reduce="amax"
+        )
         seen = count > 0
         scores = torch.where(seen, 1.0 + count + recency, scores)
         scores[:, 0] = 0.0  # padding (never ranked)

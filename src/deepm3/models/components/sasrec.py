@@ -37,8 +37,16 @@ class SASRecNet(SequentialRecommender):
         super().__init__(num_items, hidden)
         self.positions = RecencyPositions(max_len, hidden)
         self.dropout = nn.Dropout(dropout)
-        self.encoder = TransformerEncoder(hidden, blocks, heads, dropout, causal=self.causal, ffn_mult=ffn_mult,
-                                          activation=activation, norm_first=norm_first)
+        self.encoder = TransformerEncoder(
+            hidden,
+            blocks,
+            heads,
+            dropout,
+            causal=self.causal,
+            ffn_mult=ffn_mult,
+            activation=activation,
+            norm_first=norm_first,
+        )
 
     def embed(self, items: torch.Tensor) -> torch.Tensor:
         """Input tokens -> ``[B, L, hidden]`` (BERT4Rec adds its mask token here)."""

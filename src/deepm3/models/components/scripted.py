@@ -38,8 +38,9 @@ def _field(h: torch.Tensor, weights: List[torch.Tensor], biases: List[torch.Tens
     return out
 
 
-def _flow(h: torch.Tensor, tau: torch.Tensor, weights: List[torch.Tensor], biases: List[torch.Tensor],
-          method: int, steps: int) -> torch.Tensor:
+def _flow(
+    h: torch.Tensor, tau: torch.Tensor, weights: List[torch.Tensor], biases: List[torch.Tensor], method: int, steps: int
+) -> torch.Tensor:
     """``steps`` fixed steps of ``dh/ds = tau * f(h)`` over ``s in [0, 1]``."""
     dt = 1.0 / steps
     for _ in range(steps):
@@ -54,9 +55,19 @@ def _flow(h: torch.Tensor, tau: torch.Tensor, weights: List[torch.Tensor], biase
     return h
 
 
-def _window_loop(input_gates: torch.Tensor, real: torch.Tensor, tau: torch.Tensor, h: torch.Tensor,
-                 weight_hh: torch.Tensor, bias_hh: torch.Tensor, weights: List[torch.Tensor],
-                 biases: List[torch.Tensor], method: int, steps: int, flow_first: bool) -> torch.Tensor:
+def _window_loop(
+    input_gates: torch.Tensor,
+    real: torch.Tensor,
+    tau: torch.Tensor,
+    h: torch.Tensor,
+    weight_hh: torch.Tensor,
+    bias_hh: torch.Tensor,
+    weights: List[torch.Tensor],
+    biases: List[torch.Tensor],
+    method: int,
+    steps: int,
+    flow_first: bool,
+) -> torch.Tensor:
     """``[B, L, D]`` states: per event, (flow,) GRU update, (flow) -- as DeepM3Net's eager loop."""
     outputs: List[torch.Tensor] = []
     for i in range(input_gates.shape[1]):
@@ -90,6 +101,9 @@ def window_loop() -> Optional[Callable]:
                 _COMPILED = torch.jit.script(_window_loop)
         except Exception as exc:  # noqa: BLE001 -- any failure means: stay eager
             _FAILED = True
-            log.warning("DeepM3: TorchScript loop unavailable (%s: %s); using the eager loop",
-                        type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+            log.warning(
+                "DeepM3: TorchScript loop unavailable (%s: %s); using the eager loop",
+                type(exc).__name__,
+                str(exc).splitlines()[0] if str(exc) else "",
+            )
     return _COMPILED

@@ -52,7 +52,9 @@ class TimeTransform(nn.Module):
         self.query = check_query_mode(query)  # carried for models whose dynamics depend on it
         if isinstance(unit, str):
             if unit not in UNITS:
-                raise ConfigError(f"time.unit={unit!r} is unknown; expected one of {sorted(UNITS)} or a number of seconds")
+                raise ConfigError(
+                    f"time.unit={unit!r} is unknown; expected one of {sorted(UNITS)} or a number of seconds"
+                )
             seconds = UNITS[unit]
         else:
             seconds = float(unit)

@@ -33,8 +33,9 @@ from deepm3.models.components.base import SequentialRecommender
 from deepm3.models.components.time import input_gaps
 
 
-def personal_intervals(times: torch.Tensor, items: torch.Tensor, clip: int,
-                       query_times: torch.Tensor | None = None) -> torch.Tensor:
+def personal_intervals(
+    times: torch.Tensor, items: torch.Tensor, clip: int, query_times: torch.Tensor | None = None
+) -> torch.Tensor:
     """``[B, L, L]`` int64 interval buckets ``r_ij`` (0 wherever i or j is padding).
 
     Row i measures from ``query_times[i]`` (default ``times[i]``, the paper's matrix) to each
@@ -77,10 +78,11 @@ class TiSASRecNet(SequentialRecommender):
         self.interval_keys = nn.Embedding(clip + 1, hidden)
         self.interval_values = nn.Embedding(clip + 1, hidden)
         for table in (self.interval_keys, self.interval_values):
-            nn.init.normal_(table.weight, std=hidden ** -0.5)
+            nn.init.normal_(table.weight, std=hidden**-0.5)
         self.dropout = nn.Dropout(dropout)
-        self.encoder = TransformerEncoder(hidden, blocks, heads, dropout, causal=True, ffn_mult=ffn_mult,
-                                          activation=activation, norm_first=norm_first)
+        self.encoder = TransformerEncoder(
+            hidden, blocks, heads, dropout, causal=True, ffn_mult=ffn_mult, activation=activation, norm_first=norm_first
+        )
 
     def forward(self, items: torch.Tensor, times: torch.Tensor, next_times: torch.Tensor) -> torch.Tensor:
         length = items.shape[1]
@@ -90,7 +92,8 @@ class TiSASRecNet(SequentialRecommender):
             values=self.dropout(self.interval_values.weight),
         )
         return self.encoder(
-            self.dropout(self.item_embedding(items)), items,
+            self.dropout(self.item_embedding(items)),
+            items,
             key_positions=self.dropout(self.key_positions(length)),
             value_positions=self.dropout(self.value_positions(length)),
             relative=relative,
