@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -497,12 +498,13 @@ def test_make_amazon_composes_the_identical_study_on_amazon_books(tmp_path: Path
 
     repo = Path(__file__).resolve().parents[1]
     for preset in ("full", "study_cpu_sparse"):
-        done = subprocess.run(
-            ["make", "-n", "amazon", f"PRESET={preset}", "DEVICE=cpu"],
+        done = subprocess.run(  # ARGS= and no MAKEFLAGS: under `make test ARGS=...` both would leak in
+            ["make", "-n", "amazon", f"PRESET={preset}", "DEVICE=cpu", "ARGS="],
             cwd=repo,
             capture_output=True,
             text=True,
             timeout=60,
+            env={k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")},
         )
         assert done.returncode == 0, done.stderr
         line = next(line for line in done.stdout.splitlines() if "-m deepm3.phase2 " in line)
