@@ -220,3 +220,29 @@ def test_training_keeps_the_eager_loop_so_gradients_are_the_reference_ones() -> 
 @pytest.mark.parametrize("field", [{"kind": "decay"}, {"kind": "time_mlp"}, {"lipschitz": True}])
 def test_configurations_the_script_does_not_implement_stay_eager(field: dict) -> None:
     assert not DeepM3Net(10, hidden=8, field=field).scripted
+
+
+@pytest.mark.parametrize("method", ["euler", "rk4", "none"])
+@pytest.mark.parametrize("query", ["target", "last"])
+def test_inference_skips_padding_only_columns_exactly(method: str, query: str) -> None:
+    torch.manual_seed(5)
+    net = DeepM3Net(
+        10,
+        hidden=8,
+        dropout=0.0,
+        field={"width": 16, "zero_init": False},
+        solver={"method": method},
+        time={"query": query},
+    ).eval()
+    window = visible_inputs(_window(600), query)
+    short = {k: v.clone() for k, v in window.items()}
+    short["items"][:, :2] = 0  # the first two columns are padding in every row
+    short["times"][:, :2] = 0
+    short["next_times"][:, :2] = 0
+    assert net._first_event_column(short["items"]) == 0  # gradients on: never skipped
+    with torch.no_grad():
+        assert net._first_event_column(short["items"]) == 2
+        skipped = net(short["items"], short["times"], short["next_times"])
+        net._first_event_column = lambda items: 0  # the full walk through the padding
+        walked = net(short["items"], short["times"], short["next_times"])
+    torch.testing.assert_close(skipped, walked, rtol=1e-6, atol=1e-6)

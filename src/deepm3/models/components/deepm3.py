@@ -105,6 +105,11 @@ class DeepM3Net(SequentialRecommender):
         self, items: torch.Tensor, times: torch.Tensor, next_times: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         batch, length = items.shape
+        first = self._first_event_column(items)
+        if first > 0:  # columns that are padding in every row leave the state at h0: skip them
+            hidden, gap_params = self._run(items[:, first:], times[:, first:], next_times[:, first:])
+            skipped = self.out_norm(self.h0).expand(batch, first, -1)
+            return torch.cat([skipped, hidden], dim=1), gap_params
         emb = self.dropout(self.item_embedding(items))
         flow_first = self.time.query == "last"  # flow to each event, then update; never past the last
         tau = self.time(input_gaps(times, items) if flow_first else query_gaps(times, next_times, items))
@@ -147,6 +152,20 @@ class DeepM3Net(SequentialRecommender):
                 outputs.append(h)
         hidden = self.dropout(self.out_norm(torch.stack(outputs, dim=1)))
         return hidden, torch.stack(gap_params, dim=1) if gap_params else None
+
+    def _first_event_column(self, items: torch.Tensor) -> int:
+        """How many leading columns are padding in every row, at inference on the CPU (0 otherwise).
+
+        A served or evaluated history shorter than ``max_len`` would otherwise walk the loop through
+        all its padding; the fused GRU of GRU4Rec skips it by packing. Skipping those columns is
+        exact (padding is an identity step) but needs their count on the host, so it is left out
+        on CUDA (no host sync) and in training (the same random draws as before); not with the
+        horizon head, whose read-out at a padding position is not h0.
+        """
+        if torch.is_grad_enabled() or items.is_cuda or self.gap_head is not None or not items.shape[1]:
+            return 0
+        columns = (items > 0).any(dim=0)
+        return int(columns.int().argmax()) if bool(columns.any()) else items.shape[1] - 1
 
     def _fused_states(self, emb: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
         """The loop's states without an ODE, from one packed GRU call: rows are rotated so their
