@@ -133,3 +133,14 @@ def test_mode_view_relabels_the_modes_runs_and_borrows_the_time_blind_ones(tmp_p
     last = mode_view(plan, ["target", "last"], "last")
     assert [(r.model, r.directory.name) for r in last.runs] == [("b", "b-seed0"), ("a", "a@last-seed0")]
     assert [r.model for r in mode_view(plan, ["target", "last"], "target").runs] == ["a", "b"]
+
+
+def test_verify_recomputes_nothing_for_a_study_that_cannot_run_yet(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A partial study (e.g. no reference run in one mode yet) verifies the tables it has."""
+    from deepm3.phase2 import pipeline
+
+    def cannot_run(plan, out, cfg):
+        raise DataError("phase2: reference model 'x' has no complete run")
+
+    monkeypatch.setitem(pipeline.STUDIES, "significance", cannot_run)
+    assert pipeline._try_study("significance", None, Path("."), None) == []
