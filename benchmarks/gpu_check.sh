@@ -71,7 +71,7 @@ main() {
     exit 1
   fi
   python -c "import torch; print('device:', torch.cuda.get_device_name(), 'torch', torch.__version__)" | tee -a "$log"
-  run_stage cuda_tests python -m pytest -q -p no:cacheprovider -m cuda -rA tests/test_gpu.py tests/test_serve.py
+  run_stage cuda_tests python -m pytest -q -p no:cacheprovider -m cuda -rA tests/test_gpu.py tests/test_cuda_graphs.py tests/test_serve.py
   run_stage bench_cuda bench_on_cuda
   run_stage gpu_training env DEEPM3_TEST_ACCELERATOR=gpu python -m pytest -q -p no:cacheprovider -rs \
     tests/test_ode.py tests/test_ode_fastpath.py tests/test_baselines.py tests/test_baseline_references.py

@@ -266,6 +266,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     device = resolve_device(cfg.device)
     rows = {name: [o.format(hidden=cfg.hidden, width=2 * cfg.hidden) for o in ov] for name, ov in cfg.rows.items()}
     presets = {name: list(ov) for name, ov in (cfg.get("presets") or {}).items()}
+    if device.type == "cuda":  # the same networks with the training loop's CUDA graphs off
+        presets.update({name: list(ov) for name, ov in (cfg.get("cuda_rows") or {}).items()})
     results: dict[str, dict[str, dict[str, Any]]] = {}
     for size_name, size in cfg.sizes.items():
         every = {**rows, **(presets if size_name == "ml1m" else {})}

@@ -14,6 +14,8 @@ flow past the last event (to the target's time) is gone.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -22,6 +24,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from deepm3.errors import ConfigError
 from deepm3.models.components.base import SequentialRecommender, next_item_loss
+from deepm3.models.components.cuda_graphs import GraphedLoops
 from deepm3.models.components.flows import build_flow
 from deepm3.models.components.ode import GapODE, VectorField
 from deepm3.models.components.scripted import METHOD_CODES, window_loop
@@ -41,6 +44,7 @@ class DeepM3Net(SequentialRecommender):
         time: dict | None = None,
         horizon: bool = False,
         horizon_weight: float = 0.1,
+        cuda_graphs: bool = True,
     ) -> None:
         super().__init__(num_items, hidden)
         solver = dict(solver or {"method": "euler", "steps": 1})
@@ -79,6 +83,16 @@ class DeepM3Net(SequentialRecommender):
             and not field.get("lipschitz", False)
             and not self.horizon
         )
+        # Training on CUDA replays the per-event loop from CUDA graphs (.cuda_graphs), where every
+        # op of this configuration can be captured: not spectral norm (its power iteration), not
+        # torchdiffeq's public odeint (it checks its inputs on the host).
+        self.cuda_graphs = (
+            bool(cuda_graphs)
+            and not field.get("lipschitz", False)
+            and getattr(self.ode, "implementation", "steps") == "steps"
+            and getattr(getattr(self.ode, "residual", None), "implementation", "steps") == "steps"
+        )
+        self._graph_loops: GraphedLoops | None = None
 
     def forward(self, items: torch.Tensor, times: torch.Tensor, next_times: torch.Tensor) -> torch.Tensor:
         return self._run(items, times, next_times)[0]
@@ -116,7 +130,6 @@ class DeepM3Net(SequentialRecommender):
         real = (items > 0).unsqueeze(-1)
         # The GRU's input side does not depend on the state: one matmul for every event of the
         # window instead of one per step; only the state side stays in the sequential loop.
-        # unbind: one backward node for all steps (indexing [:, i] would add a full-size gradient per step)
         if self.fused and not torch.is_grad_enabled():
             return self.dropout(self.out_norm(self._fused_states(emb, items > 0))), None
         if self.scripted and not torch.is_grad_enabled() and window_loop() is not None:
@@ -135,10 +148,25 @@ class DeepM3Net(SequentialRecommender):
                 flow_first,
             )
             return self.dropout(self.out_norm(states)), None
-        input_gates = F.linear(emb, self.cell.weight_ih, self.cell.bias_ih).unbind(1)
-        h = self.h0.expand(batch, -1)
+        input_gates = F.linear(emb, self.cell.weight_ih, self.cell.bias_ih)
+        if self._graphable(input_gates):
+            looped = self._graphed_loop()(input_gates, real, tau)
+        else:
+            looped = self._loop(input_gates, real, tau)
+        states, gap_params = looped if self.gap_head is not None else (looped, None)
+        return self.dropout(self.out_norm(states)), gap_params
+
+    def _loop(
+        self, input_gates: torch.Tensor, real: torch.Tensor, tau: torch.Tensor
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """The eager per-event loop: states ``[B, L, D]`` (and, with the horizon head, its gap
+        parameters ``[B, L, 2]``) from input gates ``[B, L, 3D]``, the event mask ``[B, L, 1]``
+        and the gaps ``tau [B, L]``. Only tensors in and out, so a CUDA graph can replay it."""
+        flow_first = self.time.query == "last"
+        h = self.h0.expand(input_gates.shape[0], -1)
         outputs, gap_params = [], []
-        for gates, is_real, gap in zip(input_gates, real.unbind(1), tau.unbind(1)):
+        # unbind: one backward node for all steps (indexing [:, i] would add a full-size gradient per step)
+        for gates, is_real, gap in zip(input_gates.unbind(1), real.unbind(1), tau.unbind(1)):
             if flow_first:
                 h = self.ode(h, gap)  # 0 on padding and the window's first event: an exact identity
             h = torch.where(is_real, self._gru_update(gates, h), h)
@@ -150,8 +178,21 @@ class DeepM3Net(SequentialRecommender):
                 outputs.append(self.ode(h, F.softplus(params[:, 0])))
             else:
                 outputs.append(h)
-        hidden = self.dropout(self.out_norm(torch.stack(outputs, dim=1)))
-        return hidden, torch.stack(gap_params, dim=1) if gap_params else None
+        states = torch.stack(outputs, dim=1)
+        return (states, torch.stack(gap_params, dim=1)) if self.gap_head is not None else states
+
+    def _graphable(self, input_gates: torch.Tensor) -> bool:
+        """Whether this call is a training step on CUDA that may replay the loop from a graph."""
+        return self.cuda_graphs and self.training and torch.is_grad_enabled() and input_gates.is_cuda
+
+    def _graphed_loop(self) -> GraphedLoops:
+        if self._graph_loops is None:
+            self._graph_loops = GraphedLoops(lambda: _EventLoop(self), self._loop)
+        return self._graph_loops
+
+    def __getstate__(self) -> dict:
+        # Graphs belong to these parameters on this device: a copy or a pickle captures its own.
+        return {**super().__getstate__(), "_graph_loops": None}
 
     def _first_event_column(self, items: torch.Tensor) -> int:
         """How many leading columns are padding in every row, at inference on the CPU (0 otherwise).
@@ -229,3 +270,23 @@ class DeepM3Net(SequentialRecommender):
         update = torch.sigmoid(i_z + h_z)
         candidate = torch.tanh(i_n + reset * h_n)
         return candidate + update * (h - candidate)
+
+
+class _EventLoop(nn.Module):
+    """The loop of one :class:`DeepM3Net` as a module whose parameters are exactly the ones the
+    loop reads (a CUDA graph's backward returns gradients for those; the input-side GRU weights
+    and the embedding stay outside, in eager code). Not registered on the network: its state
+    dict and checkpoints are unchanged."""
+
+    def __init__(self, net: DeepM3Net) -> None:
+        super().__init__()
+        object.__setattr__(self, "net", net)
+        self.h0 = net.h0
+        self.weight_hh = net.cell.weight_hh
+        self.bias_hh = net.cell.bias_hh
+        self.ode = net.ode if net.uses_time else None  # solver=none: the flow is not called
+        self.gap_head = net.gap_head
+        self.train(net.training)
+
+    def forward(self, input_gates: torch.Tensor, real: torch.Tensor, tau: torch.Tensor) -> Any:
+        return self.net._loop(input_gates, real, tau)
