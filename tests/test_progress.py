@@ -13,6 +13,7 @@ import deepm3.phase2.train_all as train_all_module
 from deepm3.phase2.plan import make_plan
 from deepm3.phase2.progress import StudyProgress, estimate_label, format_duration, preset_hint
 from deepm3.phase2.train_all import train_all
+from tests.helpers.run_folders import fake_training
 
 
 class Clock:
@@ -76,22 +77,6 @@ def test_without_measurements_or_hint_the_estimate_is_unknown(tmp_path: Path) ->
     plan = make_plan("d", {"a": []}, [0], tmp_path)
     progress = StudyProgress("tune", list(plan.runs), total=1, measured={}, bar=False)
     assert "no time estimate (nothing to estimate from yet" in progress.plan_line(1, 0, 0)
-
-
-def fake_training(monkeypatch: pytest.MonkeyPatch, fail: set[str]) -> list[str]:
-    """``train_all`` with ``run`` replaced: writes metrics.json, or raises for the named folders."""
-    trained: list[str] = []
-
-    def fake_run(cfg: object, output_dir: Path, overrides: list[str]) -> dict:
-        if output_dir.name in fail:
-            raise RuntimeError("boom")
-        complete(output_dir, 5.0)
-        trained.append(output_dir.name)
-        return {}
-
-    monkeypatch.setattr(train_all_module, "run", fake_run)
-    monkeypatch.setattr(train_all_module, "compose_run", lambda overrides: None)
-    return trained
 
 
 def test_train_all_logs_the_plan_then_one_line_per_run(

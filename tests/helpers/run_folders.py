@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -32,3 +33,27 @@ def write_run_folder(
             "epochs": 1,
         },
     )
+
+
+def fake_training(
+    monkeypatch, fail: set[str] = frozenset(), during: Callable[[Path], None] | None = None, seconds: float = 5.0
+) -> list[str]:
+    """``train_all`` with its ``run`` replaced by one that writes ``metrics.json`` (or raises for
+    the folder names in ``fail``; ``during`` runs first, as if another process acted meanwhile).
+    Returns the folder names trained, in order."""
+    import deepm3.phase2.train_all as train_all_module
+
+    trained: list[str] = []
+
+    def fake_run(cfg: object, output_dir: Path, overrides: list[str]) -> dict:
+        if during is not None:
+            during(Path(output_dir))
+        if Path(output_dir).name in fail:
+            raise RuntimeError("boom")
+        write_metrics(output_dir, {"train_seconds": seconds, "test": {}})
+        trained.append(Path(output_dir).name)
+        return {}
+
+    monkeypatch.setattr(train_all_module, "run", fake_run)
+    monkeypatch.setattr(train_all_module, "compose_run", lambda overrides: None)
+    return trained

@@ -24,7 +24,7 @@ import deepm3.conf
 from deepm3.errors import ConfigError
 from deepm3.phase2.plan import Plan, RunSpec
 from deepm3.phase2.progress import StudyProgress, measured_seconds
-from deepm3.run_dir import METRICS_FILE, is_complete, read_metrics, write_metrics
+from deepm3.run_dir import METRICS_FILE, is_complete, lock_holder, read_metrics, training_lock, write_metrics
 from deepm3.train import record_failure, run
 
 log = logging.getLogger(__name__)
@@ -136,16 +136,23 @@ def train_all(
                 summary.skipped.append(spec.name)
                 log.info("%s", progress.finished(spec, "copied"))
                 continue
-            log.info("phase2: training %s", spec.name)
             start = time.monotonic()
-            try:
-                spec.directory.mkdir(parents=True, exist_ok=True)
-                run(compose_run(overrides), output_dir=spec.directory, overrides=overrides)
-            except Exception as exc:  # noqa: BLE001 -- isolation is the point: record and go on
-                record_failure(spec.directory, overrides, exc)
-                summary.failed[spec.name] = f"{type(exc).__name__}: {exc}"
-                log.info("%s", progress.finished(spec, "failed", time.monotonic() - start))
-                continue
+            with training_lock(spec.directory) as mine:
+                if not mine or is_complete(spec.directory):  # another runner has it, or finished it
+                    holder = lock_holder(spec.directory)
+                    why = f"being trained by process {holder}" if not mine else "completed by another process"
+                    log.info("phase2: %s is %s: skipped", spec.name, why)
+                    summary.skipped.append(spec.name)
+                    log.info("%s", progress.finished(spec, "skipped"))
+                    continue
+                log.info("phase2: training %s", spec.name)
+                try:
+                    run(compose_run(overrides), output_dir=spec.directory, overrides=overrides)
+                except Exception as exc:  # noqa: BLE001 -- isolation is the point: record and go on
+                    record_failure(spec.directory, overrides, exc)
+                    summary.failed[spec.name] = f"{type(exc).__name__}: {exc}"
+                    log.info("%s", progress.finished(spec, "failed", time.monotonic() - start))
+                    continue
             summary.trained.append(spec.name)
             log.info("%s", progress.finished(spec, "trained", time.monotonic() - start))
     log.info(
