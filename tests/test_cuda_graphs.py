@@ -131,7 +131,7 @@ def test_the_graphed_path_computes_what_the_eager_loop_computes(name: str, monke
 
 
 def test_on_cpu_no_graph_is_built_and_checkpoints_are_unchanged() -> None:
-    net = make_net("euler").train()
+    net = make_net("euler", cuda_graphs=True).train()
     keys = set(net.state_dict())
     net.training_loss(synthetic_batch(60, 5, 2, torch.device("cpu"))).backward()
     assert net._graph_loops is None
@@ -145,12 +145,12 @@ def test_a_copied_network_drops_the_original_graphs() -> None:
     assert net._graph_loops is not None
 
 
-def test_graphs_can_be_switched_off_and_are_off_where_capture_cannot_work() -> None:
-    assert make_net("euler").cuda_graphs
-    assert not make_net("euler", cuda_graphs=False).cuda_graphs
-    assert not DeepM3Net(60, hidden=8, field={"lipschitz": True}).cuda_graphs  # power iteration
+def test_graphs_are_opt_in_and_off_where_capture_cannot_work() -> None:
+    assert not make_net("euler").cuda_graphs  # off by default until checked on a GPU
+    assert make_net("euler", cuda_graphs=True).cuda_graphs
+    assert not DeepM3Net(60, hidden=8, field={"lipschitz": True}, cuda_graphs=True).cuda_graphs  # power iteration
     odeint = {"method": "euler", "steps": 1, "implementation": "odeint"}
-    assert not DeepM3Net(60, hidden=8, solver=odeint).cuda_graphs  # host-side input checks
+    assert not DeepM3Net(60, hidden=8, solver=odeint, cuda_graphs=True).cuda_graphs  # host-side input checks
 
 
 @cuda

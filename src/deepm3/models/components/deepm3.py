@@ -44,7 +44,7 @@ class DeepM3Net(SequentialRecommender):
         time: dict | None = None,
         horizon: bool = False,
         horizon_weight: float = 0.1,
-        cuda_graphs: bool = True,
+        cuda_graphs: bool = False,
     ) -> None:
         super().__init__(num_items, hidden)
         solver = dict(solver or {"method": "euler", "steps": 1})
@@ -83,7 +83,7 @@ class DeepM3Net(SequentialRecommender):
             and not field.get("lipschitz", False)
             and not self.horizon
         )
-        # Training on CUDA replays the per-event loop from CUDA graphs (.cuda_graphs), where every
+        # cuda_graphs=True: training on CUDA replays the per-event loop from CUDA graphs (.cuda_graphs) where every
         # op of this configuration can be captured: not spectral norm (its power iteration), not
         # torchdiffeq's public odeint (it checks its inputs on the host).
         self.cuda_graphs = (
