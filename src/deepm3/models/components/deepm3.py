@@ -1,7 +1,7 @@
 """DeepM3: a GRU that updates a latent intent at each event and lets it flow between events.
 
 At event i the state absorbs the item (GRU cell); it then follows the flow that
-``model.net.field.kind`` names (:mod:`.flows`; by default ``dh/dt = f(h)``) over the
+``model.net.field.kind`` names (:mod:`.flows`; by default ``decay``, in configs) over the
 gap to the moment the next prediction is asked for (the next event in training, the query
 time in evaluation and serving). The evolved state scores items by dot product. With
 ``solver.method=none`` it is the same network without the ODE: the ablation.
