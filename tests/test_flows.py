@@ -217,7 +217,33 @@ def test_training_keeps_the_eager_loop_so_gradients_are_the_reference_ones() -> 
     assert calls == [] and net.cell.weight_hh.grad is not None
 
 
-@pytest.mark.parametrize("field", [{"kind": "decay"}, {"kind": "time_mlp"}, {"lipschitz": True}])
+@pytest.mark.parametrize("residual", [True, False])
+@pytest.mark.parametrize("method", ["euler", "rk4"])
+@pytest.mark.parametrize("query", ["target", "last"])
+def test_the_scripted_loop_equals_the_eager_loop_for_the_decay_flow(residual: bool, method: str, query: str) -> None:
+    """Tolerance 1e-6, as for the MLP field; trained-looking rates and anchor, not the init."""
+    torch.manual_seed(5)
+    net = DeepM3Net(
+        10,
+        hidden=8,
+        dropout=0.0,
+        field={"kind": "decay", "residual": residual, "width": 16, "zero_init": False},
+        solver={"method": method, "steps": 2},
+        time={"query": query},
+    ).eval()
+    with torch.no_grad():
+        net.ode.anchor.normal_()
+        net.ode.raw_rate.normal_()
+    assert net.scripted
+    window = visible_inputs(_window(3600), query)
+    with torch.no_grad():
+        scripted = net(window["items"], window["times"], window["next_times"])
+        net.scripted = False
+        eager = net(window["items"], window["times"], window["next_times"])
+    torch.testing.assert_close(scripted, eager, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("field", [{"kind": "time_mlp"}, {"lipschitz": True}, {"kind": "decay", "lipschitz": True}])
 def test_configurations_the_script_does_not_implement_stay_eager(field: dict) -> None:
     assert not DeepM3Net(10, hidden=8, field=field).scripted
 

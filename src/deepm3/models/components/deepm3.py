@@ -25,7 +25,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from deepm3.errors import ConfigError
 from deepm3.models.components.base import SequentialRecommender, next_item_loss
 from deepm3.models.components.cuda_graphs import GraphedLoops
-from deepm3.models.components.flows import build_flow
+from deepm3.models.components.flows import DecayFlow, build_flow
 from deepm3.models.components.ode import GapODE, VectorField
 from deepm3.models.components.scripted import METHOD_CODES, window_loop
 from deepm3.models.components.time import TimeTransform, input_gaps, query_gaps
@@ -75,14 +75,7 @@ class DeepM3Net(SequentialRecommender):
         object.__setattr__(self, "_gru_template", nn.GRU(hidden, hidden, batch_first=True, device="meta"))
         # Inference (no gradients) runs the whole window loop as one TorchScript function where it
         # implements this configuration (see .scripted); `scripted = False` forces the eager loop.
-        self.scripted = (
-            isinstance(self.ode, GapODE)
-            and isinstance(self.ode.scaled.field, VectorField)
-            and not getattr(self.ode.scaled, "time_dependent", False)
-            and self.ode.method in METHOD_CODES
-            and not field.get("lipschitz", False)
-            and not self.horizon
-        )
+        self.scripted = self._scriptable(self.ode) and not field.get("lipschitz", False) and not self.horizon
         # cuda_graphs=True: training on CUDA replays the per-event loop from CUDA graphs (.cuda_graphs) where every
         # op of this configuration can be captured: not spectral norm (its power iteration), not
         # torchdiffeq's public odeint (it checks its inputs on the host).
@@ -133,7 +126,9 @@ class DeepM3Net(SequentialRecommender):
         if self.fused and not torch.is_grad_enabled():
             return self.dropout(self.out_norm(self._fused_states(emb, items > 0))), None
         if self.scripted and not torch.is_grad_enabled() and window_loop() is not None:
-            layers = [m for m in self.ode.scaled.field.net if isinstance(m, nn.Linear)]
+            decay = self.ode if isinstance(self.ode, DecayFlow) else None
+            ode = decay.residual if decay is not None else self.ode
+            layers = [] if ode is None else [m for m in ode.scaled.field.net if isinstance(m, nn.Linear)]
             states = window_loop()(
                 F.linear(emb, self.cell.weight_ih, self.cell.bias_ih),
                 items > 0,
@@ -143,9 +138,11 @@ class DeepM3Net(SequentialRecommender):
                 self.cell.bias_hh,
                 [m.weight for m in layers],
                 [m.bias for m in layers],
-                METHOD_CODES[self.ode.method],
-                self.ode.steps,
+                0 if ode is None else METHOD_CODES[ode.method],
+                1 if ode is None else ode.steps,
                 flow_first,
+                None if decay is None else decay.anchor,
+                None if decay is None else decay.rates(),
             )
             return self.dropout(self.out_norm(states)), None
         input_gates = F.linear(emb, self.cell.weight_ih, self.cell.bias_ih)
@@ -155,6 +152,23 @@ class DeepM3Net(SequentialRecommender):
             looped = self._loop(input_gates, real, tau)
         states, gap_params = looped if self.gap_head is not None else (looped, None)
         return self.dropout(self.out_norm(states)), gap_params
+
+    @staticmethod
+    def _scriptable(flow: nn.Module) -> bool:
+        """Whether :mod:`.scripted` implements this flow: an autonomous MLP field under euler or
+        rk4, or ``decay`` (active) whose residual, if any, is such a field."""
+
+        def plain(ode: nn.Module | None) -> bool:
+            return (
+                isinstance(ode, GapODE)
+                and isinstance(ode.scaled.field, VectorField)
+                and not getattr(ode.scaled, "time_dependent", False)
+                and ode.method in METHOD_CODES
+            )
+
+        if isinstance(flow, DecayFlow):
+            return flow.active and (flow.residual is None or plain(flow.residual))
+        return plain(flow)
 
     def _loop(
         self, input_gates: torch.Tensor, real: torch.Tensor, tau: torch.Tensor

@@ -8,8 +8,9 @@ by about half (docs/speed.md, "Fused paths"). ``torch.compile`` of the step was
 slower at batch 1 (per-call guards cost more than the work) and needs a compiler at runtime.
 
 The eager loop in :mod:`.deepm3` stays the reference: the scripted path is used only without
-gradients (inference), only for what it implements (``field.kind=mlp`` without spectral norm,
-``euler``/``rk4``, no horizon head), and is tested equal to the eager loop. The arithmetic is
+gradients (inference), only for what it implements (``field.kind=mlp``, and ``decay`` with or
+without its residual field: the MLP flow, then the exact pull towards the anchor; no spectral
+norm, ``euler``/``rk4``, no horizon head), and is tested equal to the eager loop. The arithmetic is
 torchdiffeq's (Euler; RK4 is its 3/8-rule variant ``rk4_alt_step_func``), in the same order.
 If scripting fails on some platform the model logs one line and stays eager.
 
@@ -55,6 +56,25 @@ def _flow(
     return h
 
 
+def _between(
+    h: torch.Tensor,
+    gap: torch.Tensor,
+    weights: List[torch.Tensor],
+    biases: List[torch.Tensor],
+    method: int,
+    steps: int,
+    anchor: Optional[torch.Tensor],
+    rates: Optional[torch.Tensor],
+) -> torch.Tensor:
+    """The flow over one gap: the MLP field's solver steps (none when ``weights`` is empty),
+    then, for ``decay``, the exact pull ``anchor + exp(-rates * gap) (h - anchor)``."""
+    if len(weights) > 0:
+        h = _flow(h, gap, weights, biases, method, steps)
+    if anchor is not None and rates is not None:
+        h = anchor + torch.exp(-rates * gap.to(h.dtype)) * (h - anchor)
+    return h
+
+
 def _window_loop(
     input_gates: torch.Tensor,
     real: torch.Tensor,
@@ -67,13 +87,15 @@ def _window_loop(
     method: int,
     steps: int,
     flow_first: bool,
+    anchor: Optional[torch.Tensor] = None,
+    rates: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """``[B, L, D]`` states: per event, (flow,) GRU update, (flow) -- as DeepM3Net's eager loop."""
     outputs: List[torch.Tensor] = []
     for i in range(input_gates.shape[1]):
         gap = tau[:, i].unsqueeze(-1)
         if flow_first:
-            h = _flow(h, gap, weights, biases, method, steps)
+            h = _between(h, gap, weights, biases, method, steps, anchor, rates)
         hidden_gates = torch.nn.functional.linear(h, weight_hh, bias_hh)
         i_r, i_z, i_n = input_gates[:, i].chunk(3, dim=-1)
         h_r, h_z, h_n = hidden_gates.chunk(3, dim=-1)
@@ -82,7 +104,7 @@ def _window_loop(
         candidate = torch.tanh(i_n + reset * h_n)
         h = torch.where(real[:, i].unsqueeze(-1), candidate + update * (h - candidate), h)
         if not flow_first:
-            h = _flow(h, gap, weights, biases, method, steps)
+            h = _between(h, gap, weights, biases, method, steps, anchor, rates)
         outputs.append(h)
     return torch.stack(outputs, dim=1)
 
