@@ -180,6 +180,16 @@ def test_the_fused_gru_template_holds_no_weights_of_its_own() -> None:
     assert not any(key.startswith("_gru_template") for key in net.state_dict())
 
 
+def assert_scripted_equals_eager(net: DeepM3Net, query: str) -> None:
+    assert net.scripted
+    window = visible_inputs(_window(3600), query)
+    with torch.no_grad():
+        scripted = net(window["items"], window["times"], window["next_times"])
+        net.scripted = False
+        eager = net(window["items"], window["times"], window["next_times"])
+    torch.testing.assert_close(scripted, eager, rtol=1e-6, atol=1e-6)
+
+
 @pytest.mark.parametrize("method,steps", [("euler", 1), ("euler", 2), ("rk4", 1), ("rk4", 2)])
 @pytest.mark.parametrize("query", ["target", "last"])
 def test_the_scripted_inference_loop_equals_the_eager_loop(method: str, steps: int, query: str) -> None:
@@ -193,13 +203,7 @@ def test_the_scripted_inference_loop_equals_the_eager_loop(method: str, steps: i
         solver={"method": method, "steps": steps},
         time={"query": query},
     ).eval()
-    assert net.scripted
-    window = visible_inputs(_window(3600), query)
-    with torch.no_grad():
-        scripted = net(window["items"], window["times"], window["next_times"])
-        net.scripted = False
-        eager = net(window["items"], window["times"], window["next_times"])
-    torch.testing.assert_close(scripted, eager, rtol=1e-6, atol=1e-6)
+    assert_scripted_equals_eager(net, query)
 
 
 def test_training_keeps_the_eager_loop_so_gradients_are_the_reference_ones() -> None:
@@ -234,13 +238,7 @@ def test_the_scripted_loop_equals_the_eager_loop_for_the_decay_flow(residual: bo
     with torch.no_grad():
         net.ode.anchor.normal_()
         net.ode.raw_rate.normal_()
-    assert net.scripted
-    window = visible_inputs(_window(3600), query)
-    with torch.no_grad():
-        scripted = net(window["items"], window["times"], window["next_times"])
-        net.scripted = False
-        eager = net(window["items"], window["times"], window["next_times"])
-    torch.testing.assert_close(scripted, eager, rtol=1e-6, atol=1e-6)
+    assert_scripted_equals_eager(net, query)
 
 
 @pytest.mark.parametrize("field", [{"kind": "time_mlp"}, {"lipschitz": True}, {"kind": "decay", "lipschitz": True}])
