@@ -256,6 +256,35 @@ def test_sensitivity_trains_each_variant_once_and_plots_each_factor(tmp_path: Pa
     assert "## Sensitivity of DeepM3" in (out / "README.md").read_text()
 
 
+def test_sensitivity_runs_as_the_tuned_reference_and_its_base_is_the_reference_run(tmp_path: Path) -> None:
+    cfg = phase2_config(
+        tmp_path / "results",
+        tmp_path / "data",
+        "studies=[tune,train,sensitivity]",
+        "seeds=[0]",
+        "reference=pop",
+        models={"pop": ["model=pop"]},
+    )
+    cfg.preset.tune = {"pop": {"optim.lr": [0.001, 0.1]}}
+    cfg.preset.sensitivity = {"base": ["model=pop"], "factors": {"epochs": {"1": [], "2": ["trainer.max_epochs=2"]}}}
+    outcome = run_phase2(cfg)
+    out = tmp_path / "results" / "tiny"
+    winner = json.loads((out / "tuned.json").read_text())["pop"]
+    assert outcome["train"].trained == ["tune-pop-0-seed0", "tune-pop-1-seed0", "sens-epochs-2-seed0"]
+    base = json.loads((out / "runs" / "sens-base-seed0" / "metrics.json").read_text())
+    assert Path(base["reused_from"]).name == "pop-seed0"
+    variant = [r for r in outcome["plan"].runs if r.model == "sens-epochs-2"][0]
+    assert variant.overrides[-len(winner) :] == tuple(winner)
+
+
+def test_as_reference_appends_the_primary_query_mode_then_the_tuned_overrides(tmp_path: Path) -> None:
+    from deepm3.phase2.pipeline import as_reference
+
+    plan = make_plan("tiny", {"sens-base": ["model=deepm3"]}, [0], tmp_path)
+    runs = as_reference(plan, ["optim.lr=0.003"], ["last", "target"]).runs
+    assert runs[0].overrides == ("model=deepm3", "time.query=last", "optim.lr=0.003")
+
+
 def test_sensitivity_values_without_overrides_are_the_base_run() -> None:
     models = sensitivity_models(SENSITIVITY)
     assert list(models) == [BASE, "sens-ode_steps-2", "sens-gaps-shuffled"]

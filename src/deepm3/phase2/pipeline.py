@@ -8,7 +8,7 @@ note in the report; the other studies still run.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -147,14 +147,23 @@ def run_phase2(cfg: DictConfig, command: str = "python -m deepm3.phase2") -> dic
     reported = plan if tuning is None else plan.extended(tuning)
     grid = cfg.preset.get("sensitivity")
     if "sensitivity" in cfg.studies and grid:
-        sensitivity = sensitivity_plan(plan.dataset, grid, plan_seeds(cfg), plan.results_dir, plan.dataset_choice)
+        sensitivity = as_reference(
+            sensitivity_plan(plan.dataset, grid, plan_seeds(cfg), plan.results_dir, plan.dataset_choice),
+            tuned_overrides(out).get(str(cfg.reference), []),
+            modes,
+        )
+        main_runs = {
+            same_run_key(run_overrides(plan, spec, shared, str(cfg.device))): spec.directory
+            for spec in plan.completed()
+        }
         _merge(
             summary,
             train_all(
                 sensitivity,
                 shared,
                 str(cfg.device),
-                stage="sensitivity",  # its own runs
+                main_runs,  # sens-base is the reference's main run: copied, not trained again
+                stage="sensitivity",
                 seconds_hint=hint,
                 measured_from=plan.completed(),
             ),
@@ -188,6 +197,14 @@ def with_tuned(plan: Plan, tuned: dict[str, list[str]]) -> Plan:
     is tuned once, in the primary query mode; the winner serves every mode)."""
     runs = tuple(replace(run, overrides=(*run.overrides, *tuned.get(base_label(run.model), []))) for run in plan.runs)
     return replace(plan, runs=runs)
+
+
+def as_reference(sensitivity: Plan, tuned: Sequence[str], modes: Sequence[str]) -> Plan:
+    """Sensitivity runs trained as the reference's main runs are: in the primary query mode and
+    with the reference's tuned overrides, so each factor moves one thing away from the model
+    the main table reports (and the base is that very run)."""
+    extra = ([f"time.query={modes[0]}"] if modes else []) + list(tuned)
+    return replace(sensitivity, runs=tuple(replace(r, overrides=(*r.overrides, *extra)) for r in sensitivity.runs))
 
 
 def _merge(summary: TrainSummary, more: TrainSummary) -> None:
