@@ -6,11 +6,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 from deepm3.io import write_atomic
 from deepm3.models.components.time import QUERY_MODES
 from deepm3.phase2.plan import Plan
 from deepm3.phase2.results import run_metrics
 from deepm3.provenance import code_version
+from deepm3.run_dir import CONFIG_FILE, read_config, read_metrics
 
 REPORT = "README.md"
 CLAIMS = "claims.md"
@@ -60,6 +63,7 @@ def write_report(
     ]
     lines += code_versions(plan)
     lines += _missing(plan)
+    lines += budget(plan)
     for note in notes:
         lines += [f"> {note}", ""]
     for name, heading in _sections(out_dir):
@@ -112,6 +116,37 @@ def code_versions(plan: Plan) -> list[str]:
         f"| `{version}` | {len(runs)}: {', '.join(runs[:6])}{' ...' if len(runs) > 6 else ''} |"
         for version, runs in versions.items()
     ]
+    return [*lines, ""]
+
+
+def budget(plan: Plan) -> list[str]:
+    """Models whose runs trained for their whole epoch budget (``epochs == trainer.max_epochs``):
+    early stopping did not end them, so they may be under-trained beside the others -- a
+    comparison at this budget can favour the models that converge fast."""
+    capped: dict[str, list[str]] = {}
+    runs: dict[str, int] = {}
+    for spec in plan.completed():
+        if not (spec.directory / CONFIG_FILE).is_file():
+            continue
+        cap = OmegaConf.select(read_config(spec.directory), "trainer.max_epochs")
+        epochs = read_metrics(spec.directory).get("epochs")
+        runs[spec.model] = runs.get(spec.model, 0) + 1
+        if isinstance(cap, int) and cap > 1 and isinstance(epochs, int) and epochs >= cap:
+            capped.setdefault(spec.model, []).append(f"seed {spec.seed}")
+    if not runs:
+        return []
+    if not capped:
+        return ["Every run was ended by early stopping before its epoch budget (`trainer.max_epochs`).", ""]
+    lines = [
+        "## Runs that used their whole epoch budget",
+        "",
+        "Early stopping did not end these runs: they trained for all `trainer.max_epochs` epochs and may "
+        "be under-trained beside the others, so this budget can favour the models that converge fast.",
+        "",
+        "| model | runs at the budget | runs |",
+        "|---|---|---:|",
+    ]
+    lines += [f"| {model} | {len(seeds)}: {', '.join(seeds)} | {runs[model]} |" for model, seeds in capped.items()]
     return [*lines, ""]
 
 
