@@ -144,3 +144,16 @@ def test_verify_recomputes_nothing_for_a_study_that_cannot_run_yet(monkeypatch: 
 
     monkeypatch.setitem(pipeline.STUDIES, "significance", cannot_run)
     assert pipeline._try_study("significance", None, Path("."), None) == []
+
+
+def test_a_one_mode_study_names_its_query_mode_on_each_table(study: dict) -> None:
+    cfg = study["cfg"].copy()
+    cfg.studies = ["irregularity"]
+    run_phase2(cfg)
+    for name in ("irregularity_tertiles", "irregularity_lifts"):
+        title = (study["out"] / f"{name}.md").read_text().splitlines()[0]
+        assert title.endswith("[time.query=target, this study's only query mode]")
+
+
+def test_tables_of_both_modes_carry_no_single_mode_note(study: dict) -> None:
+    assert "this study's only query mode" not in (study["out"] / "main_table.md").read_text()

@@ -23,6 +23,7 @@ from deepm3.phase2.main_table import write_main_table
 from deepm3.phase2.plan import Plan, base_label, mode_view, plan_from_config, plan_seeds, query_modes
 from deepm3.phase2.progress import preset_hint
 from deepm3.phase2.report import write_report
+from deepm3.phase2.results import table_scope
 from deepm3.phase2.robustness import write_robustness
 from deepm3.phase2.selection import write_selection
 from deepm3.phase2.sensitivity import sensitivity_plan, write_sensitivity
@@ -87,6 +88,8 @@ STUDIES: dict[str, Study] = {
 }
 # Studies of one mode only (irregularity, robustness, efficiency, selection): the primary mode's runs.
 PRIMARY_ONLY = ("irregularity", "robustness", "efficiency", "selection")
+# Those whose numbers depend on the mode name it on each table (efficiency measures speed).
+MODE_SCOPED = ("irregularity", "robustness", "selection")
 STAGES = ["tune", "train", *STUDIES, "sensitivity", "claims", "report", "verify"]
 
 
@@ -136,11 +139,13 @@ def run_phase2(cfg: DictConfig, command: str = "python -m deepm3.phase2") -> dic
         )
     notes: list[str] = []
     primary = mode_view(plan, modes, modes[0]) if modes else plan
+    mode_note = f"time.query={modes[0]}, this study's only query mode" if modes else None
     for name, study in STUDIES.items():
         if name not in cfg.studies:
             continue
         try:
-            written[name] = study(primary if name in PRIMARY_ONLY else plan, out, cfg)
+            with table_scope(mode_note if name in MODE_SCOPED else None):
+                written[name] = study(primary if name in PRIMARY_ONLY else plan, out, cfg)
         except DeepM3Error as exc:
             notes.append(f"study `{name}` skipped: {exc}")
             log.error("phase2: study %s skipped: %s", name, exc)
@@ -168,7 +173,8 @@ def run_phase2(cfg: DictConfig, command: str = "python -m deepm3.phase2") -> dic
                 measured_from=plan.completed(),
             ),
         )
-        written["sensitivity"] = write_sensitivity(sensitivity, grid, out, cfg.significance_metric)
+        with table_scope(mode_note):
+            written["sensitivity"] = write_sensitivity(sensitivity, grid, out, cfg.significance_metric)
         reported = reported.extended(sensitivity)
     if "claims" in cfg.studies:  # from the tables just written (or left by an earlier invocation)
         written["claims"] = write_claims(out, plan.dataset, str(cfg.reference))

@@ -3,6 +3,9 @@ and the small writers every study shares (CSV + Markdown, atomically)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +41,20 @@ def user_rows(plan: Plan) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+_SCOPE: ContextVar[str | None] = ContextVar("table_scope", default=None)
+
+
+@contextmanager
+def table_scope(note: str | None) -> Iterator[None]:
+    """Every table written inside names ``note`` in its title, e.g. the one query mode a study
+    ran in, so a table read on its own still says what it covers."""
+    token = _SCOPE.set(note)
+    try:
+        yield
+    finally:
+        _SCOPE.reset(token)
+
+
 def write_table(
     frame: pd.DataFrame,
     directory: Path,
@@ -49,6 +66,8 @@ def write_table(
     """``<stem>.csv`` (machine-readable) and ``<stem>.md`` (a titled Markdown table of ``shown``,
     default the same frame)."""
     directory.mkdir(parents=True, exist_ok=True)
+    scope = _SCOPE.get()
+    title = title if scope is None else f"{title} [{scope}]"
     csv = write_atomic(directory / f"{stem}.csv", lambda tmp: frame.to_csv(tmp, index=False))
     text = f"### {title}\n\n{markdown(frame if shown is None else shown, floatfmt)}\n"
     md = write_atomic(directory / f"{stem}.md", lambda tmp: tmp.write_text(text))
