@@ -28,11 +28,12 @@ def dataset_overrides(task: list[str]) -> list[str]:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="phase2")
 def main(cfg: DictConfig) -> None:
     task = list(HydraConfig.get().overrides.task)
-    command = " ".join([COMMAND, *task])  # what the report prints to reproduce this invocation
+    command = " ".join([COMMAND, *task])  # this invocation, as the report prints it
+    whole = " ".join([COMMAND, *[o for o in task if not o.startswith("studies=")]])  # every stage
     cfg.dataset_choice = HydraConfig.get().runtime.choices.get("dataset")
     cfg.dataset_overrides = [*cfg.dataset_overrides, *dataset_overrides(task)]
     try:
-        run_phase2(cfg, command)
+        run_phase2(cfg, command, whole)
     except Exception as exc:
         exit_on_user_error(exc, log)
         raise

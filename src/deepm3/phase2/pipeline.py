@@ -93,9 +93,14 @@ MODE_SCOPED = ("irregularity", "robustness", "selection")
 STAGES = ["tune", "train", *STUDIES, "sensitivity", "claims", "report", "verify"]
 
 
-def run_phase2(cfg: DictConfig, command: str = "python -m deepm3.phase2") -> dict[str, Any]:
+def run_phase2(
+    cfg: DictConfig, command: str = "python -m deepm3.phase2", study_command: str | None = None
+) -> dict[str, Any]:
     """The stages named in ``cfg.studies``, in the order tune, train, studies, sensitivity,
-    claims, report; returns what happened (runs trained/skipped/failed, files, notes, the reported plan)."""
+    claims, report; returns what happened (runs trained/skipped/failed, files, notes, the reported plan).
+
+    ``command`` is this invocation; ``study_command`` the same without ``studies=`` (every stage),
+    which the report gives as the way to reproduce the whole study."""
     unknown = [s for s in cfg.studies if s not in STAGES]
     if unknown:
         raise ConfigError(f"phase2: studies={list(cfg.studies)} has unknown {unknown}; expected names from {STAGES}")
@@ -183,7 +188,8 @@ def run_phase2(cfg: DictConfig, command: str = "python -m deepm3.phase2") -> dic
             f"python -m deepm3.train {' '.join(run_overrides(reported, spec, shared, str(cfg.device)))}"
             for spec in reported.runs
         ]
-        written["report"] = [write_report(reported, out, [command], notes, run_commands)]
+        commands = [study_command or command] + ([command] if study_command not in (None, command) else [])
+        written["report"] = [write_report(reported, out, commands, notes, run_commands)]
     if "verify" in cfg.studies:
         verify_tables(out, lambda tmp: [_try_study(name, plan, tmp, cfg) for name in VERIFIED])
     return {"train": summary, "written": written, "notes": notes, "plan": reported}

@@ -42,17 +42,22 @@ SECTIONS = [  # (file stem or png, heading)
 def write_report(
     plan: Plan, out_dir: Path, commands: Sequence[str], notes: Sequence[str] = (), run_commands: Sequence[str] = ()
 ) -> Path:
-    """Stitch the study files present in ``out_dir`` into its README.md."""
+    """Stitch the study files present in ``out_dir`` into its README.md. ``commands``: the
+    command of the whole study first, then (if different) the invocation that wrote it."""
     lines = [f"# Phase 2 results: {plan.dataset}", ""]
     if (out_dir / CLAIMS).is_file():  # the page the project exists for comes first
         lines += [f"**The original claims, checked: [{CLAIMS}]({CLAIMS})** -- {claims_summary(out_dir / CLAIMS)}", ""]
     lines += [
-        "Produced by:",
+        "The whole study (every stage; complete runs are skipped, so it also resumes):",
         "",
         "```",
-        *commands,
+        commands[0],
         "```",
         "",
+    ]
+    if len(commands) > 1:
+        lines += ["This report was written by:", "", "```", *commands[1:], "```", ""]
+    lines += [
         f"Report written at code version `{code_version()}`.",
         "",
         f"Runs: {len(plan.completed())} of {len(plan.runs)} complete ({len(plan.models)} models or variants), "
