@@ -254,6 +254,9 @@ def test_sensitivity_trains_each_variant_once_and_plots_each_factor(tmp_path: Pa
     ]
     assert (out / "sensitivity.png").read_bytes()[:8] == PNG_SIGNATURE
     assert "## Sensitivity of DeepM3" in (out / "README.md").read_text()
+    cfg.studies = ["report"]  # a report written on its own still counts the sensitivity runs
+    run_phase2(cfg)
+    assert "Runs: 4 of 4 complete" in (out / "README.md").read_text()
 
 
 def test_sensitivity_runs_as_the_tuned_reference_and_its_base_is_the_reference_run(tmp_path: Path) -> None:

@@ -156,12 +156,14 @@ def run_phase2(
             log.error("phase2: study %s skipped: %s", name, exc)
     reported = plan if tuning is None else plan.extended(tuning)
     grid = cfg.preset.get("sensitivity")
-    if "sensitivity" in cfg.studies and grid:
+    if grid:  # its runs belong to the study's report whether or not this invocation trains them
         sensitivity = as_reference(
             sensitivity_plan(plan.dataset, grid, plan_seeds(cfg), plan.results_dir, plan.dataset_choice),
             tuned_overrides(out).get(str(cfg.reference), []),
             modes,
         )
+        reported = reported.extended(sensitivity)
+    if grid and "sensitivity" in cfg.studies:
         main_runs = {
             same_run_key(run_overrides(plan, spec, shared, str(cfg.device))): spec.directory
             for spec in plan.completed()
@@ -180,7 +182,6 @@ def run_phase2(
         )
         with table_scope(mode_note):
             written["sensitivity"] = write_sensitivity(sensitivity, grid, out, cfg.significance_metric)
-        reported = reported.extended(sensitivity)
     if "claims" in cfg.studies:  # from the tables just written (or left by an earlier invocation)
         written["claims"] = write_claims(out, plan.dataset, str(cfg.reference))
     if "report" in cfg.studies:
