@@ -350,6 +350,26 @@ def test_robustness_refuses_runs_tested_on_different_windows(tmp_path: Path) -> 
         write_robustness(plan, tmp_path / "out", ["jitter"])
 
 
+def test_robustness_logs_one_progress_line_per_condition(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from types import SimpleNamespace
+
+    from deepm3.phase2 import robustness
+
+    monkeypatch.setattr(robustness, "perturb_samples", lambda test, *_: test)
+    monkeypatch.setattr(robustness, "evaluate", lambda *_: {"ndcg@10": 0.5})
+    plan = make_plan("tiny", {"a": [], "b": []}, [0], tmp_path)
+    runs = [robustness.LoadedRun(spec, None) for spec in plan.runs]  # type: ignore[arg-type]
+    operators = [("clean", SimpleNamespace(level=0.0))] + [("jitter", SimpleNamespace(level=v)) for v in (0.5, 1.0)]
+    with caplog.at_level("INFO", logger="deepm3.phase2.robustness"):
+        table = robustness.perturbed_metrics(runs, None, operators, 10, 0, 8, None)  # type: ignore[arg-type]
+    lines = [r.getMessage() for r in caplog.records if "conditions" in r.getMessage()]
+    assert len(table) == 6
+    assert [line.split(" (")[0] for line in lines] == [f"robustness: {k} of 3 conditions" for k in (1, 2, 3)]
+    assert "jitter level 1, 2 runs" in lines[-1] and "left" in lines[-1]
+
+
 def compose_train_with(*overrides: str) -> DictConfig:
     GlobalHydra.instance().clear()
     try:

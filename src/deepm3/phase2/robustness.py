@@ -9,6 +9,7 @@ model and seed, so differences between models are differences in how they use th
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from deepm3.models.module import RecModule
 from deepm3.noise_eval import headline_metrics
 from deepm3.phase2.plan import Plan, RunSpec
 from deepm3.phase2.plots import figure, save_png
+from deepm3.phase2.progress import format_duration
 from deepm3.phase2.results import write_table
 from deepm3.phase2.train_all import CONF_DIR
 from deepm3.run_dir import best_checkpoint, read_config
@@ -107,9 +109,13 @@ def perturbed_metrics(
     batch_size: int,
     device: torch.device,
 ) -> pd.DataFrame:
-    """One row per (noise, level, model, seed) with every metric."""
+    """One row per (noise, level, model, seed) with every metric.
+
+    Re-testing every run under every condition takes a while on a large test split (tens of
+    minutes on a CPU), so one progress line per condition says where it is."""
     records = []
-    for noise, operator in operators:
+    started = time.monotonic()
+    for done, (noise, operator) in enumerate(operators, start=1):
         noisy = perturb_samples(test, operator, noise_seed, num_items)
         for loaded in runs:
             metrics = evaluate(loaded.module, noisy, batch_size, device)
@@ -122,6 +128,17 @@ def perturbed_metrics(
                     **metrics,
                 }
             )
+        elapsed = time.monotonic() - started
+        log.info(
+            "robustness: %d of %d conditions (%s level %g, %d runs); elapsed %s, about %s left",
+            done,
+            len(operators),
+            noise,
+            operator.level,
+            len(runs),
+            format_duration(elapsed),
+            format_duration(elapsed / done * (len(operators) - done)),
+        )
     return pd.DataFrame.from_records(records)
 
 
