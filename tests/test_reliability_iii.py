@@ -1,0 +1,185 @@
+"""Reliability III (issue 30): tests for the blind spots a planted bug slipped through, and a
+server that stays up for everyone. One section per item of the issue; each test fails on the
+code (or the planted bug) it describes.
+
+Networks here have random weights and tiny sizes; nothing is trained.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from deepm3.checkpoint import build_net
+from deepm3.errors import DataError
+from deepm3.models.components.deepm3 import DeepM3Net
+from deepm3.models.components.gru4rec import GRU4RecNet
+from deepm3.models.components.gru_dt import GRUDtNet
+from deepm3.models.components.tisasrec import TiSASRecNet
+from deepm3.registry import network_class
+from deepm3.serve import Recommender
+
+pytest.importorskip("fastapi")
+with warnings.catch_warnings():  # starlette's TestClient asks for httpx2; httpx is what it runs on here
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient  # noqa: E402
+
+from deepm3.server import create_app  # noqa: E402
+
+N = 12
+MAX_LEN = 4
+ITEM_IDS = [f"i{i:02d}" for i in range(N)]
+DAY = 86_400
+
+
+def recommender(net: torch.nn.Module, query: str = "target") -> Recommender:
+    return Recommender(net, ITEM_IDS, max_len=MAX_LEN, popularity=np.arange(N + 1), device="cpu", query=query)
+
+
+def next_times_reader(kind: str, query: str) -> Recommender:
+    """A network that reads ``next_times`` (the query moment), with random weights."""
+    torch.manual_seed(0)
+    if kind == "gru_dt":
+        net = GRUDtNet(N, hidden=8, gru_hidden=8, dropout=0.0, gap_features=4, time={"query": query})
+    else:
+        net = TiSASRecNet(N, hidden=8, blocks=1, heads=1, dropout=0.0, max_len=MAX_LEN, clip=64)
+    return recommender(net, query)
+
+
+ITEMS = ["i03", "i07", "i01", "i09"]
+TIMES = [1_600_000_000, 1_600_000_060, 1_600_003_600, 1_600_090_000]
+
+
+# -- a blind spot: time.query=last served by a model that reads next_times ---------------------
+
+
+@pytest.mark.parametrize("kind", ["gru_dt", "tisasrec"])
+def test_under_query_last_the_query_time_changes_nothing(kind: str) -> None:
+    rec = next_times_reader(kind, "last")
+    soon = rec.recommend(ITEMS, TIMES, at=TIMES[-1] + 60, k=None)
+    later = rec.recommend(ITEMS, TIMES, at=TIMES[-1] + 90 * DAY, k=None)
+    assert soon == later
+
+
+@pytest.mark.parametrize("kind", ["gru_dt", "tisasrec"])
+def test_under_query_target_the_same_models_do_see_the_query_time(kind: str) -> None:
+    """The control: the model above is not time-blind, so an equal ranking under last means something."""
+    rec = next_times_reader(kind, "target")
+    soon = rec.recommend(ITEMS, TIMES, at=TIMES[-1] + 60, k=None)
+    later = rec.recommend(ITEMS, TIMES, at=TIMES[-1] + 90 * DAY, k=None)
+    assert [score for _, score in soon] != pytest.approx([score for _, score in later], rel=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["gru_dt", "tisasrec"])
+def test_a_known_user_under_query_last_gets_the_same_list_at_any_later_time(kind: str) -> None:
+    rec = next_times_reader(kind, "last")
+    with TestClient(create_app(rec)) as client:
+        client.post("/events", json={"user": "u", "items": ITEMS, "timestamps": TIMES})
+        soon = client.post("/recommend", json={"user": "u", "at": TIMES[-1] + 60, "k": N}).json()
+        later = client.post("/recommend", json={"user": "u", "at": TIMES[-1] + 90 * DAY, "k": N}).json()
+    assert soon["state"] == "recomputed"
+    assert (soon["items"], soon["scores"]) == (later["items"], later["scores"])
+
+
+# -- a blind spot: one /recommend for users who ask for different things ------------------------
+
+
+def deepm3_net() -> DeepM3Net:
+    torch.manual_seed(0)
+    return DeepM3Net(
+        N, hidden=8, dropout=0.0, field={"width": 8, "zero_init": False}, solver={"method": "rk4", "steps": 1}
+    )
+
+
+def gru_net() -> GRU4RecNet:
+    torch.manual_seed(0)
+    return GRU4RecNet(N, hidden=8, gru_hidden=8, dropout=0.0)
+
+
+USERS = {
+    "a": (["i00", "i01", "i02"], [100, 200, 300]),
+    "b": (["i05", "i06"], [150, 5_000]),
+    "c": (["i10", "i11", "i03", "i04", "i08"], [10, 20, 30, 40, 50]),
+}
+MIXED = [  # users who differ in k and exclude_seen, in an order that interleaves the groups
+    {"user": "a", "at": 10_000, "k": 3},
+    {"user": "b", "at": 10_000, "k": 7, "exclude_seen": False},
+    {"user": "c", "at": 10_000, "k": 3, "exclude_seen": False},
+    {"user": "a", "at": 20_000, "k": 5},
+    {"user": "b", "at": 10_000, "k": 3},
+]
+
+
+@pytest.mark.parametrize("net", [deepm3_net, gru_net], ids=["stored-state", "stored-window"])
+def test_users_asking_for_different_lists_in_one_request_each_get_their_own_answer(net) -> None:
+    with TestClient(create_app(recommender(net()))) as client:
+        for user, (items, times) in USERS.items():
+            client.post("/events", json={"user": user, "items": items, "timestamps": times})
+        together = client.post("/recommend", json=MIXED).json()
+        alone = [client.post("/recommend", json=query).json() for query in MIXED]
+    assert [r["user"] for r in together] == [q["user"] for q in MIXED]
+    assert [len(r["items"]) for r in together] == [q["k"] for q in MIXED]
+    for got, expected in zip(together, alone):
+        assert got["items"] == expected["items"]
+        assert got["scores"] == pytest.approx(expected["scores"], rel=1e-5, abs=1e-6)
+
+
+def test_histories_asking_for_different_lists_in_one_request_each_get_their_own_answer() -> None:
+    queries = [
+        {"items": items, "timestamps": times, "at": 10_000, "k": q["k"], "exclude_seen": q.get("exclude_seen", True)}
+        for q in MIXED
+        for items, times in [USERS[q["user"]]]
+    ]
+    with TestClient(create_app(recommender(deepm3_net()))) as client:
+        together = client.post("/recommend", json=queries).json()
+        alone = [client.post("/recommend", json=query).json() for query in queries]
+    for got, expected in zip(together, alone):
+        assert got["items"] == expected["items"]
+        assert got["scores"] == pytest.approx(expected["scores"], rel=1e-5, abs=1e-6)
+
+
+# -- a blind spot: a foreign class named like an allowed network ---------------------------------
+
+
+@pytest.fixture
+def lookalike(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``sneaky_net.SASRecNet``: a real SequentialRecommender that leaves a marker when imported."""
+    marker = tmp_path / "imported"
+    (tmp_path / "sneaky_net.py").write_text(
+        f"open({str(marker)!r}, 'w').close()\n"
+        "from deepm3.models.components.sasrec import SASRecNet as _Real\n"
+        "class SASRecNet(_Real):\n    pass\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield marker
+    sys.modules.pop("sneaky_net", None)
+
+
+@pytest.mark.parametrize("name", ["sneaky_net.SASRecNet", "sneaky_net.DeepM3Net", "sneaky_net.models.SASRecNet"])
+def test_a_class_named_like_an_allowed_network_in_another_module_is_refused_unimported(lookalike, name) -> None:
+    with pytest.raises(DataError) as info:
+        network_class(name)
+    assert f"{name!r} is not a SequentialRecommender this package knows" in str(info.value)
+    assert not lookalike.exists() and "sneaky_net" not in sys.modules
+
+
+def test_a_checkpoint_naming_a_lookalike_network_is_refused_unimported(lookalike, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    real = deepm3_net()
+    checkpoint = tmp_path / "lookalike.ckpt"
+    torch.save(
+        {
+            "hyper_parameters": {"net": {"_target_": "sneaky_net.SASRecNet", "hidden": 8}, "num_items": N},
+            "state_dict": {f"net.{key}": value for key, value in real.state_dict().items()},
+        },
+        checkpoint,
+    )
+    with pytest.raises(DataError) as info:
+        build_net(checkpoint, tmp_path, N)
+    assert "'sneaky_net.SASRecNet' is not a SequentialRecommender" in str(info.value)
+    assert not lookalike.exists() and "sneaky_net" not in sys.modules
