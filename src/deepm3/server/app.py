@@ -14,6 +14,7 @@ every request runs under ``torch.inference_mode``: a request cannot change the m
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -70,6 +71,7 @@ class Limits:
     max_body_bytes: int = 1_000_000  # request body
     max_batch: int = 256  # queries (or users' event lists) in one request
     max_events: int = 10_000  # events in one history, or in one /events request
+    body_timeout_s: int = 30  # seconds to send the whole body: a trickled body gets a 408
 
     def __post_init__(self) -> None:
         for key, value in asdict(self).items():
@@ -314,17 +316,24 @@ def _response(
     )  # type: ignore[arg-type]
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with a 413 as soon as it is known to exceed ``limit`` bytes."""
+async def read_body(request: Request, limit: int, timeout: float | None = None) -> bytes:
+    """The request body, refused with a 413 as soon as it is known to exceed ``limit`` bytes,
+    and with a 408 when it takes longer than ``timeout`` seconds (a slow client holds a socket)."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise HTTPException(413, f"body: {declared} bytes; at most {limit} (limits.max_body_bytes)")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise HTTPException(413, f"body: more than {limit} bytes (limits.max_body_bytes)")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise HTTPException(413, f"body: more than {limit} bytes (limits.max_body_bytes)")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise HTTPException(
+            408, f"body: not received within {timeout:g} s (limits.body_timeout_s)", headers={"Connection": "close"}
+        ) from None
     return b"".join(chunks)
 
 
@@ -454,7 +463,7 @@ def create_app(
 
     @app.post("/recommend")
     async def recommend(request: Request) -> Any:
-        body = await read_body(request, limits.max_body_bytes)
+        body = await read_body(request, limits.max_body_bytes, limits.body_timeout_s)
 
         def parse() -> tuple[list[Query], bool, list[str]]:
             queries, many = server.parse(body, Query)
@@ -476,7 +485,7 @@ def create_app(
 
     @app.post("/events")
     async def events(request: Request) -> Any:
-        body = await read_body(request, limits.max_body_bytes)
+        body = await read_body(request, limits.max_body_bytes, limits.body_timeout_s)
 
         def answer() -> Any:
             batches, many = server.parse(body, UserEvents)

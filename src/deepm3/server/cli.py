@@ -59,6 +59,7 @@ def serve(cfg: DictConfig) -> None:
     import uvicorn  # the serve extra; imported here so a config error is reported without it
 
     from deepm3.server.app import Limits, create_app
+    from deepm3.server.guard import ConnectionLimits, guarded_protocol
 
     if OmegaConf.is_missing(cfg, "run"):
         raise ConfigError("missing run=; usage: python -m deepm3.serve run=<run dir> [host=127.0.0.1] [port=8000]")
@@ -73,8 +74,18 @@ def serve(cfg: DictConfig) -> None:
     for key in ("access_log", "batching"):
         if not isinstance(cfg[key], bool):
             raise ConfigError(f"{key}={cfg[key]!r}; expected true or false")
-    limits = Limits(**{key: _positive(cfg, f"limits.{key}") for key in ("max_body_bytes", "max_batch", "max_events")})
-    connections = _positive(cfg, "limits.max_connections")
+    limits = Limits(
+        **{
+            key: _positive(cfg, f"limits.{key}")
+            for key in ("max_body_bytes", "max_batch", "max_events", "body_timeout_s")
+        }
+    )
+    connections = ConnectionLimits(
+        header_timeout=_positive(cfg, "limits.header_timeout_s"),
+        max_connections=_positive(cfg, "limits.max_connections"),
+        health_headroom=_positive(cfg, "limits.health_headroom"),
+    )
+    keep_alive = _positive(cfg, "limits.keep_alive_s")
     if cfg.threads is not None:
         torch.set_num_threads(_positive(cfg, "threads"))
     run = Path(str(cfg.run)).expanduser()
@@ -90,7 +101,8 @@ def serve(cfg: DictConfig) -> None:
         port=port,
         log_level=cfg.log_level,
         access_log=cfg.access_log,
-        limit_concurrency=connections,
+        http=guarded_protocol(connections),  # header timeout, idle shedding, room for /health
+        timeout_keep_alive=keep_alive,
         server_header=False,
     )
 
