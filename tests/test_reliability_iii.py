@@ -13,6 +13,7 @@ import threading
 import time
 import warnings
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -290,3 +291,33 @@ def test_hundreds_of_slow_clients_do_not_shut_out_a_normal_request() -> None:
             sock.close()
     assert [a.status_code for a in answers] == [200] * 6
     assert took < 2, f"normal requests waited {took:.1f} s behind slow clients"
+
+
+# -- 2. one snapshot at a time, off the request pool ------------------------------------------------
+
+
+def test_a_snapshot_runs_alone_on_its_own_thread_while_other_requests_are_answered(tmp_path: Path) -> None:
+    app = create_app(recommender(gru_net()), snapshot=tmp_path / "state.pt")
+    store, writing, release, threads = app.state.server.store, threading.Event(), threading.Event(), []
+    save = store.save
+
+    def slow_save(*args: object) -> tuple[int, int, float]:
+        threads.append(threading.current_thread().name)
+        writing.set()
+        assert release.wait(10)
+        return save(*args)
+
+    store.save = slow_save
+    with TestClient(app) as client, ThreadPoolExecutor(1) as pool:
+        first = pool.submit(client.post, "/snapshot")
+        assert writing.wait(10)
+        second = client.post("/snapshot")
+        start = time.monotonic()
+        answered = client.post("/recommend", json=QUERY)
+        took = time.monotonic() - start
+        release.set()
+        assert first.result(10).status_code == 200
+        store.save = save
+    assert second.status_code == 409 and "one is being written now" in second.json()["detail"]
+    assert answered.status_code == 200 and took < 5
+    assert threads == ["deepm3-snapshot_0"]

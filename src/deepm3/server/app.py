@@ -22,6 +22,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from functools import lru_cache
@@ -100,6 +101,10 @@ class Server:
         self.model_lock = threading.Lock()
         self.store = StateStore(rec.net, rec.max_len, rec.device, self.model_lock)
         self.metrics = Metrics(rec.name)
+        # Snapshots run one at a time on their own thread, never in the request pool: 100 concurrent
+        # POST /snapshot calls once delayed an unrelated /recommend by 65 s (issue 30).
+        self.snapshot_gate = threading.Lock()
+        self.snapshot_pool = ThreadPoolExecutor(1, thread_name_prefix="deepm3-snapshot")
         self.batcher = (
             MicroBatcher(self.recommend, limits.max_batch, self.metrics.batch_queries.observe) if batching else None
         )
@@ -287,6 +292,15 @@ class Server:
         log.info("saved stored state of %d users to %s (%d bytes, %.3f s)", users, self.snapshot, size, seconds)
         return SnapshotResponse(users=users, file=self.snapshot.name, bytes=size, seconds=round(seconds, 6))
 
+    async def snapshot_once(self) -> SnapshotResponse:
+        """``save_snapshot`` on the snapshot thread; a 409 while another one is being written."""
+        if not self.snapshot_gate.acquire(blocking=False):
+            raise HTTPException(409, "snapshot: one is being written now; retry when it has finished")
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.snapshot_pool, _guarded, self.save_snapshot)
+        finally:
+            self.snapshot_gate.release()
+
     def load_snapshot(self) -> None:
         if self.snapshot is None:
             log.info("state.snapshot=null: stored state lives in memory only and is lost on shutdown")
@@ -437,10 +451,12 @@ def create_app(
         if server.batcher is not None:
             server.batcher.stop()
         if server.snapshot is not None:
-            try:
-                server.save_snapshot()
-            except HTTPException as exc:  # already logged; shutting down anyway
-                log.error("state not saved on shutdown: %s", exc.detail)
+            with server.snapshot_gate:  # after a snapshot still being written
+                try:
+                    server.save_snapshot()
+                except HTTPException as exc:  # already logged; shutting down anyway
+                    log.error("state not saved on shutdown: %s", exc.detail)
+        server.snapshot_pool.shutdown(wait=False)
 
     app = FastAPI(
         title="deepm3", version=deepm3.__version__, lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
@@ -508,7 +524,7 @@ def create_app(
 
     @app.post("/snapshot")
     async def snapshot_now() -> Any:
-        return (await run_in_threadpool(_guarded, server.save_snapshot)).model_dump()
+        return (await server.snapshot_once()).model_dump()
 
     app.add_middleware(TimingMiddleware, metrics=server.metrics, endpoints=ENDPOINTS)
     return app
