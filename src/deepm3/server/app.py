@@ -92,6 +92,7 @@ class Server:
         info: dict[str, Any],
         fingerprint: dict[str, Any],
         batching: bool = False,
+        max_users: int | None = None,
     ) -> None:
         self.rec, self.limits, self.k, self.snapshot = rec, limits, k, snapshot
         self.info, self.fingerprint = info, fingerprint
@@ -99,8 +100,10 @@ class Server:
         # template (torch.func.functional_call) while it runs, which two threads must not do at once.
         # (The ODE used to keep the gap on the module; it now binds it per call, tests/test_ode.py.)
         self.model_lock = threading.Lock()
-        self.store = StateStore(rec.net, rec.max_len, rec.device, self.model_lock)
         self.metrics = Metrics(rec.name)
+        self.store = StateStore(
+            rec.net, rec.max_len, rec.device, self.model_lock, max_users=max_users, on_evict=self.metrics.evicted.inc
+        )
         # Snapshots run one at a time on their own thread, never in the request pool: 100 concurrent
         # POST /snapshot calls once delayed an unrelated /recommend by 65 s (issue 30).
         self.snapshot_gate = threading.Lock()
@@ -426,12 +429,14 @@ def create_app(
     snapshot: str | Path | None = None,
     k: int = 10,
     batching: bool = False,
+    max_users: int | None = None,
 ) -> FastAPI:
     """The app serving ``rec`` (loaded from ``run``, which ``GET /model`` describes).
 
     ``snapshot``: where stored state is saved (``POST /snapshot`` and shutdown) and reloaded
     on start; ``None`` keeps it in memory only. ``batching``: score concurrent ``/recommend``
-    requests together (:mod:`deepm3.server.batching`).
+    requests together (:mod:`deepm3.server.batching`). ``max_users``: the most users whose
+    events are stored; past it the least recently seen are dropped (``None``: no cap).
     """
     limits = limits or Limits()
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
@@ -440,7 +445,8 @@ def create_app(
     path = Path(snapshot).expanduser() if snapshot is not None else None
     info, fingerprint = describe(rec, Path(run) if run is not None else None, limits, path)
     info["batching"] = bool(batching)
-    server = Server(rec, limits, k, path, info, fingerprint, batching=bool(batching))
+    info["max_users"] = max_users
+    server = Server(rec, limits, k, path, info, fingerprint, batching=bool(batching), max_users=max_users)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

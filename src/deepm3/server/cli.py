@@ -91,7 +91,16 @@ def serve(cfg: DictConfig) -> None:
     run = Path(str(cfg.run)).expanduser()
     snapshot = snapshot_path(cfg.state.snapshot, run)
     rec = Recommender.load(run, device=cfg.device)
-    app = create_app(rec, run=run, limits=limits, snapshot=snapshot, k=_positive(cfg, "k"), batching=cfg.batching)
+    max_users = None if cfg.state.max_users is None else _positive(cfg, "state.max_users")
+    app = create_app(
+        rec,
+        run=run,
+        limits=limits,
+        snapshot=snapshot,
+        k=_positive(cfg, "k"),
+        batching=cfg.batching,
+        max_users=max_users,
+    )
     if not is_loopback(host):
         log.warning("host=%s: reachable from other machines, and the server has no authentication", host)
     log.info("serving %r on http://%s:%d (stored state: %s)", rec, host, port, app.state.server.info["stored_state"])

@@ -68,6 +68,12 @@ class Metrics:
         )
         self.events = Counter("deepm3_events", "Events accepted by /events", ["model"], registry=self.registry)
         self.users = Gauge("deepm3_stored_users", "Users with stored state", ["model"], registry=self.registry)
+        self.evictions = Counter(
+            "deepm3_evicted_users",
+            "Least recently seen users dropped beyond state.max_users",
+            ["model"],
+            registry=self.registry,
+        )
         self.batches = Histogram(
             "deepm3_batch_queries",
             "Queries per network call (batching=true)",
@@ -78,6 +84,7 @@ class Metrics:
         # labelled children looked up once (``labels()`` costs more than the increment it guards)
         self._hits, self._misses = self.state_hits.labels(model), self.state_misses.labels(model)
         self.accepted, self.stored_users = self.events.labels(model), self.users.labels(model)
+        self.evicted = self.evictions.labels(model)
         self.batch_queries = self.batches.labels(model)
         self._latency: dict[str, Any] = {}
         self._counts: dict[tuple[str, int], tuple[Any, Any]] = {}

@@ -8,8 +8,9 @@ events) this equals the full recompute; beyond it the state also remembers the e
 window drops. Every other network (SASRec, GRU4Rec, ...) has no such state: the store keeps the
 user's last ``max_len`` events and a request recomputes the window from them.
 
-Records are immutable and replaced whole under one lock, so a reader never sees half an
-update and concurrent requests get the answers sequential ones would. Snapshots are plain
+Records are immutable and replaced whole, so a reader never sees half an update and
+concurrent requests get the answers sequential ones would. The store holds at most
+``max_users`` users; past it the least recently seen (read or written) are dropped. Snapshots are plain
 tensors and lists saved atomically and read back with ``torch.load(weights_only=True)``.
 """
 
@@ -18,7 +19,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,21 +51,43 @@ class UserRecord:
 
 def is_stateful(net: torch.nn.Module) -> bool:
     """Whether ``net`` offers the event-at-a-time API (DeepM3) that per-user state needs."""
-    return all(callable(getattr(net, name, None)) for name in ("initial_state", "advance", "readout"))
+    methods = all(callable(getattr(net, name, None)) for name in ("initial_state", "advance", "readout"))
+    return methods and getattr(net, "streaming", True)
 
 
 class StateStore:
-    """Per-user records for one network, behind a lock."""
+    """Per-user records for one network: a bounded, least-recently-seen ordered map.
+
+    Locking (issue 30): ``_lock`` guards the map only and is held for dictionary reads and
+    writes, never while a state is computed; writers of the same user are serialised by one of
+    ``SHARDS`` shard locks instead, so a large ``/events`` post of one user does not hold up
+    another user's request. The network itself runs under the shared model lock, taken per
+    ``ADVANCE_CHUNK`` events so other requests' network calls interleave with a long post.
+    """
+
+    SHARDS = 64
+    ADVANCE_CHUNK = 256
 
     def __init__(
-        self, net: torch.nn.Module, max_len: int, device: torch.device, model_lock: threading.Lock | None = None
+        self,
+        net: torch.nn.Module,
+        max_len: int,
+        device: torch.device,
+        model_lock: threading.Lock | None = None,
+        max_users: int | None = None,
+        on_evict: Callable[[int], None] | None = None,
     ) -> None:
+        if max_users is not None and (isinstance(max_users, bool) or not isinstance(max_users, int) or max_users < 1):
+            raise DataError(f"state.max_users={max_users!r}; expected a positive integer or null (no cap)")
         self.net = net
         self.max_len = max_len
         self.device = device
         self.stateful = is_stateful(net)
-        self._users: dict[str, UserRecord] = {}
-        self._lock = threading.Lock()  # guards _users; writers hold it while they compute
+        self.max_users = max_users
+        self._on_evict = on_evict or (lambda count: None)
+        self._users: OrderedDict[str, UserRecord] = OrderedDict()  # least recently seen first
+        self._lock = threading.Lock()  # guards _users; held only to read or replace entries
+        self._shards = [threading.Lock() for _ in range(self.SHARDS)]  # one writer per user at a time
         self._snapshot_lock = threading.Lock()  # one snapshot write at a time
         self._model_lock = model_lock or threading.Lock()  # shared with every other caller of the network
 
@@ -70,8 +95,12 @@ class StateStore:
         return len(self._users)
 
     def get(self, user: str) -> UserRecord | None:
+        """The user's record (which counts as seeing the user, for eviction)."""
         with self._lock:
-            return self._users.get(user)
+            record = self._users.get(user)
+            if record is not None:
+                self._users.move_to_end(user)
+            return record
 
     def append(
         self, events: Sequence[tuple[str, np.ndarray, np.ndarray]], labels: Sequence[str]
@@ -89,10 +118,14 @@ class StateStore:
             parts[0].append(np.asarray(items, dtype=np.int64))
             parts[1].append(np.asarray(times, dtype=np.int64))
             order.setdefault(user, []).append(label)
-        with self._lock, torch.inference_mode():
+        with ExitStack() as held, torch.inference_mode():
+            for shard in sorted({self._shard(user) for user in merged}):  # always in one order: no deadlock
+                held.enter_context(self._shards[shard])
+            with self._lock:
+                old = {user: self._users.get(user) for user in merged}
             new: dict[str, tuple[np.ndarray, np.ndarray]] = {}
             for user, (item_parts, time_parts) in merged.items():
-                last = self._users[user].last_time if user in self._users else None
+                last = old[user].last_time if old[user] is not None else None
                 for label, times in zip(order[user], time_parts):
                     if len(times) and last is not None and times[0] < last:
                         raise DataError(
@@ -103,19 +136,33 @@ class StateStore:
                 items, times = np.concatenate(item_parts), np.concatenate(time_parts)
                 if len(items):
                     new[user] = (items, times)
-            if self.stateful and new:
-                with self._model_lock:  # taken after _lock, never before: no deadlock
-                    states = self._advance(new)
-            else:
-                states = {}
+            states = self._advance(new, old) if self.stateful and new else {}
             updated = {
-                user: self._record(self._users.get(user), items, times, states.get(user))
-                for user, (items, times) in new.items()
+                user: self._record(old[user], items, times, states.get(user)) for user, (items, times) in new.items()
             }
-            self._users.update(updated)
-            return updated
+            with self._lock:
+                for user, record in updated.items():
+                    self._users[user] = record
+                    self._users.move_to_end(user)
+                evicted = self._evict()
+        if evicted:
+            self._on_evict(evicted)
+        return updated
 
-    def _advance(self, new: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, torch.Tensor]:
+    def _shard(self, user: str) -> int:
+        return hash(user) % self.SHARDS
+
+    def _evict(self) -> int:
+        """Drop the least recently seen users beyond ``max_users`` (caller holds ``_lock``)."""
+        count = 0
+        while self.max_users is not None and len(self._users) > self.max_users:
+            self._users.popitem(last=False)
+            count += 1
+        return count
+
+    def _advance(
+        self, new: Mapping[str, tuple[np.ndarray, np.ndarray]], old: Mapping[str, UserRecord | None]
+    ) -> dict[str, torch.Tensor]:
         """States after each user's new events, all users stepped together (right-padded with item 0)."""
         users = list(new)
         length = max(len(items) for items, _ in new.values())
@@ -124,16 +171,18 @@ class StateStore:
         for row, user in enumerate(users):
             items[row, : len(new[user][0])], times[row, : len(new[user][1])] = new[user]
         fresh = self.net.initial_state(1)[0]
-        h = torch.stack([self._users[u].h if u in self._users else fresh for u in users]).to(self.device)
+        h = torch.stack([old[u].h if old[u] is not None else fresh for u in users]).to(self.device)
         previous = torch.tensor(
-            [self._users[u].last_time if u in self._users else -1 for u in users], dtype=torch.long, device=self.device
+            [old[u].last_time if old[u] is not None else -1 for u in users], dtype=torch.long, device=self.device
         )  # -1: no event yet (first gap is 0)
         items_t, times_t = torch.from_numpy(items).to(self.device), torch.from_numpy(times).to(self.device)
-        for j in range(length):
-            item, stamp = items_t[:, j], times_t[:, j]
-            gap = torch.where(previous >= 0, stamp - previous, torch.zeros_like(stamp))
-            h = self.net.advance(h, item, gap)
-            previous = torch.where(item > 0, stamp, previous)
+        for start in range(0, length, self.ADVANCE_CHUNK):
+            with self._model_lock:  # per chunk: other requests' network calls run in between
+                for j in range(start, min(start + self.ADVANCE_CHUNK, length)):
+                    item, stamp = items_t[:, j], times_t[:, j]
+                    gap = torch.where(previous >= 0, stamp - previous, torch.zeros_like(stamp))
+                    h = self.net.advance(h, item, gap)
+                    previous = torch.where(item > 0, stamp, previous)
         return {user: h[row].clone() for row, user in enumerate(users)}
 
     def _record(
@@ -189,7 +238,14 @@ class StateStore:
                 "(training data and the model are not affected)"
             )
         with self._lock:
-            self._users = records
+            self._users = OrderedDict(records)  # saved least recently seen first
+            evicted = self._evict()
+        if evicted:
+            self._on_evict(evicted)
+            return (
+                f"loaded stored state of {len(self._users)} users from {path}; {evicted} least recently seen "
+                f"users beyond state.max_users={self.max_users} left out"
+            )
         return f"loaded stored state of {len(records)} users from {path}"
 
 
