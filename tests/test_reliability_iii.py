@@ -402,3 +402,28 @@ def test_a_long_post_releases_the_network_between_chunks() -> None:
     store._model_lock = CountingLock()
     store.append([("a", np.arange(1, 11), np.arange(10, 110, 10))], ["body"])
     assert len(taken) == 3  # 10 events, 4 per chunk
+
+
+# -- 5. what a 200 from /events promises, and a killed snapshot write --------------------------------
+
+
+@pytest.mark.parametrize("snapshot, promise", [(True, "in memory until the next snapshot"), (False, "memory only")])
+def test_events_answer_says_plainly_what_is_durable(tmp_path: Path, snapshot: bool, promise: str) -> None:
+    app = create_app(recommender(gru_net()), snapshot=tmp_path / "state.pt" if snapshot else None)
+    with TestClient(app) as client:
+        answer = client.post("/events", json={"user": "a", "items": ["i01"], "timestamps": [1]}).json()
+    assert answer["durability"].startswith(promise)
+
+
+def test_a_temporary_file_left_by_a_killed_snapshot_write_is_removed_at_start(tmp_path: Path, caplog) -> None:
+    leftover = tmp_path / ".state.pt.k3j9x_ab.tmp"
+    leftover.write_bytes(b"half a snapshot")
+    other = tmp_path / ".other.pt.k3j9x_ab.tmp"
+    other.write_bytes(b"not ours")
+    with (
+        caplog.at_level("WARNING", logger="deepm3.server"),
+        TestClient(create_app(recommender(gru_net()), snapshot=tmp_path / "state.pt")),
+    ):
+        pass
+    assert not leftover.exists() and other.exists()
+    assert "left by a snapshot write that did not finish" in caplog.text

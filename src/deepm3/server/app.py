@@ -278,7 +278,14 @@ class Server:
                     user=user, events=record.count if record else 0, last_time=record.last_time if record else None
                 )
             )
-        return EventsResponse(accepted=accepted, skipped_items=skipped, users=users)
+        return EventsResponse(accepted=accepted, skipped_items=skipped, users=users, durability=self.durability)
+
+    @property
+    def durability(self) -> str:
+        """The promise of a 200 from /events, said plainly in every answer (docs/serving.md)."""
+        if self.snapshot is None:
+            return "memory only: lost when the server stops (state.snapshot=null)"
+        return "in memory until the next snapshot (POST /snapshot or a clean shutdown); a crash before it loses them"
 
     # --- snapshots ----------------------------------------------------------------------------
 
@@ -308,6 +315,12 @@ class Server:
         if self.snapshot is None:
             log.info("state.snapshot=null: stored state lives in memory only and is lost on shutdown")
             return
+        for leftover in self.snapshot.parent.glob(f".{self.snapshot.name}.*.tmp"):  # a snapshot write killed midway
+            try:
+                leftover.unlink()
+                log.warning("removed %s, left by a snapshot write that did not finish", leftover)
+            except OSError as exc:
+                log.warning("cannot remove %s, left by an unfinished snapshot write: %s", leftover, exc)
         message = self.store.load(self.snapshot, self.fingerprint)
         (log.info if message.startswith("loaded") else log.warning)("%s", message)
         self.metrics.stored_users.set(len(self.store))
@@ -409,6 +422,7 @@ def describe(rec: Recommender, run: Path | None, limits: Limits, snapshot: Path 
         "trained_code_version": trained,
         "limits": asdict(limits),
         "snapshot": snapshot is not None,
+        "durability": "events are kept in memory until the next snapshot; a crash before it loses them",
     }
     digest = hashlib.sha256(checkpoint.read_bytes()).hexdigest() if checkpoint is not None else None
     fingerprint = {

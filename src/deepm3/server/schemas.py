@@ -88,6 +88,10 @@ class EventsResponse(BaseModel):
     accepted: int
     skipped_items: list[str]
     users: list[UserSummary]
+    durability: str = Field(
+        description="what a 200 promises: events are kept in memory until the next snapshot "
+        "(POST /snapshot or a clean shutdown); a crash before it loses them"
+    )
 
 
 class SnapshotResponse(BaseModel):
