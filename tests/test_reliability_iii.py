@@ -427,3 +427,59 @@ def test_a_temporary_file_left_by_a_killed_snapshot_write_is_removed_at_start(tm
         pass
     assert not leftover.exists() and other.exists()
     assert "left by a snapshot write that did not finish" in caplog.text
+
+
+# -- 6. an API key for the write endpoints ---------------------------------------------------------
+
+KEY = "s3cret-key"
+EVENT = {"user": "a", "items": ["i01"], "timestamps": [1]}
+
+
+@pytest.mark.parametrize(
+    "headers, expected", [({}, "X-API-Key: missing"), ({"X-API-Key": "guess"}, "X-API-Key: wrong")]
+)
+def test_with_a_key_the_write_endpoints_refuse_requests_without_it(tmp_path: Path, headers, expected) -> None:
+    with TestClient(create_app(recommender(gru_net()), snapshot=tmp_path / "s.pt", api_key=KEY)) as client:
+        answers = [client.post("/events", json=EVENT, headers=headers), client.post("/snapshot", headers=headers)]
+        stored = client.get("/health").json()["stored_users"]
+    assert [a.status_code for a in answers] == [401, 401] and stored == 0
+    assert all(a.json()["detail"].startswith(expected) for a in answers)
+
+
+def test_with_a_key_the_write_endpoints_accept_it_and_reads_need_none(tmp_path: Path) -> None:
+    with TestClient(create_app(recommender(gru_net()), snapshot=tmp_path / "s.pt", api_key=KEY)) as client:
+        posted = client.post("/events", json=EVENT, headers={"X-API-Key": KEY})
+        saved = client.post("/snapshot", headers={"X-API-Key": KEY})
+        read = client.post("/recommend", json={"user": "a", "at": 5})
+    assert (posted.status_code, saved.status_code, read.status_code) == (200, 200, 200)
+
+
+def serve_config(*overrides: str):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from tests.helpers.config import CONF_DIR
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+            return compose(config_name="serve", overrides=list(overrides))
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def test_binding_another_address_without_a_key_is_refused_in_one_line(monkeypatch) -> None:
+    from deepm3.errors import ConfigError
+    from deepm3.server.cli import serve
+
+    monkeypatch.delenv("DEEPM3_API_KEY", raising=False)
+    with pytest.raises(ConfigError) as info:
+        serve(serve_config("run=/no/such/run", "host=0.0.0.0"))
+    assert str(info.value).startswith("host=0.0.0.0 is reachable from other machines") and "\n" not in str(info.value)
+
+
+def test_the_key_is_read_from_the_environment_and_off_by_default(monkeypatch) -> None:
+    monkeypatch.delenv("DEEPM3_API_KEY", raising=False)
+    assert serve_config("run=x").api_key is None
+    monkeypatch.setenv("DEEPM3_API_KEY", KEY)
+    assert serve_config("run=x").api_key == KEY

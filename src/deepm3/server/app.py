@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import json
 import logging
 import threading
@@ -63,6 +64,7 @@ log = logging.getLogger(__name__)
 
 ENDPOINTS = ("/recommend", "/events", "/health", "/model", "/metrics", "/snapshot")
 T = TypeVar("T", bound=BaseModel)
+API_KEY_HEADER = "X-API-Key"
 
 
 @dataclass(frozen=True)
@@ -444,6 +446,7 @@ def create_app(
     k: int = 10,
     batching: bool = False,
     max_users: int | None = None,
+    api_key: str | None = None,
 ) -> FastAPI:
     """The app serving ``rec`` (loaded from ``run``, which ``GET /model`` describes).
 
@@ -451,6 +454,7 @@ def create_app(
     on start; ``None`` keeps it in memory only. ``batching``: score concurrent ``/recommend``
     requests together (:mod:`deepm3.server.batching`). ``max_users``: the most users whose
     events are stored; past it the least recently seen are dropped (``None``: no cap).
+    ``api_key``: when given, ``/events`` and ``/snapshot`` need it in an ``X-API-Key`` header.
     """
     limits = limits or Limits()
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
@@ -460,6 +464,9 @@ def create_app(
     info, fingerprint = describe(rec, Path(run) if run is not None else None, limits, path)
     info["batching"] = bool(batching)
     info["max_users"] = max_users
+    if api_key is not None and (not isinstance(api_key, str) or not api_key.strip() or len(api_key.split()) != 1):
+        raise DataError("api_key: expected a non-empty string without spaces (or null for no key)")
+    info["write_key"] = api_key is not None
     server = Server(rec, limits, k, path, info, fingerprint, batching=bool(batching), max_users=max_users)
 
     @asynccontextmanager
@@ -519,8 +526,21 @@ def create_app(
                 raise as_http_error(exc) from None
         return JSONResponse([r.model_dump() for r in results] if many else results[0].model_dump())
 
+    def authorise(request: Request) -> None:
+        """Write endpoints need the key, when the server has one (compared in constant time)."""
+        if api_key is None:
+            return
+        given = request.headers.get(API_KEY_HEADER, "")
+        if not hmac.compare_digest(given.encode(), api_key.encode()):
+            raise HTTPException(
+                401,
+                f"{API_KEY_HEADER}: {'wrong' if given else 'missing'}; this server's write endpoints "
+                "(/events, /snapshot) need its api key",
+            )
+
     @app.post("/events")
     async def events(request: Request) -> Any:
+        authorise(request)
         body = await read_body(request, limits.max_body_bytes, limits.body_timeout_s)
 
         def answer() -> Any:
@@ -543,7 +563,8 @@ def create_app(
         return Response(server.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/snapshot")
-    async def snapshot_now() -> Any:
+    async def snapshot_now(request: Request) -> Any:
+        authorise(request)
         return (await server.snapshot_once()).model_dump()
 
     app.add_middleware(TimingMiddleware, metrics=server.metrics, endpoints=ENDPOINTS)

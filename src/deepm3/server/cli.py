@@ -86,12 +86,20 @@ def serve(cfg: DictConfig) -> None:
         health_headroom=_positive(cfg, "limits.health_headroom"),
     )
     keep_alive = _positive(cfg, "limits.keep_alive_s")
+    api_key = cfg.api_key
+    if api_key is not None and (not isinstance(api_key, str) or not api_key.strip() or len(api_key.split()) != 1):
+        raise ConfigError("api_key: expected a non-empty string without spaces (or null for no key)")
+    if api_key is None and not is_loopback(host):
+        raise ConfigError(
+            f"host={host} is reachable from other machines, so the write endpoints (/events, /snapshot) need a "
+            "key: set DEEPM3_API_KEY (or api_key=...) and send it in an X-API-Key header"
+        )
+    max_users = None if cfg.state.max_users is None else _positive(cfg, "state.max_users")
     if cfg.threads is not None:
         torch.set_num_threads(_positive(cfg, "threads"))
     run = Path(str(cfg.run)).expanduser()
     snapshot = snapshot_path(cfg.state.snapshot, run)
     rec = Recommender.load(run, device=cfg.device)
-    max_users = None if cfg.state.max_users is None else _positive(cfg, "state.max_users")
     app = create_app(
         rec,
         run=run,
@@ -100,9 +108,8 @@ def serve(cfg: DictConfig) -> None:
         k=_positive(cfg, "k"),
         batching=cfg.batching,
         max_users=max_users,
+        api_key=api_key,
     )
-    if not is_loopback(host):
-        log.warning("host=%s: reachable from other machines, and the server has no authentication", host)
     log.info("serving %r on http://%s:%d (stored state: %s)", rec, host, port, app.state.server.info["stored_state"])
     uvicorn.run(
         app,
