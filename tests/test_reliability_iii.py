@@ -483,3 +483,82 @@ def test_the_key_is_read_from_the_environment_and_off_by_default(monkeypatch) ->
     assert serve_config("run=x").api_key is None
     monkeypatch.setenv("DEEPM3_API_KEY", KEY)
     assert serve_config("run=x").api_key == KEY
+
+
+# -- small ones: recommend's output, empty lists, extra input fields ---------------------------------
+
+
+def recommend_config(*overrides: str):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from tests.helpers.config import CONF_DIR
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+            return compose(config_name="recommend", overrides=["progress=false", *overrides])
+    finally:
+        GlobalHydra.instance().clear()
+
+
+@pytest.mark.parametrize("run_arg", ["run", "run/checkpoints/best.ckpt"])
+@pytest.mark.parametrize("output", ["run/item_map.csv", "run/checkpoints/recs.jsonl", "run/new/recs.csv"])
+def test_recommend_refuses_to_write_into_the_run_folder(tmp_path: Path, run_arg: str, output: str) -> None:
+    from deepm3.errors import ConfigError
+    from deepm3.recommend import run as recommend
+
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "run" / "checkpoints" / "best.ckpt").write_bytes(b"weights")
+    (tmp_path / "run" / "item_map.csv").write_text("item\nsku-003\n")
+    source = tmp_path / "in.csv"
+    source.write_text("user,item,timestamp\nu1,sku-003,100\n")
+    config = recommend_config(f"run={tmp_path / run_arg}", f"input={source}", f"output={tmp_path / output}")
+    with pytest.raises(ConfigError, match=r"output=.* is inside the run dir .*choose a path outside it") as info:
+        recommend(config)
+    assert "\n" not in str(info.value)
+    assert (tmp_path / "run" / "item_map.csv").read_text() == "item\nsku-003\n"
+
+
+def test_a_history_holding_every_item_gets_an_empty_list_with_its_reason(caplog) -> None:
+    rec = recommender(gru_net())
+    with caplog.at_level("WARNING", logger="deepm3.serve"):
+        result = rec.recommend(ITEM_IDS, list(range(N)), at=N, k=5)
+    assert list(result) == [] and result.source == "model"
+    assert "exclude_seen=false" in result.reason and "hold every item" in caplog.text
+    assert rec.recommend(ITEM_IDS, list(range(N)), at=N, k=5, exclude_seen=False).reason is None
+    assert rec.recommend(ITEM_IDS[:3], [1, 2, 3], at=N, k=5).reason is None
+
+
+@pytest.mark.parametrize("net", [deepm3_net, gru_net], ids=["stored-state", "stored-window"])
+def test_a_known_user_who_has_seen_every_item_is_told_why_the_list_is_empty(net) -> None:
+    with TestClient(create_app(recommender(net()))) as client:
+        client.post("/events", json={"user": "all", "items": ITEM_IDS, "timestamps": list(range(N))})
+        client.post("/events", json={"user": "some", "items": ITEM_IDS[:2], "timestamps": [1, 2]})
+        answers = client.post("/recommend", json=[{"user": "all", "at": N}, {"user": "some", "at": N}]).json()
+        history = client.post("/recommend", json={"items": ITEM_IDS, "timestamps": list(range(N)), "at": N}).json()
+    assert answers[0]["items"] == [] and "exclude_seen=false" in answers[0]["reason"]
+    assert answers[1]["items"] and answers[1]["reason"] is None
+    assert history["items"] == [] and history["reason"] == answers[0]["reason"]
+
+
+@pytest.mark.parametrize(
+    "name, text",
+    [
+        ("in.csv", "user,item,timestamp,rating\nu1,i01,1,5\nu1,i02,2,4\nu2,i03,3,1\n"),
+        (
+            "in.jsonl",
+            '{"user": "u1", "items": ["i01"], "timestamps": [1], "rating": 5}\n' * 1
+            + '{"user": "u2", "items": ["i02"], "timestamps": [2], "rating": 4}\n',
+        ),
+    ],
+)
+def test_an_input_field_nothing_reads_is_named_once(tmp_path: Path, caplog, name: str, text: str) -> None:
+    from deepm3.recommend import READERS
+
+    path = tmp_path / name
+    path.write_text(text)
+    with caplog.at_level("WARNING", logger="deepm3.recommend"):
+        READERS[path.suffix](path)
+    warnings_ = [r.getMessage() for r in caplog.records if "ignoring" in r.getMessage()]
+    assert len(warnings_) == 1 and "['rating']" in warnings_[0]

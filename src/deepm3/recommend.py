@@ -12,8 +12,10 @@ Input formats (raw item ids, unix seconds, oldest event first; ``conf/recommend.
 
 The query time is ``at=`` on the command line if given, else the input's ``at``, else now.
 Output by extension: ``.csv`` rows ``user,rank,item,score,source`` or ``.jsonl`` objects
-``{"user", "items", "scores", "source", "skipped_items"}``; ``source`` is ``popularity`` for
-users whose history was empty (the most popular training items).
+``{"user", "items", "scores", "source", "skipped_items", "reason"}``; ``source`` is ``popularity``
+for users whose history was empty (the most popular training items); ``reason`` says why a
+list is empty (the history held every item), else null. Input columns or keys nothing reads
+are named in one warning.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ def read_csv_histories(path: Path) -> list[UserHistory]:
             f"{path}: missing column(s) {missing}; expected a header user,item,timestamp[,at], "
             f"found {list(table.columns)}"
         )
+    _report_extra(path, [c for c in table.columns if c not in (*CSV_COLUMNS, "at")], "column")
     ats = table["at"] if "at" in table.columns else [""] * len(table)
     histories: dict[str, UserHistory] = {}
     for line, (user, item, stamp, at) in enumerate(zip(table["user"], table["item"], table["timestamp"], ats), start=2):
@@ -97,6 +100,7 @@ def read_jsonl_histories(path: Path) -> list[UserHistory]:
     """Histories from one JSON object per line; blank lines are ignored."""
     histories: list[UserHistory] = []
     lines: dict[str, int] = {}
+    extra: dict[str, None] = {}  # keys no line needs, in order of first appearance
     try:
         content = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
@@ -120,6 +124,7 @@ def read_jsonl_histories(path: Path) -> list[UserHistory]:
         for j, item in enumerate(items):
             if isinstance(item, bool) or not isinstance(item, (str, int)):
                 raise DataError(f"{where}: items[{j}]={item!r} is not an item id (a string or an integer)")
+        extra.update(dict.fromkeys(key for key in record if key not in (*JSON_KEYS, "at")))
         user = str(record["user"])
         if user in lines:
             raise DataError(f"{where}: user {user!r} is already on line {lines[user]}; give one line per user")
@@ -133,7 +138,19 @@ def read_jsonl_histories(path: Path) -> list[UserHistory]:
                 None if at is None else to_seconds(at, f"{where}: at"),
             )
         )
+    _report_extra(path, list(extra), "key")
     return histories
+
+
+def _report_extra(path: Path, names: list[str], what: str) -> None:
+    """One warning for input fields that are read by nothing (a misspelt ``at`` would be one)."""
+    if names:
+        log.warning(
+            "%s: ignoring %s(s) %s; only user, item(s), timestamp(s) and at are read",
+            path,
+            what,
+            names,
+        )
 
 
 def write_csv_recommendations(path: Path, users: list[str], results: list[Recommendations]) -> None:
@@ -155,6 +172,7 @@ def write_jsonl_recommendations(path: Path, users: list[str], results: list[Reco
                 "scores": [score for _, score in result],
                 "source": result.source,
                 "skipped_items": result.skipped,
+                "reason": result.reason,
             }
         )
         for user, result in zip(users, results)
@@ -190,12 +208,19 @@ def _check_options(cfg: DictConfig) -> None:
             )
 
 
-def _check_output(target: Path, source: Path) -> None:
-    """Refuse, before any work, an output that would overwrite the input or cannot be written."""
+def _check_output(target: Path, source: Path, run: Path | None = None) -> None:
+    """Refuse, before any work, an output that would overwrite the input or the run's own files,
+    or cannot be written."""
     if target.resolve() == source.resolve() or _same_file(target, source):
         raise ConfigError(
             f"output={target} is the input file ({source.resolve()}); writing there would replace the "
             "histories with the recommendations: choose another output path"
+        )
+    run_dir = _run_folder(run) if run is not None else None
+    if run_dir is not None and target.resolve().is_relative_to(run_dir):
+        raise ConfigError(
+            f"output={target} is inside the run dir {run_dir}; writing there could replace the model's own "
+            "files (item_map.csv, config, checkpoints): choose a path outside it"
         )
     if target.is_dir():
         raise ConfigError(f"output={target} is a folder; expected a file path ending in one of {sorted(WRITERS)}")
@@ -206,6 +231,15 @@ def _check_output(target: Path, source: Path) -> None:
         raise DataError(
             f"output={target}: cannot write into {folder} (read-only or not a folder); choose another output path"
         )
+
+
+def _run_folder(run: Path) -> Path | None:
+    """The run dir ``run=`` names (a run dir, or a ``.ckpt`` in its ``checkpoints/``), resolved;
+    ``None`` when it does not exist (loading it reports that)."""
+    run = run.expanduser()
+    if run.is_file():
+        return run.resolve().parent.parent
+    return run.resolve() if run.is_dir() else None
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -228,7 +262,7 @@ def run(cfg: DictConfig) -> dict[str, int]:
     _check_options(cfg)
     if not source.is_file():
         raise DataError(f"input={source}: no such file")
-    _check_output(target, source)
+    _check_output(target, source, Path(str(cfg.run)))
     histories = reader(source)
     if not histories:
         raise DataError(f"input={source}: no histories in the file")

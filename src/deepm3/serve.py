@@ -48,12 +48,32 @@ class Recommendations(list):
     ``source`` is ``"model"``, or ``"popularity"`` when the history was empty (or held only
     skipped unknown items) and the most popular training items were returned, scored by
     their training counts. ``skipped`` lists the unknown raw ids left out of the history.
+    ``reason`` says why a list is empty (the history holds every item and ``exclude_seen``
+    left nothing), so an empty answer is never silent; ``None`` otherwise.
     """
 
-    def __init__(self, ranked: Iterable[tuple[str, float]], source: str = "model", skipped: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        ranked: Iterable[tuple[str, float]],
+        source: str = "model",
+        skipped: Sequence[str] = (),
+        reason: str | None = None,
+    ) -> None:
         super().__init__(ranked)
         self.source = source
         self.skipped = list(skipped)
+        self.reason = reason
+
+
+NOTHING_LEFT = (
+    "every item the model knows is in the history and exclude_seen=true left none to recommend; "
+    "ask with exclude_seen=false to rank the items already seen"
+)
+
+
+def empty_reason(ranked: Sequence[Any], exclude_seen: bool) -> str | None:
+    """Why ``ranked`` is empty (it can only be when exclusion removed every item), else ``None``."""
+    return NOTHING_LEFT if exclude_seen and not ranked else None
 
 
 @dataclass
@@ -234,13 +254,15 @@ class Recommender:
                 chunk = scored[start : start + batch_size]
                 ranked = self._rank([histories[i] for i in chunk], k, exclude_seen)
                 for i, pairs in zip(chunk, ranked):
-                    results[i] = Recommendations(pairs, "model", histories[i].skipped)
+                    results[i] = Recommendations(
+                        pairs, "model", histories[i].skipped, empty_reason(pairs, exclude_seen)
+                    )
                 bar.update(len(chunk))
             for i, history in enumerate(histories):
                 if results[i] is None:
                     results[i] = Recommendations(self._popular(k), "popularity", history.skipped)
                     bar.update(1)
-        self._report(histories, labels)
+        self._report(histories, labels, results)  # type: ignore[arg-type]
         return results  # type: ignore[return-value]
 
     def _validate(
@@ -331,7 +353,16 @@ class Recommender:
         return [(str(self.item_ids[i - 1]), float(self.popularity[i])) for i in order]
 
     @staticmethod
-    def _report(histories: list[_History], labels: list[str | None]) -> None:
+    def _report(histories: list[_History], labels: list[str | None], results: list[Recommendations]) -> None:
+        exhausted = [labels[i] or "the history" for i, r in enumerate(results) if r.reason]
+        if exhausted:
+            log.warning(
+                "%d of %d histories hold every item (first: %s): their lists are empty (%s)",
+                len(exhausted),
+                len(histories),
+                exhausted[0],
+                NOTHING_LEFT,
+            )
         empty = [labels[i] or "the history" for i, h in enumerate(histories) if not len(h.items)]
         if empty:
             log.warning(

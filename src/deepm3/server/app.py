@@ -46,7 +46,7 @@ from deepm3.data.processed import item_map_digest
 from deepm3.errors import DataError, DeepM3Error
 from deepm3.provenance import code_version
 from deepm3.run_dir import locate_run, read_config, try_read_metrics
-from deepm3.serve import Recommendations, Recommender
+from deepm3.serve import Recommendations, Recommender, empty_reason
 from deepm3.server.batching import MicroBatcher
 from deepm3.server.observe import Metrics, TimingMiddleware
 from deepm3.server.schemas import (
@@ -233,7 +233,8 @@ class Server:
             ranked = self.rec.rank_scores(scores[rows], [records[r].seen for r in rows], k, exclude_seen)
             for row, pairs in zip(rows, ranked):
                 i, _, at = hits[row]
-                results[i] = _response(Recommendations(pairs), at, "model", state, queries[i].user)
+                reason = empty_reason(pairs, exclude_seen)
+                results[i] = _response(Recommendations(pairs, reason=reason), at, "model", state, queries[i].user)
 
     # --- /events ------------------------------------------------------------------------------
 
@@ -345,6 +346,7 @@ def _response(
         source=source,
         state=state,
         skipped_items=result.skipped,
+        reason=result.reason,
     )  # type: ignore[arg-type]
 
 

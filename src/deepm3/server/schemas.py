@@ -76,6 +76,7 @@ class Recommendation(BaseModel):
         None, description="user queries: stored (DeepM3 state), recomputed (stored event window), miss (no events)"
     )
     skipped_items: list[str] = []
+    reason: str | None = Field(None, description="why items is empty, when it is (the user has seen every item)")
 
 
 class UserSummary(BaseModel):
