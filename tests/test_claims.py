@@ -1,6 +1,8 @@
 """``claims.md``: each original claim beside our number, its file and a verdict by a written rule.
 
-Every test writes the few CSV rows a claim reads, by hand, and checks one branch of one rule."""
+Every test writes the few CSV rows a claim reads, by hand, and checks one branch of one rule. Unless
+a test says otherwise, every model passes the budget check and every seed-level test agrees with
+the per-user one (``converged``, ``SEEDS_AGREE``)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from deepm3.phase2.claims import FAILS, HOLDS, UNTESTABLE, Study, check_claims, write_claims
+from deepm3.phase2.claims import FAILS, HOLDS, INCONCLUSIVE, UNTESTABLE, Study, check_claims, write_claims
 from deepm3.phase2.plan import make_plan
 from deepm3.phase2.report import write_report
 
@@ -19,8 +21,36 @@ def write(out: Path, stem: str, rows: list[dict]) -> None:
     pd.DataFrame(rows).to_csv(out / f"{stem}.csv", index=False)
 
 
-def verdict(out: Path, dataset: str, claim: int):
+def verdict(out: Path, dataset: str, claim: int, budget: bool = True):
+    """Claim ``claim``'s finding; ``budget``: first write a budget table every model passes."""
+    if budget and not (out / "budget.csv").is_file():
+        converged(out)
     return check_claims(Study(out, dataset))[claim - 1]
+
+
+MODELS = ["deepm3-euler", "deepm3-rk4", "sasrec", "sasrec_large", "gru_dt", "tisasrec", "gru4rec", "pop"]
+
+
+def converged(out: Path, capped: dict[str, tuple[int, int]] | None = None) -> None:
+    """``budget.csv``: 10 trained runs per model, none at the cap, except ``capped`` (model -> (at cap, runs))."""
+    rows = []
+    for model in MODELS:
+        at_cap, runs = (capped or {}).get(model, (0, 10))
+        share = at_cap / runs
+        status = "at the cap" if share > 0.10 else "early stopping"
+        rows.append({"model": model, "trained_runs": runs, "at_cap": at_cap, "at_cap_share": share, "status": status})
+    write(out, "budget", rows)
+
+
+def seeds(out: Path, rows: dict[str, tuple[float, float]], stem: str = "significance_seeds", group: str | None = None):
+    """A seed-level table: baseline -> (t statistic, p) over 3 shared seeds."""
+    records = [
+        {"reference": "deepm3-euler", "baseline": b, "shared_seeds": 3, "seed_t_statistic": t, "seed_t_pvalue": p}
+        for b, (t, p) in rows.items()
+    ]
+    if group is not None:
+        records = [{**r, "group": group} for r in records]
+    write(out, stem, records)
 
 
 def sampled_table(out: Path, ndcg: float) -> None:
@@ -58,6 +88,7 @@ def lifts(out: Path, high: dict[str, tuple[float, float, float]]) -> None:
         }
     )
     write(out, "irregularity_lifts", rows)
+    seeds(out, {b: (5.0, 0.01) for b in high}, stem="irregularity_seeds", group="high")
 
 
 def robustness(out: Path, drops: dict[str, float], level: float = 1.0) -> None:
@@ -82,6 +113,7 @@ def robustness(out: Path, drops: dict[str, float], level: float = 1.0) -> None:
 
 
 def significance(out: Path, rows: dict[str, tuple[float, float]], stem: str = "significance") -> None:
+    """Per-user rows (baseline -> (mean difference, Holm p)) and a seed-level table that agrees with them."""
     write(
         out,
         stem,
@@ -90,6 +122,7 @@ def significance(out: Path, rows: dict[str, tuple[float, float]], stem: str = "s
             for b, (d, p) in rows.items()
         ],
     )
+    seeds(out, {b: (5.0 if d > 0 else -5.0, p) for b, (d, p) in rows.items()}, stem=f"{stem}_seeds")
 
 
 def efficiency(out: Path, euler_ms: float, rk4_ms: float) -> None:
@@ -237,11 +270,12 @@ def test_claims_md_lists_every_claim_its_file_and_the_rules_and_the_report_links
     out = tmp_path / "ml100k"
     sampled_table(out, 0.3)
     lifts(out, {"gru_dt": (0.03, 0.01, 0.05)})
+    converged(out)
     written = write_claims(out, "ml100k")
     assert [p.name for p in written] == ["claims.csv", "claims.md"]
     text = (out / "claims.md").read_text()
     assert text.startswith("# The original claims, checked on ML-100k")
-    assert "**1 holds, 0 do not hold, 4 not testable here.**" in text
+    assert "**1 holds, 0 do not hold, 0 inconclusive (budget), 4 not testable here.**" in text
     assert "`irregularity_lifts.csv`" in text and "## Verdict rules" in text and "Holm" in text
     assert len(pd.read_csv(out / "claims.csv")) == 5
     report = write_report(make_plan("ml100k", {"a": []}, [0], tmp_path), out, ["python -m deepm3.phase2"])
@@ -266,6 +300,167 @@ def test_claims_is_a_default_stage_between_the_studies_and_the_report(tmp_path: 
         GlobalHydra.instance().clear()
     assert list(default.studies)[-2:] == ["claims", "report"]
     lifts(tmp_path / "ml100k", {"gru_dt": (0.03, 0.01, 0.05)})  # what an earlier invocation's studies left
+    converged(tmp_path / "ml100k")
     outcome = run_phase2(cfg, "python -m deepm3.phase2 (test)")
     assert [p.name for p in outcome["written"]["claims"]] == ["claims.csv", "claims.md"]
     assert "[claims.md](claims.md)" in (tmp_path / "ml100k" / "README.md").read_text().splitlines()[2]
+
+
+# -- the budget check: a verdict rests only on runs that ended by early stopping ---------------------
+
+
+def claim4_that_holds(out: Path) -> None:
+    efficiency(out, 40.0, 100.0)
+    significance(out, {"sasrec": (0.02, 0.001), "gru_dt": (0.01, 0.03)})
+
+
+def test_a_claim_whose_model_hit_the_cap_in_over_10_percent_of_runs_is_inconclusive_not_holds(tmp_path: Path) -> None:
+    claim4_that_holds(tmp_path)
+    converged(tmp_path, capped={"sasrec": (2, 10)})
+    finding = verdict(tmp_path, "ml100k", 4)
+    assert finding.verdict == INCONCLUSIVE
+    assert "sasrec 2 of 10 runs at the cap" in finding.budget and "'holds'" in finding.reason
+
+
+def test_a_failing_claim_on_capped_runs_is_inconclusive_too(tmp_path: Path) -> None:
+    efficiency(tmp_path, 80.0, 100.0)  # too slow: the numbers alone say "does not hold"
+    significance(tmp_path, {"sasrec": (0.02, 0.001)})
+    converged(tmp_path, capped={"deepm3-euler": (3, 3)})
+    assert verdict(tmp_path, "ml100k", 4).verdict == INCONCLUSIVE
+
+
+def test_exactly_10_percent_of_runs_at_the_cap_passes_the_budget_check(tmp_path: Path) -> None:
+    """The boundary: 1 of 10 is not "more than 10%", so the claim holds."""
+    claim4_that_holds(tmp_path)
+    converged(tmp_path, capped={"sasrec": (1, 10)})
+    finding = verdict(tmp_path, "ml100k", 4)
+    assert finding.verdict == HOLDS and finding.budget.startswith("budget [met")
+
+
+def test_one_run_over_10_percent_at_the_cap_fails_the_budget_check(tmp_path: Path) -> None:
+    """Just over the boundary: 1 of 9 runs (11%) is more than 10%."""
+    claim4_that_holds(tmp_path)
+    converged(tmp_path, capped={"gru_dt": (1, 9)})
+    assert verdict(tmp_path, "ml100k", 4).verdict == INCONCLUSIVE
+
+
+def test_a_model_the_claim_does_not_rest_on_may_hit_the_cap(tmp_path: Path) -> None:
+    claim4_that_holds(tmp_path)
+    converged(tmp_path, capped={"tisasrec": (3, 3)})  # not in this significance table
+    assert verdict(tmp_path, "ml100k", 4).verdict == HOLDS
+
+
+def test_a_study_without_the_budget_table_never_holds(tmp_path: Path) -> None:
+    claim4_that_holds(tmp_path)
+    finding = verdict(tmp_path, "ml100k", 4, budget=False)
+    assert finding.verdict == INCONCLUSIVE and "budget.csv missing" in finding.budget
+
+
+def test_every_verdict_line_names_its_budget_check(tmp_path: Path) -> None:
+    out = tmp_path / "ml100k"
+    claim4_that_holds(out)
+    converged(out)
+    write_claims(out, "ml100k")
+    table = pd.read_csv(out / "claims.csv")
+    assert table["budget"].str.startswith("budget [met").sum() == 1  # the measured claim 4
+    assert table["budget"].str.len().gt(0).all()  # every other line says why none applied
+    assert "| budget check |" in (out / "claims.md").read_text()
+
+
+# -- seed-level evidence: "holds" needs the per-user AND the seed-level test -------------------------
+
+
+def test_claim4_does_not_hold_when_only_the_per_user_test_is_significant(tmp_path: Path) -> None:
+    claim4_that_holds(tmp_path)
+    seeds(tmp_path, {"sasrec": (5.0, 0.01), "gru_dt": (2.3, 0.12)})  # GRU-dt's lead is within the seed spread
+    finding = verdict(tmp_path, "ml100k", 4)
+    assert finding.verdict == FAILS and "seed-level: gru_dt" in finding.reason
+    assert "gru_dt +0.0100 (Holm p 0.03; seeds p 0.12 over 3)" in finding.measured
+
+
+def test_claim4_does_not_hold_when_only_the_seed_level_test_is_significant(tmp_path: Path) -> None:
+    claim4_that_holds(tmp_path)
+    significance(tmp_path, {"sasrec": (0.02, 0.001), "gru_dt": (0.01, 0.2)})
+    seeds(tmp_path, {"sasrec": (5.0, 0.01), "gru_dt": (5.0, 0.01)})
+    assert "per-user: gru_dt" in verdict(tmp_path, "ml100k", 4).reason
+
+
+def test_a_seed_level_p_below_alpha_with_the_wrong_sign_is_no_lead(tmp_path: Path) -> None:
+    claim4_that_holds(tmp_path)
+    seeds(tmp_path, {"sasrec": (5.0, 0.01), "gru_dt": (-5.0, 0.01)})
+    assert verdict(tmp_path, "ml100k", 4).verdict == FAILS
+
+
+def test_claim4_without_the_seed_level_table_is_not_testable(tmp_path: Path) -> None:
+    claim4_that_holds(tmp_path)
+    (tmp_path / "significance_seeds.csv").unlink()
+    assert verdict(tmp_path, "ml100k", 4).reason == "significance_seeds.csv missing"
+
+
+def test_claim5_does_not_hold_when_the_seed_level_test_finds_deepm3_worse(tmp_path: Path) -> None:
+    main_table(tmp_path)
+    significance(tmp_path, {"sasrec_large": (-0.01, 0.4)})
+    seeds(tmp_path, {"sasrec_large": (-6.0, 0.02)})
+    finding = verdict(tmp_path, "ml100k", 5)
+    assert finding.verdict == FAILS and "significantly worse (over seeds)" in finding.reason
+
+
+def test_claim2_needs_a_significant_seed_level_lead_on_the_high_tertile(tmp_path: Path) -> None:
+    lifts(tmp_path, {"sasrec": (0.30, 0.2, 0.4), "gru_dt": (0.03, 0.01, 0.05)})
+    seeds(tmp_path, {"sasrec": (5.0, 0.01), "gru_dt": (1.0, 0.4)}, stem="irregularity_seeds", group="high")
+    finding = verdict(tmp_path, "ml100k", 2)
+    assert finding.verdict == FAILS and "seed-level test [not met]" in finding.reason
+
+
+# -- the rules at their exact thresholds (which side of each boundary holds) -------------------------
+
+
+def test_claim2_a_ci_touching_zero_does_not_hold(tmp_path: Path) -> None:
+    lifts(tmp_path, {"gru_dt": (0.02, 0.0, 0.05)})
+    assert verdict(tmp_path, "ml100k", 2).verdict == FAILS
+
+
+def test_claim2_a_ci_just_above_zero_holds(tmp_path: Path) -> None:
+    lifts(tmp_path, {"gru_dt": (0.02, 1e-9, 0.05)})
+    assert verdict(tmp_path, "ml100k", 2).verdict == HOLDS
+
+
+def test_claim4_a_holm_p_of_exactly_0_05_is_not_significant(tmp_path: Path) -> None:
+    efficiency(tmp_path, 40.0, 100.0)
+    significance(tmp_path, {"sasrec": (0.02, 0.05)})
+    seeds(tmp_path, {"sasrec": (5.0, 0.01)})
+    assert verdict(tmp_path, "ml100k", 4).verdict == FAILS
+
+
+def test_claim4_a_seed_level_p_of_exactly_0_05_is_not_significant(tmp_path: Path) -> None:
+    efficiency(tmp_path, 40.0, 100.0)
+    significance(tmp_path, {"sasrec": (0.02, 0.001)})
+    seeds(tmp_path, {"sasrec": (5.0, 0.05)})
+    assert verdict(tmp_path, "ml100k", 4).verdict == FAILS
+
+
+def test_claim5_a_negative_difference_at_p_exactly_0_05_is_not_significantly_worse(tmp_path: Path) -> None:
+    main_table(tmp_path)
+    significance(tmp_path, {"sasrec_large": (-0.01, 0.05)})
+    assert verdict(tmp_path, "ml100k", 5).verdict == HOLDS
+
+
+@pytest.mark.parametrize("euler_ms, expected", [(55.0, HOLDS), (55.01, FAILS)])
+def test_claim4_a_latency_ratio_of_exactly_0_55_holds(tmp_path: Path, euler_ms: float, expected: str) -> None:
+    efficiency(tmp_path, euler_ms, 100.0)
+    significance(tmp_path, {"sasrec": (0.02, 0.001)})
+    assert verdict(tmp_path, "ml100k", 4).verdict == expected
+
+
+@pytest.mark.parametrize("deepm3_drop, expected", [(0.01, HOLDS), (0.0101, FAILS)])
+def test_claim3_a_drop_of_exactly_1_percent_is_still_small(tmp_path: Path, deepm3_drop: float, expected: str) -> None:
+    robustness(tmp_path, {"deepm3-euler": deepm3_drop, "tisasrec": 0.2, "gru_dt": 0.2})
+    assert verdict(tmp_path, "amazon_toys", 3).verdict == expected
+
+
+@pytest.mark.parametrize("baseline_drop, expected", [(0.10, HOLDS), (0.0999, FAILS)])
+def test_claim3_a_baseline_drop_of_exactly_10_percent_is_a_collapse(
+    tmp_path: Path, baseline_drop: float, expected: str
+) -> None:
+    robustness(tmp_path, {"deepm3-euler": 0.0, "tisasrec": baseline_drop, "gru_dt": 0.5})
+    assert verdict(tmp_path, "amazon_toys", 3).verdict == expected

@@ -10,6 +10,7 @@ from scipy import stats
 from deepm3.analysis.per_user import seed_average
 from deepm3.analysis.significance import (
     cohens_dz,
+    compare_seeds,
     compare_to_reference,
     holm_bonferroni,
     paired_comparison,
@@ -152,3 +153,41 @@ def test_duplicate_rows_and_missing_columns_are_data_errors() -> None:
         compare_to_reference(rows.drop(columns="seed"), "a")
     with pytest.raises(DataError, match="reference model 'c' not found"):
         compare_to_reference(rows, "c")
+
+
+# --- the seed-level test the claims page requires beside the per-user one ------------------------
+
+
+def per_seed_rows(means: dict[str, list[float]]) -> pd.DataFrame:
+    """Two users per (model, seed) whose mean is the given per-seed mean."""
+    return pd.DataFrame(
+        [
+            {"model": model, "seed": seed, "user": user, "ndcg@10": mean + offset}
+            for model, values in means.items()
+            for seed, mean in enumerate(values)
+            for user, offset in (("a", -0.01), ("b", 0.01))
+        ]
+    )
+
+
+def test_the_seed_level_test_is_a_paired_t_test_over_per_seed_means_computed_by_hand() -> None:
+    """Per-seed differences 0.01, 0.02, 0.03: mean 0.02, sd 0.01, t = 0.02 / (0.01 / sqrt 3) = 2 sqrt 3.
+    With 2 degrees of freedom the two-sided p has a closed form, 1 - |t| / sqrt(t^2 + 2) = 1 - sqrt(12/14)."""
+    rows = per_seed_rows({"deepm3": [0.11, 0.22, 0.33], "gru4rec": [0.10, 0.20, 0.30]})
+    row = compare_seeds(rows, "deepm3").iloc[0]
+    assert row["shared_seeds"] == 3
+    assert row["seed_t_statistic"] == pytest.approx(2 * np.sqrt(3), rel=1e-9)
+    assert row["seed_t_pvalue"] == pytest.approx(1 - np.sqrt(12 / 14), rel=1e-9)  # 0.0742: not significant
+
+
+def test_the_seed_level_test_pairs_only_the_seeds_both_models_ran() -> None:
+    rows = per_seed_rows({"deepm3": [0.11, 0.22, 0.33], "gru4rec": [0.10, 0.20]})
+    row = compare_seeds(rows, "deepm3").iloc[0]
+    assert row["shared_seeds"] == 2 and row["seed_t_pvalue"] == pytest.approx(
+        stats.ttest_rel([0.11, 0.22], [0.10, 0.20]).pvalue
+    )
+
+
+def test_the_seed_level_test_needs_two_shared_seeds() -> None:
+    rows = per_seed_rows({"deepm3": [0.11], "gru4rec": [0.10]})
+    assert np.isnan(compare_seeds(rows, "deepm3").iloc[0]["seed_t_pvalue"])

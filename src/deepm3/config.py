@@ -42,6 +42,24 @@ def validate_config(cfg: DictConfig) -> None:
         _positive_int(k, "eval.ks[]")
     if "model" in cfg and isinstance(cfg.model.get("net"), Mapping):
         _check_net(OmegaConf.to_container(cfg.model.net, resolve=False), "model.net")
+    stopping = OmegaConf.select(cfg, "callbacks.early_stopping")
+    if isinstance(stopping, Mapping) and "patience" in stopping:
+        _non_negative_int(stopping.get("patience"), "callbacks.early_stopping.patience")
+    _check_accelerator(cfg.trainer.get("accelerator"))
+
+
+def _check_accelerator(value: object) -> None:
+    """``gpu``/``cuda`` on a machine where torch sees none: one line, not Lightning's traceback."""
+    if not isinstance(value, str) or value.lower() not in ("gpu", "cuda"):
+        return
+    import torch
+
+    mps = value.lower() == "gpu" and torch.backends.mps.is_available()  # Lightning maps gpu to Apple's MPS too
+    if not torch.cuda.is_available() and not mps:
+        raise ConfigError(
+            f"trainer.accelerator={value}, but torch sees no GPU here (torch {torch.__version__}, CUDA build "
+            f"{torch.version.cuda or 'none'}); use trainer.accelerator=auto or cpu"
+        )
 
 
 # Sizes and probabilities of the packaged networks (conf/model/*.yaml), checked wherever they appear
@@ -63,6 +81,11 @@ def _check_net(net: Any, prefix: str) -> None:
             _number(value, where, "a probability in [0, 1)", lambda v: 0 <= v < 1)
         elif isinstance(value, Mapping) and key == "field":
             _check_net(value, where)
+        elif key == "solver" and value is not None and not isinstance(value, Mapping):
+            raise ConfigError(
+                f"{where}={value!r}; expected the solver group's mapping: choose it with solver=<euler|rk4|none> "
+                "or set model.net.solver.method=..."
+            )
 
 
 def _optimizer_target(target: object) -> None:

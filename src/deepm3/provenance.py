@@ -2,6 +2,10 @@
 
 Every run records this in its ``metrics.json`` (key ``provenance``), so a table can say
 which code produced each of its rows and refuse to pass silently when they differ.
+
+A study (``python -m deepm3.phase2``) refuses to train from a dirty tree -- tracked files that
+differ from the commit, outside ``results/`` -- since no commit could then reproduce its runs;
+``allow_dirty=true`` overrides that, and each run it trains records ``allow_dirty: true``.
 """
 
 from __future__ import annotations
@@ -10,11 +14,14 @@ import hashlib
 import platform
 import subprocess
 import sys
+from contextvars import ContextVar
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from deepm3.errors import ConfigError
 
 PACKAGES = ("deepm3", "torch", "lightning", "torchdiffeq", "numpy", "hydra-core", "torchmetrics")
 
@@ -48,6 +55,27 @@ def code_version(cwd: Path | None = None) -> str:
     """The commit, with ``-dirty`` when tracked files differ from it (one string for tables)."""
     commit, dirty = git_commit(cwd)
     return f"{commit}-dirty" if dirty else commit
+
+
+_ALLOW_DIRTY: ContextVar[bool] = ContextVar("allow_dirty", default=False)
+
+
+def require_clean_tree(allow_dirty: bool, to_train: int, stage: str = "train", cwd: Path | None = None) -> None:
+    """Refuse (one line) to train ``to_train`` runs of a study from a dirty tree unless ``allow_dirty``.
+
+    Nothing to train, or code outside git, passes. The runs the stage then trains record
+    ``allow_dirty`` in their provenance (:func:`run_provenance`), so a table can tell a run
+    trained from uncommitted code on purpose."""
+    _ALLOW_DIRTY.set(bool(allow_dirty))
+    if to_train <= 0 or allow_dirty:
+        return
+    commit, dirty = git_commit(cwd)
+    if dirty:
+        raise ConfigError(
+            f"phase2 {stage}: {to_train} runs would train from uncommitted code (tracked files differ from "
+            f"{commit[:12]}; `git status`), so no commit could reproduce them; commit first, or pass "
+            "allow_dirty=true (recorded in each run's provenance)"
+        )
 
 
 def package_versions() -> dict[str, str]:
@@ -93,4 +121,5 @@ def run_provenance(device: Any, data_fingerprint: str, argv: list[str] | None = 
         "device": device_description(device),
         "command": " ".join(argv if argv is not None else sys.argv),
         "data_fingerprint": data_fingerprint,
+        "allow_dirty": _ALLOW_DIRTY.get(),  # a study told to train from a dirty tree (plain runs: false)
     }

@@ -31,6 +31,7 @@ def phase2_config(results: Path, data: Path, *overrides: str, models: dict | Non
             "noise_sweeps=[jitter,item_dropout]",
             "entropy_seeds=[0,1]",
             "bootstrap=50",
+            "allow_dirty=true",  # the suite trains from this checkout, whatever its state
             *dataset,
             *overrides,
         ],

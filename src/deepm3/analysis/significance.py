@@ -18,6 +18,16 @@ rank-biserial ``r = (R+ - R-) / (R+ + R-)`` from the same ranks the Wilcoxon tes
 
 **Multiple comparisons.** Holm-Bonferroni over the family of baselines, separately for each
 test: the family-wise error of "DeepM3 beats some baseline" stays at alpha.
+
+**The seed-level test** (:func:`compare_seeds`). Users are not independent experiments: every
+user of one model shares its training run, so with thousands of users a per-user test can call
+a difference significant that a second training seed would not reproduce. Beside the per-user
+tests, each model's metric is averaged over users per seed and the two models are compared by
+a paired t-test over the seeds both ran (seed k against seed k: the same data order and
+initialisation seed). It is the test of "would another set of training runs agree?", with
+``n_seeds - 1`` degrees of freedom (low power with 3 seeds; 5 is common). It is not
+Holm-corrected: the claims that use it require every comparison to pass (an intersection-union
+test keeps its level uncorrected). A verdict on the claims page needs both levels.
 """
 
 from __future__ import annotations

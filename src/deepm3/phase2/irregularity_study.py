@@ -1,13 +1,16 @@
 """Study 3, irregularity: users in gap-CV tertiles; every model's metrics per tertile and the
-reference's lift over each model with a bootstrap 95% CI; a bar plot of the lifts."""
+reference's lift over each model with a bootstrap 95% CI; a bar plot of the lifts; and the
+seed-level test of each group (``irregularity_seeds``): the claims page needs both levels."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
-from deepm3.analysis.irregularity import tertile_lifts, tertile_metrics
+from deepm3.analysis.irregularity import ALL, GROUP_ORDER, tertile_lifts, tertile_metrics, user_groups
+from deepm3.analysis.significance import compare_seeds
 from deepm3.phase2.plan import Plan
 from deepm3.phase2.plots import figure, save_png
 from deepm3.phase2.results import write_table
@@ -16,6 +19,7 @@ from deepm3.phase2.significance_study import reference_rows
 METRICS = ["hr@10", "ndcg@10", "mrr@10"]
 TERTILES_STEM = "irregularity_tertiles"
 LIFTS_STEM = "irregularity_lifts"
+SEEDS_STEM = "irregularity_seeds"
 PLOT = "irregularity_lifts.png"
 
 
@@ -38,8 +42,28 @@ def write_irregularity(
         f"Lift of {reference} over each model on {metric} per tertile "
         "(mean ratio - 1, paired bootstrap 95% CI over users)",
     )
+    written += write_table(
+        group_seed_tests(rows, reference, metric),
+        out_dir,
+        SEEDS_STEM,
+        f"Seed-level view per gap-CV tertile: {metric} of each group per training seed and a paired t-test "
+        f"over the seeds both models ran ({reference} vs each model)",
+        floatfmt=".4g",
+    )
     written.append(save_png(lift_plot(lifts, reference, metric), out_dir / PLOT))
     return written
+
+
+def group_seed_tests(rows: pd.DataFrame, reference: str, metric: str) -> pd.DataFrame:
+    """:func:`compare_seeds` within each gap-CV group (a seed's value: the mean over the group's users)."""
+    groups = rows["user"].map(user_groups(rows))
+    frames = [
+        compare_seeds(rows[groups == group], reference, metric).assign(group=group)
+        for group in GROUP_ORDER
+        if (groups == group).any()
+    ]
+    frames.append(compare_seeds(rows, reference, metric).assign(group=ALL))
+    return pd.concat(frames, ignore_index=True)
 
 
 def lift_plot(lifts, reference: str, metric: str):

@@ -16,6 +16,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from deepm3.errors import ConfigError, DeepM3Error
+from deepm3.phase2.budget import write_budget
 from deepm3.phase2.claims import write_claims
 from deepm3.phase2.efficiency import write_efficiency
 from deepm3.phase2.irregularity_study import write_irregularity
@@ -30,7 +31,8 @@ from deepm3.phase2.sensitivity import sensitivity_plan, write_sensitivity
 from deepm3.phase2.significance_study import write_significance
 from deepm3.phase2.train_all import TrainSummary, run_overrides, same_run_key, train_all
 from deepm3.phase2.tune import tune_plan, tuned_overrides, write_tuning
-from deepm3.phase2.verify import VERIFIED, verify_tables
+from deepm3.phase2.verify import VERIFIED, verify_study
+from deepm3.provenance import require_clean_tree
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +87,7 @@ STUDIES: dict[str, Study] = {
     "selection": lambda plan, out, cfg: write_selection(
         plan, out, cfg.preset.get("selection"), cfg.significance_metric, str(cfg.tune_monitor)
     ),
+    "budget": lambda plan, out, cfg: write_budget(plan, out),  # every mode's main runs: what the claims rest on
 }
 # Studies of one mode only (irregularity, robustness, efficiency, selection): the primary mode's runs.
 PRIMARY_ONLY = ("irregularity", "robustness", "efficiency", "selection")
@@ -117,11 +120,14 @@ def run_phase2(
     grids = cfg.preset.get("tune") or {}
     hint = preset_hint(cfg.preset, plan.dataset)  # seconds per run until runs are measured (progress lines)
     tuning = tune_plan(plan, models, grids, plan_seeds(cfg)[0]) if grids else None
+    allow_dirty = bool(cfg.get("allow_dirty", False))  # train from uncommitted code only when told to
     if tuning is not None and "tune" in cfg.studies:
+        require_clean_tree(allow_dirty, len(tuning.missing()), "tune")
         _merge(summary, train_all(tuning, shared, str(cfg.device), stage="tune", seconds_hint=hint))
         written["tune"] = write_tuning(tuning, models, grids, out, str(cfg.tune_monitor))
     plan = with_tuned(plan, tuned_overrides(out))
     if "train" in cfg.studies:
+        require_clean_tree(allow_dirty, len(plan.missing()), "train")
         reusable = (
             {}
             if tuning is None
@@ -164,6 +170,7 @@ def run_phase2(
         )
         reported = reported.extended(sensitivity)
     if grid and "sensitivity" in cfg.studies:
+        require_clean_tree(allow_dirty, len(sensitivity.missing()), "sensitivity")
         main_runs = {
             same_run_key(run_overrides(plan, spec, shared, str(cfg.device))): spec.directory
             for spec in plan.completed()
@@ -191,8 +198,13 @@ def run_phase2(
         ]
         commands = [study_command or command] + ([command] if study_command not in (None, command) else [])
         written["report"] = [write_report(reported, out, commands, notes, run_commands)]
-    if "verify" in cfg.studies:
-        verify_tables(out, lambda tmp: [_try_study(name, plan, tmp, cfg) for name in VERIFIED])
+    if "verify" in cfg.studies:  # every table that needs no training or re-testing (verify.SKIPPED: the rest)
+        steps = {name: (lambda tmp, name=name: _try_study(name, plan, tmp, cfg)) for name in VERIFIED}
+        if tuning is not None:
+            steps["tune"] = lambda tmp: write_tuning(tuning, models, grids, tmp, str(cfg.tune_monitor))
+        if grid:
+            steps["sensitivity"] = lambda tmp: write_sensitivity(sensitivity, grid, tmp, cfg.significance_metric)
+        verify_study(out, steps, lambda tmp: write_claims(tmp, plan.dataset, str(cfg.reference)))
     return {"train": summary, "written": written, "notes": notes, "plan": reported}
 
 

@@ -26,6 +26,7 @@ SECTIONS = [  # (file stem or png, heading)
     ("main_table_last", "Main table (full ranking), time.query=last"),
     ("main_table_sampled", "Sampled-mode table"),
     ("main_table_sampled_last", "Sampled-mode table, time.query=last"),
+    ("budget", "Epoch budget per model (the claims page's budget check)"),
     ("significance", "Significance"),
     ("irregularity_tertiles", "Irregularity: metrics per gap-CV tertile"),
     ("irregularity_lifts", "Irregularity: lifts"),

@@ -1,51 +1,144 @@
 """Stage ``verify``: recompute the committed tables from the runs' own files and compare.
 
 A committed table ships with the small per-run files it came from (``metrics.json``,
-``test_users.csv``); this stage rebuilds the main tables and significance tests from them
-into a scratch folder and checks that every CSV equals the one in the results folder, so a
-reader can trust the tables without training anything:
+``test_users.csv``, ``.hydra/config.yaml``); this stage rebuilds, into a scratch folder, every
+table whose computation needs no training and no re-testing -- tuning, main tables, significance
+(per user and per seed), irregularity, selection, the epoch budget, sensitivity and the claims
+page -- and checks that every CSV equals the one in the results folder, so a reader can trust
+the tables without training anything:
 
     python -m deepm3.phase2 dataset=<name> preset=<preset> results_dir=<dir> 'studies=[verify]'
+
+Two studies are not recomputed, and the output says why (:data:`SKIPPED`): robustness re-tests
+every checkpoint on perturbed inputs, efficiency re-runs a speed benchmark. The claims page is
+recomputed from the recomputed tables plus those two committed ones as they are.
+
+A study written before the budget and seed-level rules (no ``budget.csv``) still verifies: the
+tables it has are compared on the columns it has, the tables those rules added are listed as
+absent, and its ``claims.csv`` (verdicts by the older rules) is listed as not comparable.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from deepm3.errors import DataError
+from deepm3.errors import DataError, DeepM3Error
 
 log = logging.getLogger(__name__)
 
-VERIFIED = ("main_table", "significance")  # the studies recomputed from per-run files alone
+# the stages recomputed from per-run files alone (tune and sensitivity are added when the preset has them)
+VERIFIED = ("main_table", "significance", "irregularity", "selection", "budget")
+SKIPPED = {  # stage -> why verify cannot recompute it
+    "robustness": "needs every checkpoint re-tested on perturbed inputs (not in the per-run files)",
+    "efficiency": "re-runs a speed benchmark; timings of another machine or moment are not reproducible",
+}
+CARRIED = ("robustness*.csv", "efficiency.csv")  # committed tables of SKIPPED studies the claims page reads
+CLAIMS_CSV = "claims.csv"
+RULES_MARKER = "budget.csv"  # written by every study since the budget and seed-level rules
+BEFORE_RULES = "written before the budget and seed-level rules"
 
 
-def verify_tables(out_dir: Path, recompute: Callable[[Path], object], rtol: float = 1e-9) -> list[str]:
-    """Recompute into a scratch folder; every CSV written there must equal ``out_dir``'s copy.
+@dataclass
+class Verified:
+    """What ``verify`` checked, and what it could not."""
 
-    Returns the verified file names; raises ``DataError`` naming the first table that differs
-    or is missing (a table with no committed copy cannot be verified).
+    matched: list[str] = field(default_factory=list)
+    absent: list[str] = field(default_factory=list)  # recomputed, no committed copy (study before the rules)
+    not_compared: dict[str, str] = field(default_factory=dict)  # file -> why
+    new_columns: dict[str, list[str]] = field(default_factory=dict)  # file -> columns the committed copy lacks
+
+
+def before_rules(out_dir: Path) -> bool:
+    """Whether the study in ``out_dir`` predates the budget and seed-level rules (no ``budget.csv``)."""
+    return not (Path(out_dir) / RULES_MARKER).is_file()
+
+
+def verify_study(
+    out_dir: Path,
+    steps: Mapping[str, Callable[[Path], object]],
+    claims: Callable[[Path], object] | None = None,
+    rtol: float = 1e-9,
+) -> Verified:
+    """Run each recompute step (stage name -> writes its tables into a folder) into a scratch folder,
+    then ``claims`` there (with the committed tables of :data:`SKIPPED` studies copied in), and
+    compare every CSV with ``out_dir``'s copy.
+
+    Raises ``DataError`` naming the first table that differs or is missing; a step that cannot run
+    (a :class:`DeepM3Error`, e.g. no reference run yet) recomputes nothing, as its stage would.
     """
+    out_dir = Path(out_dir)
+    old = before_rules(out_dir)
+    result = Verified()
     with tempfile.TemporaryDirectory(prefix="deepm3-verify-") as scratch:
         tmp = Path(scratch)
-        recompute(tmp)
-        fresh = sorted(tmp.glob("*.csv"))
+        for name, step in steps.items():
+            try:
+                step(tmp)
+            except DeepM3Error as exc:
+                log.info("verify: study %s recomputes nothing: %s", name, exc)
+        carried = {p.name for pattern in CARRIED for p in out_dir.glob(pattern)}
+        if claims is not None and any(tmp.glob("*.csv")):
+            for name in carried:
+                shutil.copyfile(out_dir / name, tmp / name)
+            claims(tmp)
+        fresh = sorted(p for p in tmp.glob("*.csv") if p.name not in carried)
         if not fresh:
             raise DataError(f"verify: nothing to recompute in {out_dir} (no complete runs?)")
         for path in fresh:
-            committed = out_dir / path.name
-            if not committed.is_file():
-                raise DataError(f"verify: {committed} is missing; the runs produce it (run the study stages first)")
-            _compare(pd.read_csv(committed), pd.read_csv(path), committed, rtol)
-    names = [p.name for p in fresh]
+            _check(out_dir / path.name, path, old, rtol, result)
+    _say(out_dir, result)
+    return result
+
+
+def _check(committed: Path, path: Path, old: bool, rtol: float, result: Verified) -> None:
+    if not committed.is_file():
+        if old:
+            result.absent.append(path.name)
+            return
+        raise DataError(f"verify: {committed} is missing; the runs produce it (run the study stages first)")
+    if old and path.name == CLAIMS_CSV:
+        result.not_compared[path.name] = f"its verdicts were {BEFORE_RULES}"
+        return
+    mine, theirs = pd.read_csv(committed), pd.read_csv(path)
+    added = [c for c in theirs.columns if c not in mine.columns]
+    if old and added:  # a column these rules added: compare the ones the committed table has
+        result.new_columns[path.name] = added
+        theirs = theirs[[c for c in theirs.columns if c in mine.columns]]
+    _compare(mine, theirs, committed, rtol)
+    result.matched.append(path.name)
+
+
+def _say(out_dir: Path, result: Verified) -> None:
+    names = result.matched
     log.info("verify: %d tables in %s match their recomputation from the per-run files", len(names), out_dir)
     print(f"verify: {len(names)} tables match their recomputation: {', '.join(names)}")
-    return names
+    print(
+        "verify: not recomputed: "
+        + "; ".join(f"{stage} ({why})" for stage, why in SKIPPED.items())
+        + "; the claims page reads their committed tables as they are"
+    )
+    if result.absent or result.not_compared or result.new_columns:
+        lines = [f"verify: this study was {BEFORE_RULES} (no {RULES_MARKER})"]
+        if result.absent:
+            lines.append(f"  not in it (these rules add them): {', '.join(result.absent)}")
+        for name, why in result.not_compared.items():
+            lines.append(f"  {name} not compared: {why}")
+        for name, columns in result.new_columns.items():
+            lines.append(f"  {name} compared without the columns these rules add: {', '.join(columns)}")
+        print("\n".join(lines))
+
+
+def verify_tables(out_dir: Path, recompute: Callable[[Path], object], rtol: float = 1e-9) -> list[str]:
+    """The tables ``recompute`` writes, checked against ``out_dir`` (:func:`verify_study` with one step)."""
+    return verify_study(out_dir, {"tables": recompute}, rtol=rtol).matched
 
 
 def _compare(committed: pd.DataFrame, fresh: pd.DataFrame, path: Path, rtol: float) -> None:
@@ -59,7 +152,7 @@ def _compare(committed: pd.DataFrame, fresh: pd.DataFrame, path: Path, rtol: flo
         if pd.api.types.is_numeric_dtype(old) and pd.api.types.is_numeric_dtype(new):
             same = np.isclose(old.to_numpy(float), new.to_numpy(float), rtol=rtol, atol=1e-12, equal_nan=True)
         else:
-            same = (old.astype(str) == new.astype(str)).to_numpy()
+            same = ((old.astype(str) == new.astype(str)) | (old.isna() & new.isna())).to_numpy(bool)
         if not same.all():
             row = int(np.flatnonzero(~same)[0])
             raise DataError(
