@@ -601,3 +601,25 @@ def test_a_gpu_accelerator_without_a_gpu_is_one_line(monkeypatch) -> None:
         assert str(info.value).startswith(f"trainer.accelerator={value}, but torch sees no GPU")
         assert "\n" not in str(info.value)
     validate_config(train_config("trainer.accelerator=cpu", "callbacks.early_stopping.patience=0"))
+
+
+# -- small ones: one rule for an empty id, CSV or Parquet --------------------------------------------
+
+
+@pytest.mark.parametrize("column, row", [("user_id", 1), ("item_id", 2)])
+def test_parquet_refuses_an_empty_string_id_as_csv_refuses_an_empty_field(tmp_path: Path, column, row) -> None:
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    from deepm3.data.sources.interactions import InteractionsFileSource
+
+    columns = {"user_id": ["a", "b", "c"], "item_id": ["x", "y", "z"], "timestamp": [10, 20, 30]}
+    columns[column] = [value if i != row else "" for i, value in enumerate(columns[column])]
+    pq.write_table(pa.table(columns), tmp_path / "clicks.parquet")
+    (tmp_path / "clicks.csv").write_text(
+        "user_id,item_id,timestamp\n" + "".join(f"{u},{i},{t}\n" for u, i, t in zip(*columns.values()))
+    )
+    for name in ("clicks.parquet", "clicks.csv"):
+        with pytest.raises(DataError, match=rf"clicks\.\w+: .*field '{column}' is empty") as info:
+            InteractionsFileSource(tmp_path / name).read()
+        assert "\n" not in str(info.value)

@@ -70,6 +70,7 @@ class InteractionsFileSource(InteractionSource):
         if self.kind == "parquet":
             raw, first_line = _read_parquet(path, self.columns), None
             check_not_null(raw, list(wanted.values()), str(path))
+            _check_no_empty_ids(raw, [wanted["user"], wanted["item"]], path)
         else:
             raw, first_line = self._read_text(path), 2  # line 1 is the header
             check_filled(raw, list(wanted.values()), str(path), first_line)
@@ -209,6 +210,15 @@ def _read_parquet(path: Path, columns: dict[str, str | None]) -> pd.DataFrame:
             _check_parquet_type(field, column, schema.field(column).type, path)
     wanted = sorted({c for c in columns.values() if c is not None})
     return pd.read_parquet(path, columns=wanted)
+
+
+def _check_no_empty_ids(table: pd.DataFrame, columns: list[str], path: Path) -> None:
+    """An empty-string id in Parquet is refused as an empty CSV field is: one rule for both."""
+    for column in columns:
+        empty = (table[column].astype(str) == "").to_numpy()
+        if empty.any():
+            row = int(np.flatnonzero(empty)[0])
+            raise DataError(f"{path}: row {row}: field '{column}' is empty (\"\"); expected a value in {columns}")
 
 
 def _check_parquet_type(field: str, column: str, kind: Any, path: Path) -> None:
