@@ -15,6 +15,9 @@ SHARED = {
     "user_core": 5,
     "item_core": 5,
     "min_rating": None,
+    "split": "loo",
+    "val_share": 0.15,
+    "test_share": 0.15,
     "train_windows": "all",
     "train_stride": 1,
     "batch_size": 128,
@@ -29,6 +32,14 @@ DATASETS = {
     "amazon_toys": ("deepm3.data.sources.interactions.InteractionsFileSource", {"user_core": 3, "item_core": 0}),
     "interactions": ("deepm3.data.sources.interactions.InteractionsFileSource", {}),
     "synthetic": ("deepm3.data.sources.synthetic.SyntheticSource", {}),
+    "wikipedia": (
+        "deepm3.data.sources.jodie.JodieSource",
+        {"split": "time", "user_core": 0, "item_core": 0},
+    ),
+    "yoochoose": (
+        "deepm3.data.sources.sessions.SessionFilesSource",
+        {"split": "given", "user_core": 0, "item_core": 0, "max_len": 20},
+    ),
 }
 ORDER = [
     "_target_",
@@ -39,6 +50,9 @@ ORDER = [
     "user_core",
     "item_core",
     "min_rating",
+    "split",
+    "val_share",
+    "test_share",
     "train_windows",
     "train_stride",
     "batch_size",

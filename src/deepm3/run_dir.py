@@ -58,12 +58,13 @@ class RunMetrics(TypedDict, total=False):
     seconds_per_epoch: float
     training_key: str  # deepm3.noise_eval.training_key: equal keys train identically
     data: dict[str, Any]  # SequenceDataModule.describe(): sizes, data_dir, cache key
-    protocol: dict[str, Any]  # query, exclude_history, eval_mode
+    protocol: dict[str, Any]  # query, exclude_history, eval_mode, split
+    test_per_sequence: dict[str, float]  # split by time: test metrics averaged per sequence, then over sequences
     provenance: dict[str, Any]  # deepm3.provenance.run_provenance
     noise: dict[str, Any]  # only under test-time noise: its name, level, seed ...
     noisy: dict[str, float]  # ... and the headline test metrics under it
-    reused_checkpoint_from: str  # tested a sibling run's checkpoint instead of fitting
-    reused_from: str  # a copy of another complete run (the experiment suite)
+    reused_checkpoint_from: str  # tested a sibling run's checkpoint instead of fitting (relative path)
+    reused_from: str  # a copy of another complete run (the experiment suite; relative path)
 
 
 # --- who is training a run --------------------------------------------------------------------

@@ -30,7 +30,7 @@ from deepm3.data.datamodule import SequenceDataModule
 from deepm3.data.samples import training_item_counts
 from deepm3.errors import DeepM3Error, exit_on_user_error
 from deepm3.io import check_writable_dir
-from deepm3.metrics import ranking_metrics
+from deepm3.metrics import metric_names, ranking_metrics
 from deepm3.models.module import DEFAULT_OPTIMIZER, RecModule
 from deepm3.noise_eval import find_reusable_run, noise_setting, noisy_test_metrics, reuse_checkpoint, training_key
 from deepm3.provenance import array_fingerprint, run_provenance
@@ -159,6 +159,7 @@ def run(
             "query": str(cfg.time.get("query", "target")),
             "exclude_history": bool(cfg.eval.exclude_history),
             "eval_mode": str(cfg.eval.get("mode", "full")),
+            "split": datamodule.preprocess.split,
         },
         "provenance": run_provenance(trainer.strategy.root_device, data_fingerprint(datamodule), _command(overrides)),
     }
@@ -173,8 +174,12 @@ def run(
             noise.level,
             {k: round(v, 4) for k, v in sorted(noisy.items())},
         )
+    rows = _user_rows(module, datamodule)
+    if "sequence" in rows.columns:  # split by time: the headline averages events; this view averages sequences
+        per_sequence = rows.groupby("sequence")[metric_names(module.ks)].mean().mean()
+        metrics["test_per_sequence"] = {k: float(v) for k, v in per_sequence.items()}
     clear_error(out)  # a rerun that succeeds clears an old failure
-    write_user_rows(out, _user_rows(module, datamodule))
+    write_user_rows(out, rows)
     _write_item_files(out, datamodule)
     save_config(out, cfg)
     write_metrics(out, metrics)  # last: its presence marks a complete run
@@ -216,18 +221,26 @@ def _resume_path(ckpt_path: str | None, out: Path) -> str | None:
 def _user_rows(module: RecModule, datamodule: SequenceDataModule) -> pd.DataFrame:
     """Per-user test rows (docs/protocol.md, "The studies"): significance and irregularity studies need no re-run."""
     users = module.test_ranks["users"].numpy()
+    samples = module.test_ranks.get("samples", module.test_ranks["users"]).numpy()
     ranks = module.test_ranks["ranks"]
     data, test = datamodule.data, datamodule.splits["test"]
     assert data is not None
+    # Under a split by time a row is one target event: `user` names it `<sequence>/<position>` (the
+    # unit every paired analysis pairs) and `sequence` holds the sequence for the per-sequence view.
+    ids = data.user_ids[users]
+    if test.positions is not None:
+        ids = np.char.add(np.char.add(ids.astype(str), "/"), test.positions[samples].astype(str))
     rows = pd.DataFrame(
         {
-            "user": data.user_ids[users],
-            "history_length": np.diff(test.history_offsets)[users],
-            "gap_cv": datamodule.gap_cv()[users],
+            "user": ids,
+            "history_length": test.history_sizes()[samples],
+            "gap_cv": datamodule.gap_cv()[users] if test.gap_cv is None else test.gap_cv[samples],
             "rank": ranks.numpy(),
             "repeat": module.test_ranks["repeat"].numpy().astype(int),  # target already in the history
         }
     )
+    if test.positions is not None:
+        rows.insert(1, "sequence", data.user_ids[users])
     for name, values in ranking_metrics(ranks, module.ks).items():
         rows[name] = values.numpy()
     if "sampled_ranks" in module.test_ranks:  # eval.mode=sampled: beside the full-ranking columns

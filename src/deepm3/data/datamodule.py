@@ -82,6 +82,7 @@ class BatchCollator:
             "next_times": torch.from_numpy(a.next_times[idx]),
             "targets": torch.from_numpy(a.targets[idx]),
             "users": torch.from_numpy(a.users[idx]),
+            "samples": torch.from_numpy(idx),  # the row in this split's arrays (several per user under a split by time)
         }
         if a.history_offsets is not None:
             starts, ends = a.history_offsets[idx], a.history_offsets[idx + 1]
@@ -100,7 +101,7 @@ class BatchCollator:
 
 
 class SequenceDataModule(L.LightningDataModule):
-    """Owns a dataset: preprocessing (cached), leave-one-out splits and the loaders."""
+    """Owns a dataset: preprocessing (cached), the split (leave-one-out, or by time: ``split``) and the loaders."""
 
     def __init__(
         self,
@@ -110,6 +111,9 @@ class SequenceDataModule(L.LightningDataModule):
         user_core: int = 5,
         item_core: int = 5,
         min_rating: float | None = None,
+        split: str = "loo",
+        val_share: float = 0.15,
+        test_share: float = 0.15,
         train_windows: str = "all",
         train_stride: int = 1,
         batch_size: int = 128,
@@ -125,7 +129,14 @@ class SequenceDataModule(L.LightningDataModule):
         self.source = source
         self.cache_dir = Path(cache_dir).expanduser()
         self.max_len = max_len
-        self.preprocess = PreprocessConfig(user_core=user_core, item_core=item_core, min_rating=min_rating)
+        self.preprocess = PreprocessConfig(
+            user_core=user_core,
+            item_core=item_core,
+            min_rating=min_rating,
+            split=split,
+            val_share=val_share,
+            test_share=test_share,
+        )
         if train_windows not in TRAIN_WINDOWS:
             raise ConfigError(f"dataset.train_windows={train_windows!r}; expected one of {list(TRAIN_WINDOWS)}")
         if train_windows == "sliding" and not (isinstance(train_stride, int) and 1 <= train_stride <= max_len):
@@ -158,6 +169,9 @@ class SequenceDataModule(L.LightningDataModule):
                 "test": eval_samples(self.data, "test", self.max_len),
             }
             log.info("dataset %s: %s", self.name, self.data.stats)
+            for split in ("val", "test"):
+                if self.splits[split].dropped:
+                    log.info("%s targets left out: %s", split, self.splits[split].dropped)
             if self.eval_mode == "sampled":
                 self._attach_negatives()
 
@@ -215,9 +229,15 @@ class SequenceDataModule(L.LightningDataModule):
     def describe(self) -> dict[str, Any]:
         self.setup()
         assert self.data is not None
-        return {
+        out = {
             "name": self.name,
             "data_dir": str(self.data_dir),
             **self.data.stats,
             "train_samples": len(self.splits["train"]),
         }
+        if self.data.by_time:
+            out["split"] = self.preprocess.split
+            for split in ("val", "test"):
+                out[f"{split}_targets"] = len(self.splits[split])
+                out[f"{split}_targets_left_out"] = self.splits[split].dropped
+        return out

@@ -1,19 +1,26 @@
 """Interactions table -> filtered, stably time-sorted, re-indexed user sequences.
 
-The rules are docs/protocol.md, "Data and split".
+The rules are docs/protocol.md, "Data and split" and "Split by time".
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from deepm3.data.processed import ProcessedData
-from deepm3.errors import DataError
+from deepm3.errors import ConfigError, DataError
 
 MIN_EVENTS = 3  # leave-one-out needs a training event, a validation target and a test target
+MIN_EVENTS_BY_TIME = 2  # a split by time needs one input and one target
+# loo: each user's last event is its test target, the one before its validation target.
+# time: one cut in time for test and one for validation, over every event of the dataset.
+# given: the source marks its test events (a session dataset's test file); validation is cut by time from the rest.
+SPLITS = ("loo", "time", "given")
+TRAIN, VAL, TEST = 0, 1, 2  # per-event split codes (ProcessedData.split_codes)
 
 
 @dataclass(frozen=True)
@@ -23,9 +30,42 @@ class PreprocessConfig:
     user_core: int = 5
     item_core: int = 5
     min_rating: float | None = None
+    split: str = "loo"
+    val_share: float = 0.15  # split=time|given: share of events (by time) after the validation cut...
+    test_share: float = 0.15  # ...and after the test cut (split=time only; `given` has its own test events)
+
+    def __post_init__(self) -> None:
+        if self.split not in SPLITS:
+            raise ConfigError(f"dataset.split={self.split!r}; expected one of {list(SPLITS)}")
+        for key in ("val_share", "test_share"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+                raise ConfigError(f"dataset.{key}={value!r}; expected a number strictly between 0 and 1")
+        if self.split == "time" and self.val_share + self.test_share >= 1:
+            raise ConfigError(
+                f"dataset.val_share + dataset.test_share = {self.val_share + self.test_share:g};"
+                " expected < 1 (something must be left to train on)"
+            )
+
+    @classmethod
+    def from_dataset(cls, dataset: Any) -> "PreprocessConfig":
+        """The preprocessing a ``dataset`` config (a mapping) asks for; keys it lacks keep their defaults."""
+        keys = ("user_core", "item_core", "min_rating", "split", "val_share", "test_share")
+        return cls(**{k: dataset[k] for k in keys if k in dataset})
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """The cache key's view: leave-one-out configs keep the keys they had before splits by time existed."""
+        out = asdict(self)
+        if self.split == "loo":
+            for key in ("split", "val_share", "test_share"):
+                out.pop(key)
+        elif self.split == "given":
+            out.pop("test_share")
+        return out
+
+    @property
+    def min_events(self) -> int:
+        return MIN_EVENTS if self.split == "loo" else MIN_EVENTS_BY_TIME
 
 
 def k_core(df: pd.DataFrame, user_core: int, item_core: int) -> tuple[pd.DataFrame, int]:
@@ -69,7 +109,8 @@ def build_sequences(df: pd.DataFrame, config: PreprocessConfig, source: str = "d
 
     Ties in time keep file order (a stable sort on the row position, never on item id).
     Items are numbered 1..N in order of raw id (0 is padding); users with fewer than
-    ``MIN_EVENTS`` events after filtering are dropped and counted.
+    ``config.min_events`` events after filtering are dropped and counted. Under a split by
+    time every event also gets its split code (:func:`split_codes`).
     """
     stats: dict = {"raw_interactions": int(len(df))}
     df = df.reset_index(drop=True)
@@ -80,13 +121,14 @@ def build_sequences(df: pd.DataFrame, config: PreprocessConfig, source: str = "d
         df = df[df["rating"] >= config.min_rating]
     df, passes = k_core(df, config.user_core, config.item_core)
     stats["k_core_passes"] = passes
+    min_events = config.min_events
     counts = df.groupby("user")["user"].transform("size").to_numpy()
-    short_users = df.loc[counts < MIN_EVENTS, "user"].nunique()
-    df = df[counts >= MIN_EVENTS]
+    short_users = df.loc[counts < min_events, "user"].nunique()
+    df = df[counts >= min_events]
     stats["users_dropped_short"] = int(short_users)
     if len(df) == 0:
         raise DataError(
-            f"{source}: no user has >= {MIN_EVENTS} events after filtering"
+            f"{source}: no user has >= {min_events} events after filtering"
             f" (user_core={config.user_core}, item_core={config.item_core}, min_rating={config.min_rating});"
             " lower the filters or use a larger dataset"
         )
@@ -103,6 +145,19 @@ def build_sequences(df: pd.DataFrame, config: PreprocessConfig, source: str = "d
         interactions=int(len(df)),
         density=float(len(df) / (len(user_ids) * len(item_ids))),
     )
+    codes = None
+    if config.split != "loo":
+        test = df["test"].to_numpy(dtype=bool) if "test" in df.columns else None
+        codes = split_codes(times, config, test, source)
+        steps = np.diff(codes.astype(np.int64))
+        steps[offsets[1:-1] - 1] = 0  # from one user's last event to the next user's first
+        if (steps < 0).any():
+            user = user_ids[np.searchsorted(offsets, int(np.flatnonzero(steps < 0)[0]) + 1, side="right") - 1]
+            raise DataError(
+                f"{source}: user {user!r} has a training event after one of its test events;"
+                " expected the given test events to come last in every sequence"
+            )
+        stats.update(split_stats(codes, times))
     return ProcessedData(
         user_ids=user_ids.astype(str),
         item_ids=item_ids.astype(str),
@@ -110,4 +165,50 @@ def build_sequences(df: pd.DataFrame, config: PreprocessConfig, source: str = "d
         items=items,
         times=times,
         stats=stats,
+        split_codes=codes,
     )
+
+
+def split_codes(times: np.ndarray, config: PreprocessConfig, test: np.ndarray | None, source: str) -> np.ndarray:
+    """Per-event TRAIN / VAL / TEST code of a split by time (docs/protocol.md, "Split by time").
+
+    ``time``: the test cut is the time of the first of the last ``test_share`` of all events, the
+    validation cut that of the first of the last ``test_share + val_share``; an event at or after
+    a cut belongs to the later part (ties at a cut never straddle it). ``given``: the source's
+    ``test`` events are TEST and the validation cut is taken over the other events. Codes never
+    decrease along a sequence, so each user's events are a training prefix, then validation,
+    then test.
+    """
+    codes = np.full(len(times), TRAIN, dtype=np.int8)
+    if config.split == "time":
+        test_cut = _cut(times, config.test_share)
+        val_cut = _cut(times, config.test_share + config.val_share)
+        codes[times >= val_cut] = VAL
+        codes[times >= test_cut] = TEST
+        return codes
+    if test is None:
+        raise DataError(f"{source}: dataset.split=given, but the source marks no test events; use split=time or loo")
+    rest = times[~test]
+    if not len(rest):
+        raise DataError(f"{source}: dataset.split=given, but every event is a test event; expected training events")
+    val_cut = _cut(rest, config.val_share)
+    codes[times >= val_cut] = VAL
+    codes[test] = TEST
+    return codes
+
+
+def _cut(times: np.ndarray, share: float) -> int:
+    """The time of the first of the last ``round(share * n)`` events (at least one) in time order."""
+    ordered = np.sort(times, kind="stable")
+    return int(ordered[len(ordered) - max(1, round(share * len(ordered)))])
+
+
+def split_stats(codes: np.ndarray, times: np.ndarray) -> dict:
+    """Events per part and the cut times, for the dataset table and the run's record."""
+    out = {
+        f"{name}_events": int((codes == code).sum()) for name, code in (("train", TRAIN), ("val", VAL), ("test", TEST))
+    }
+    for name, code in (("val", VAL), ("test", TEST)):
+        part = times[codes == code]
+        out[f"{name}_from"] = int(part.min()) if len(part) else None
+    return out

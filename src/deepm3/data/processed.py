@@ -34,6 +34,8 @@ class ProcessedData:
 
     User ``u``'s events are ``items[offsets[u]:offsets[u+1]]`` (item indices 1..N) with
     timestamps ``times[...]`` (int64 unix seconds). ``item_ids[i - 1]`` is item ``i``'s raw id.
+    ``split_codes`` (a split by time) gives each event's part, 0 train / 1 validation / 2 test;
+    ``None`` is leave-one-out.
     """
 
     user_ids: np.ndarray
@@ -42,6 +44,26 @@ class ProcessedData:
     items: np.ndarray
     times: np.ndarray
     stats: dict = field(default_factory=dict)
+    split_codes: np.ndarray | None = None
+
+    @property
+    def by_time(self) -> bool:
+        """Whether the data is split by time (several targets per sequence) rather than leave-one-out."""
+        return self.split_codes is not None
+
+    def split_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Absolute event indices ``(train_end, val_end)`` per user: ``items[offsets[u]:train_end[u]]`` is
+        trained on, ``[train_end[u]:val_end[u]]`` are validation targets, the rest test targets.
+
+        Leave-one-out: the last event is the test target and the one before it the validation target.
+        """
+        ends = self.offsets[1:]
+        if self.split_codes is None:
+            return ends - 2, ends - 1
+        per_user = np.repeat(np.arange(self.num_users), self.lengths())
+        train = np.bincount(per_user, weights=self.split_codes == 0, minlength=self.num_users).astype(np.int64)
+        val = np.bincount(per_user, weights=self.split_codes == 1, minlength=self.num_users).astype(np.int64)
+        return self.offsets[:-1] + train, self.offsets[:-1] + train + val
 
     @property
     def num_users(self) -> int:
@@ -59,8 +81,9 @@ class ProcessedData:
         folder.mkdir(parents=True, exist_ok=True)
 
         def save_arrays(tmp: Path) -> None:
+            extra = {} if self.split_codes is None else {"split_codes": self.split_codes}
             with open(tmp, "wb") as handle:
-                np.savez(handle, offsets=self.offsets, items=self.items, times=self.times)
+                np.savez(handle, offsets=self.offsets, items=self.items, times=self.times, **extra)
 
         write_atomic(folder / ARRAYS_FILE, save_arrays)
         item_map = pd.DataFrame({"index": np.arange(1, self.num_items + 1), "raw_id": self.item_ids})
@@ -73,6 +96,7 @@ class ProcessedData:
     def load(cls, folder: Path) -> "ProcessedData":
         with np.load(folder / ARRAYS_FILE, allow_pickle=False) as arrays:
             offsets, items, times = arrays["offsets"], arrays["items"], arrays["times"]
+            codes = arrays["split_codes"] if "split_codes" in arrays.files else None
         item_map = pd.read_csv(folder / ITEM_MAP_FILE, dtype={"raw_id": str}, keep_default_na=False)
         user_map = pd.read_csv(folder / USER_MAP_FILE, dtype={"raw_id": str}, keep_default_na=False)
         stats = json.loads((folder / STATS_FILE).read_text())
@@ -83,6 +107,7 @@ class ProcessedData:
             items=items,
             times=times,
             stats=stats,
+            split_codes=codes,
         )
 
     @staticmethod

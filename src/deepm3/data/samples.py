@@ -37,6 +37,17 @@ class SampleArrays:
     history_offsets: np.ndarray | None = None  # CSR over history_items, one row per sample
     history_items: np.ndarray | None = None
     negatives: np.ndarray | None = None  # [n, k] sampled-evaluation candidates (eval.mode=sampled)
+    positions: np.ndarray | None = None  # split by time: each target's index in its sequence
+    history_lengths: np.ndarray | None = None  # events before each target (default: the history rows' sizes)
+    dropped: dict | None = None  # split by time: targets left out, by reason (event_samples)
+    gap_cv: np.ndarray | None = None  # split by time: CV of the gaps before each target (NaN when undefined)
+
+    def history_sizes(self) -> np.ndarray:
+        """Events before each sample's target (the per-user rows' ``history_length``)."""
+        if self.history_lengths is not None:
+            return self.history_lengths
+        assert self.history_offsets is not None
+        return np.diff(self.history_offsets)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -54,7 +65,8 @@ TRAIN_WINDOWS = ("all", "last", "sliding")
 
 
 def train_samples(data: ProcessedData, max_len: int, windows: str = "all", stride: int = 1) -> SampleArrays:
-    """Next-item samples over each user's training prefix (all events but the last two).
+    """Next-item samples over each user's training prefix (all events but the last two; under a
+    split by time, the events before the validation cut).
 
     ``windows="last"`` keeps the most recent ``max_len`` transitions (SASRec's reference
     code); ``"all"`` tiles the whole prefix with consecutive windows ending at its end, so
@@ -72,8 +84,9 @@ def train_samples(data: ProcessedData, max_len: int, windows: str = "all", strid
     step = stride if windows == "sliding" else max_len
     cols: dict[str, list[np.ndarray]] = {k: [] for k in ("items", "times", "next_times", "targets")}
     users: list[int] = []
+    train_end, _ = data.split_bounds()
     for user in range(data.num_users):
-        start, end = data.offsets[user], data.offsets[user + 1] - 2
+        start, end = data.offsets[user], train_end[user]
         seq, ts = data.items[start:end], data.times[start:end]
         stop = len(seq) - 1  # transitions seq[i] -> seq[i + 1] for i < stop
         while stop > 0:
@@ -92,9 +105,14 @@ def train_samples(data: ProcessedData, max_len: int, windows: str = "all", strid
 
 
 def eval_samples(data: ProcessedData, split: str, max_len: int) -> SampleArrays:
-    """One sample per user: history -> validation target (second to last event) or test target (last)."""
+    """One sample per user: history -> validation target (second to last event) or test target (last).
+
+    Under a split by time: one sample per target event instead (:func:`event_samples`).
+    """
     if split not in ("val", "test"):
         raise ValueError(f"split must be 'val' or 'test', got {split!r}")
+    if data.by_time:
+        return event_samples(data, split, max_len)
     shift = 2 if split == "val" else 1
     targets, hist, hist_times, query_times = [], [], [], []
     for user in range(data.num_users):
@@ -116,6 +134,63 @@ def eval_samples(data: ProcessedData, split: str, max_len: int) -> SampleArrays:
         users=np.arange(data.num_users, dtype=np.int64),
         history_offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
         history_items=np.concatenate(hist).astype(np.int64),
+    )
+
+
+def event_samples(data: ProcessedData, split: str, max_len: int) -> SampleArrays:
+    """One sample per target event of a split by time (docs/protocol.md, "Split by time").
+
+    Every event of the part is a target, asked with everything its sequence did before it
+    (earlier validation and test events included, as inputs). A sequence's first event has no
+    history and an item never seen in training has no learned representation: both are left out
+    as targets and counted in ``dropped``. ``history_items`` holds each sample's *distinct*
+    earlier items (what history exclusion and the repeat flag need; a long sequence's full
+    history repeated for each of its targets would not fit in memory), ``history_lengths`` the
+    number of earlier events, ``positions`` the target's index in its sequence and ``gap_cv`` the
+    irregularity of the gaps before it (a test session has no training gaps to measure).
+    """
+    train_end, val_end = data.split_bounds()
+    lo, hi = (train_end, val_end) if split == "val" else (val_end, data.offsets[1:])
+    trained = training_item_counts(data) > 0
+    users, positions, targets, hist, hist_times, query_times, distinct, cvs = [], [], [], [], [], [], [], []
+    dropped = {"no_history": 0, "unseen_item": 0}
+    for user in range(data.num_users):
+        start = data.offsets[user]
+        if lo[user] >= hi[user]:
+            continue
+        seen: set[int] = set(data.items[start : lo[user]].tolist())
+        for index in range(lo[user], hi[user]):
+            item = int(data.items[index])
+            if index == start:
+                dropped["no_history"] += 1
+            elif not trained[item]:
+                dropped["unseen_item"] += 1
+            else:
+                users.append(user)
+                positions.append(index - start)
+                targets.append(item)
+                hist.append(data.items[max(start, index - max_len) : index])
+                hist_times.append(data.times[max(start, index - max_len) : index])
+                query_times.append(data.times[index])
+                distinct.append(np.fromiter(sorted(seen), dtype=np.int64, count=len(seen)))
+                cvs.append(gap_cv(data.times[start:index]))
+            seen.add(item)
+    items, times, next_times = query_windows(hist, hist_times, query_times, max_len)
+    target_rows = np.zeros_like(items)
+    target_rows[:, -1] = np.asarray(targets, dtype=np.int64)
+    sizes = np.array([len(d) for d in distinct], dtype=np.int64)
+    return SampleArrays(
+        items=items,
+        times=times,
+        next_times=next_times,
+        targets=target_rows,
+        users=np.asarray(users, dtype=np.int64),
+        history_offsets=np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
+        history_items=np.concatenate(distinct).astype(np.int64) if distinct else np.zeros(0, dtype=np.int64),
+        positions=np.asarray(positions, dtype=np.int64),
+        history_lengths=np.asarray(positions, dtype=np.int64),
+        dropped=dropped,
+        gap_cv=np.asarray(cvs, dtype=np.float64),
     )
 
 
@@ -145,20 +220,22 @@ def training_item_counts(data: ProcessedData) -> np.ndarray:
 
     What a most-popular ranking may know without touching validation or test events.
     """
-    rows = [data.items[data.offsets[u] : data.offsets[u + 1] - 2] for u in range(data.num_users)]
+    train_end, _ = data.split_bounds()
+    rows = [data.items[data.offsets[u] : train_end[u]] for u in range(data.num_users)]
     events = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
     return np.bincount(events, minlength=data.num_items + 1).astype(np.int64)
 
 
-def training_gap_cv(data: ProcessedData) -> np.ndarray:
-    """Per-user coefficient of variation (std/mean) of training gaps; NaN when undefined.
+def gap_cv(times: np.ndarray) -> float:
+    """Coefficient of variation (std/mean) of the gaps between ``times``; NaN when undefined:
+    fewer than two gaps, or a zero mean gap (all ties)."""
+    gaps = np.diff(times).astype(np.float64)
+    if len(gaps) >= 2 and gaps.mean() > 0:
+        return float(gaps.std() / gaps.mean())
+    return float("nan")
 
-    Undefined means fewer than two training gaps or a zero mean gap (all ties).
-    """
-    cv = np.full(data.num_users, np.nan)
-    for user in range(data.num_users):
-        ts = data.times[data.offsets[user] : data.offsets[user + 1] - 2]
-        gaps = np.diff(ts).astype(np.float64)
-        if len(gaps) >= 2 and gaps.mean() > 0:
-            cv[user] = gaps.std() / gaps.mean()
-    return cv
+
+def training_gap_cv(data: ProcessedData) -> np.ndarray:
+    """Per-user coefficient of variation of training gaps (:func:`gap_cv`); NaN when undefined."""
+    train_end, _ = data.split_bounds()
+    return np.array([gap_cv(data.times[data.offsets[u] : train_end[u]]) for u in range(data.num_users)])

@@ -52,6 +52,8 @@ def validate_interactions(df: pd.DataFrame, source: str) -> pd.DataFrame:
             row = int(np.flatnonzero(bad.to_numpy())[0])
             raise DataError(f"{source}: row {row}: field 'rating' = {df['rating'].iloc[row]!r}; expected a number")
         out["rating"] = rating.to_numpy(dtype=np.float32)
+    if "test" in df.columns:  # a session dataset's given split: True on the events of its test file
+        out["test"] = df["test"].to_numpy(dtype=bool)
     warn_if_implausible(out["timestamp"].to_numpy(), source)
     return out
 

@@ -47,6 +47,19 @@ def within_user_gaps(data: ProcessedData) -> np.ndarray:
     return gaps[same_user]
 
 
+def repeat_shares(data: ProcessedData) -> tuple[float, float]:
+    """Share of events (after a sequence's first) whose item the sequence had before, and share
+    equal to the sequence's previous item: how much a repeat baseline can do on this data."""
+    before = again = total = 0
+    for user in range(data.num_users):
+        seq = data.items[data.offsets[user] : data.offsets[user + 1]]
+        _, first = np.unique(seq, return_index=True)
+        total += len(seq) - 1
+        before += len(seq) - len(first)
+        again += int((seq[1:] == seq[:-1]).sum())
+    return (before / total, again / total) if total else (float("nan"), float("nan"))
+
+
 def dataset_stats(data: ProcessedData) -> dict[str, Any]:
     """Users, items, interactions, density, length / gap / gap-CV quantiles, share of tied timestamps.
 
@@ -57,9 +70,9 @@ def dataset_stats(data: ProcessedData) -> dict[str, Any]:
     gaps = within_user_gaps(data)
     cv = training_gap_cv(data)
     cv = cv[np.isfinite(cv)]
-    preprocessing = {
-        k: data.stats[k] for k in ("raw_interactions", "k_core_passes", "users_dropped_short") if k in data.stats
-    }
+    repeats, same = repeat_shares(data)
+    keys = ("raw_interactions", "k_core_passes", "users_dropped_short", "train_events", "val_events", "test_events")
+    preprocessing = {k: data.stats[k] for k in keys if k in data.stats}
     return {
         "users": data.num_users,
         "items": data.num_items,
@@ -70,6 +83,8 @@ def dataset_stats(data: ProcessedData) -> dict[str, Any]:
         "gap_seconds": quantiles(gaps),
         "gap_cv": quantiles(cv),
         "users_with_gap_cv": int(len(cv)),
+        "repeat_share": repeats,
+        "same_as_previous_share": same,
         "preprocessing": preprocessing,
     }
 
@@ -82,6 +97,9 @@ def format_stats(name: str, stats: dict[str, Any]) -> str:
     lines.append(f"  {'density':<22}{stats['density']:>14.6f}")
     tied = stats["tied_share"]
     lines.append(f"  {'tied timestamps':<22}{(f'{tied:.1%}' if tied is not None else 'n/a'):>14}")
+    for key, label in (("repeat_share", "repeat events"), ("same_as_previous_share", "same as previous")):
+        if stats.get(key) is not None:
+            lines.append(f"  {label:<22}{stats[key]:>14.1%}")
     for key, value in stats["preprocessing"].items():
         lines.append(f"  {key.replace('_', ' '):<22}{value:>14,}")
     header = "".join(f"{column:>12}" for column in [*QUANTILES, "mean"])
@@ -102,9 +120,7 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], Path]:
     # The source and the filters only, not the DataModule: stats need no torch / Lightning import.
     dataset = cfg.dataset
     source = instantiate(dataset.source, _convert_="all")
-    preprocess = PreprocessConfig(
-        user_core=dataset.user_core, item_core=dataset.item_core, min_rating=dataset.min_rating
-    )
+    preprocess = PreprocessConfig.from_dataset(dataset)
     data, folder = load_or_build(source, preprocess, Path(dataset.cache_dir).expanduser())
     name = dataset.get("name") or source.name
     stats = {"dataset": name, "processed_dir": str(folder), **dataset_stats(data)}

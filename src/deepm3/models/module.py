@@ -68,6 +68,7 @@ class RecModule(L.LightningModule):
         self.rank_metrics = MetricCollection(stages, compute_groups=False)
         self.test_ranks: dict[str, torch.Tensor] = {}
         self._test_users: list[torch.Tensor] = []
+        self._test_samples: list[torch.Tensor] = []  # row of each test sample in the split's arrays
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.net.predict(visible_inputs(batch, self.hparams.query))
@@ -115,18 +116,21 @@ class RecModule(L.LightningModule):
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._eval_step(batch, "test")
         self._test_users.append(batch["users"].detach())
+        self._test_samples.append(batch.get("samples", batch["users"]).detach())
 
     def on_test_epoch_start(self) -> None:
         self._test_users = []
+        self._test_samples = []
 
     def on_test_epoch_end(self) -> None:
         ranks, repeat = self.rank_metrics["test"].values()
         sampled = self.rank_metrics["test_sampled"].values()[0] if self.sampled else None
         users = torch.cat(self._test_users) if self._test_users else torch.zeros(0, dtype=torch.long)
+        samples = torch.cat(self._test_samples) if self._test_samples else torch.zeros(0, dtype=torch.long)
         if self.trainer.world_size > 1:  # ranks were not synced yet (values() reads local state)
-            users, ranks, repeat = (self.all_gather(x).flatten() for x in (users, ranks, repeat))
+            users, samples, ranks, repeat = (self.all_gather(x).flatten() for x in (users, samples, ranks, repeat))
             sampled = self.all_gather(sampled).flatten() if sampled is not None else None
-        self.test_ranks = {"users": users.cpu(), "ranks": ranks.cpu(), "repeat": repeat.cpu()}
+        self.test_ranks = {"users": users.cpu(), "samples": samples.cpu(), "ranks": ranks.cpu(), "repeat": repeat.cpu()}
         if sampled is not None:
             self.test_ranks["sampled_ranks"] = sampled.cpu()
         self._log_metrics("test")

@@ -110,3 +110,21 @@ def check_filled(table: pd.DataFrame, columns: list[str], source: str, first_lin
                 f"{source}: {location(first_line, row)}: field '{column}' is empty (too few fields?); "
                 f"expected a value in {columns}"
             )
+
+
+def floor_seconds(values: pd.Series, source: str, field: str, first_line: int | None) -> np.ndarray:
+    """int64 seconds from times written as (possibly fractional) seconds, floored.
+
+    Event logs in seconds with a millisecond part (YOOCHOOSE's ``1396437466.94``) or written as
+    floats (JODIE's ``36.0``) keep their second; the pipeline's int64 seconds cannot hold more.
+    """
+    numbers = pd.to_numeric(values, errors="coerce")
+    array = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
+    bad = ~np.isfinite(array) | (array < 0) | (array >= 2.0**63)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise DataError(
+            f"{source}: {location(first_line, row)}: field '{field}' = {values.iloc[row]!r};"
+            " expected a non-negative number of seconds"
+        )
+    return np.floor(array).astype(np.int64)
