@@ -18,10 +18,12 @@ from omegaconf import OmegaConf
 from deepm3.metrics import metric_names
 from deepm3.models.components.base import SequentialRecommender
 from deepm3.models.components.bert4rec import BERT4RecNet, cloze_sequence
+from deepm3.models.components.decayed_repeat import DecayedRepeatNet
 from deepm3.models.components.gru4rec import GRU4RecNet
 from deepm3.models.components.gru_dt import GRUDtNet
 from deepm3.models.components.pop import PopNet
 from deepm3.models.components.sasrec import SASRecNet
+from deepm3.models.components.slrc import SLRCNet
 from deepm3.models.components.tisasrec import TiSASRecNet, personal_intervals
 from tests.helpers.tiny_runs import compose_train, tiny_run
 
@@ -37,9 +39,11 @@ NETS: dict[str, Callable[[], SequentialRecommender]] = {
     "gru_dt": lambda: GRUDtNet(N, hidden=16, gru_hidden=12, gap_features=4, time={"unit": "hours"}),
     "bert4rec": lambda: BERT4RecNet(N, hidden=16, heads=2, max_len=WIDE),
     "pop": lambda: PopNet(N),
+    "slrc": lambda: SLRCNet(N, hidden=16),
+    "decayed_repeat": lambda: DecayedRepeatNet(N, tau=600.0),
 }
 CAUSAL = [name for name in NETS if name != "bert4rec"]
-PRESETS = ["sasrec", "sasrec_large", "tisasrec", "gru4rec", "gru_dt", "bert4rec", "pop"]
+PRESETS = ["sasrec", "sasrec_large", "tisasrec", "gru4rec", "gru_dt", "bert4rec", "pop", "slrc", "decayed_repeat"]
 
 
 def make_batch(lengths: list[int], width: int = L, seed: int = 0) -> dict[str, torch.Tensor]:

@@ -23,8 +23,9 @@ from torch.func import functional_call
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from deepm3.errors import ConfigError
-from deepm3.models.components.base import SequentialRecommender, next_item_loss
+from deepm3.models.components.base import SequentialRecommender
 from deepm3.models.components.cuda_graphs import GraphedLoops
+from deepm3.models.components.excitation import ItemExcitation
 from deepm3.models.components.flows import DecayFlow, build_flow
 from deepm3.models.components.ode import GapODE, VectorField
 from deepm3.models.components.scripted import METHOD_CODES, window_loop
@@ -45,6 +46,7 @@ class DeepM3Net(SequentialRecommender):
         horizon: bool = False,
         horizon_weight: float = 0.1,
         cuda_graphs: bool = False,
+        repeat: dict | None = None,
     ) -> None:
         super().__init__(num_items, hidden)
         solver = dict(solver or {"method": "euler", "steps": 1})
@@ -86,6 +88,33 @@ class DeepM3Net(SequentialRecommender):
             and getattr(getattr(self.ode, "residual", None), "implementation", "steps") == "steps"
         )
         self._graph_loops: GraphedLoops | None = None
+        # repeat (off by default): each history item excites its own score with a kernel of the time
+        # elapsed to the query (.excitation); amplitude and rate per item, shifted per query by a
+        # read-out of the evolved state (`state: true`). Both start at zero: the term starts off,
+        # and with zero amplitude the model is exactly the one without it.
+        repeat = dict(repeat or {})
+        self.repeat: ItemExcitation | None = None
+        self.repeat_head: nn.Linear | None = None
+        if repeat.pop("enabled", False):
+            from_state = repeat.pop("state", True)
+            self.repeat = ItemExcitation(num_items, **repeat)
+            if from_state:
+                self.repeat_head = nn.Linear(hidden, 2)
+                nn.init.zeros_(self.repeat_head.weight)
+                nn.init.zeros_(self.repeat_head.bias)
+
+    @property
+    def streaming(self) -> bool:
+        """Whether a stored state alone can score (``advance``/``readout``): not with the repeat term,
+        which reads the history's items and times."""
+        return self.repeat is None
+
+    def excitation(self, batch: dict[str, torch.Tensor], hidden: torch.Tensor) -> torch.Tensor | None:
+        if self.repeat is None:
+            return None
+        queries = hidden.shape[1]
+        modulation = None if self.repeat_head is None else self.repeat_head(hidden)
+        return self.repeat(batch["items"], batch["times"], batch["next_times"][:, -queries:], modulation)
 
     def forward(self, items: torch.Tensor, times: torch.Tensor, next_times: torch.Tensor) -> torch.Tensor:
         return self._run(items, times, next_times)[0]
@@ -95,9 +124,7 @@ class DeepM3Net(SequentialRecommender):
         if not self.horizon:
             return super().training_loss(batch, loss)
         hidden, gap_params = self._run(batch["items"], batch["times"], batch["next_times"])
-        targets = batch["targets"]
-        real = targets > 0
-        item_loss = next_item_loss(self, hidden[real], targets[real], loss)
+        item_loss = self.position_loss(batch, hidden, loss)
         return item_loss + self.horizon_weight * self._gap_nll(gap_params, batch["times"], batch["items"])
 
     def _gap_nll(self, gap_params: torch.Tensor, times: torch.Tensor, items: torch.Tensor) -> torch.Tensor:

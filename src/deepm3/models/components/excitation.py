@@ -1,0 +1,121 @@
+"""Continuous-time self-excitation of history items: the repeat term shared by SLRC+ and DeepM3.
+
+A past interaction with item ``i`` at time ``t_j`` raises ``i``'s score at the query time ``t``
+by ``a * k(t - t_j)``, summed over the window's interactions with ``i`` (a Hawkes process's
+intensity; Wang et al., WWW 2019, model repeat consumption this way). The kernel is written
+once here; the models differ in where amplitude and rate come from (per item, or read from
+the evolved user state).
+
+Which history a query sees is the causal rule every model follows: the prediction at window
+position ``p`` (asked at ``next_times[:, p]``) is excited by the events at positions ``<= p``
+only. Under ``time.query=last`` the caller passes ``next_times = times``
+(:func:`~deepm3.models.components.time.visible_inputs`), so no term depends on when the
+predicted event happened.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from deepm3.errors import ConfigError
+from deepm3.models.components.time import UNITS
+
+KERNELS = ("exp", "exp_gauss")
+
+
+def elapsed(times: torch.Tensor, query_times: torch.Tensor, items: torch.Tensor, unit_seconds: float):
+    """``[B, Q, L]`` time from each window event ``j`` to each query ``q`` in ``unit_seconds``, and
+    the mask of pairs where event ``j`` may excite query ``q``.
+
+    ``query_times`` is ``[B, Q]`` and belongs to the last ``Q`` window positions (``Q = L`` in
+    training: every position; ``Q = 1`` at inference: the last), so query ``q`` sees events
+    ``j <= L - Q + q``. Differences are taken in int64 (unix seconds overflow float32).
+    """
+    length, queries = items.shape[1], query_times.shape[1]
+    gap = (query_times[:, :, None] - times[:, None, :]).clamp(min=0).to(torch.float32) / unit_seconds
+    position = torch.arange(length, device=items.device)
+    causal = position[None, :] <= (position[length - queries :])[:, None]
+    mask = causal[None] & (items > 0)[:, None, :]
+    return gap, mask
+
+
+def add_to_scores(scores: torch.Tensor, items: torch.Tensor, excitation: torch.Tensor) -> torch.Tensor:
+    """``scores [M, N + 1] + `` each event's ``excitation [M, L]`` on its item ``items [M, L]`` (new tensor)."""
+    return scores.scatter_add(-1, items, excitation.to(scores.dtype))
+
+
+def check_unit(unit: str | float) -> float:
+    if isinstance(unit, str):
+        if unit not in UNITS:
+            raise ConfigError(
+                f"repeat.unit={unit!r} is unknown; expected one of {sorted(UNITS)} or a number of seconds"
+            )
+        return UNITS[unit]
+    if isinstance(unit, bool) or not isinstance(unit, (int, float)) or not unit > 0:
+        raise ConfigError(f"repeat.unit={unit!r}; expected a positive number of seconds")
+    return float(unit)
+
+
+class ItemExcitation(nn.Module):
+    """Per-item amplitude ``a_i`` and decay rate ``b_i = softplus(.)`` (per ``unit``) of an exponential
+    kernel, optionally mixed (``exp_gauss``) with a Gaussian bump at a learned lifetime ``mu_i``:
+    ``k_i(d) = pi_i exp(-b_i d) + (1 - pi_i) exp(-(d - mu_i)^2 / (2 s_i^2))`` -- SLRC+'s kernel,
+    short-term excitation plus the item's life cycle.
+
+    ``forward`` returns ``[B, Q, L]``: what each window event adds to its item's score at each
+    query. ``modulation`` (``[B, Q, 2]``, optional) is added to each query's amplitudes and to their
+    rates' pre-activation: how DeepM3 reads both from its evolved state.
+    Amplitudes start at ``init_amplitude`` (0: the term starts switched off).
+    """
+
+    def __init__(
+        self,
+        num_items: int,
+        kernel: str = "exp",
+        unit: str | float = "hours",
+        init_amplitude: float = 0.0,
+        init_rate: float = 1.0,
+        init_lifetime: float = 24.0,
+    ) -> None:
+        super().__init__()
+        if kernel not in KERNELS:
+            raise ConfigError(f"repeat.kernel={kernel!r}; expected one of {list(KERNELS)}")
+        if not init_rate > 0 or not init_lifetime > 0:
+            raise ConfigError(f"repeat.init_rate / init_lifetime must be > 0, got {init_rate!r} / {init_lifetime!r}")
+        self.kernel = kernel
+        self.unit_seconds = check_unit(unit)
+        self.amplitude = nn.Parameter(torch.full((num_items + 1,), float(init_amplitude)))
+        self.rate = nn.Parameter(torch.full((num_items + 1,), _softplus_inverse(init_rate)))
+        if kernel == "exp_gauss":
+            self.mix = nn.Parameter(torch.zeros(num_items + 1))  # pi = 0.5 at the start
+            self.lifetime = nn.Parameter(torch.full((num_items + 1,), _softplus_inverse(init_lifetime)))
+            self.spread = nn.Parameter(torch.full((num_items + 1,), _softplus_inverse(init_lifetime / 2)))
+
+    def forward(
+        self,
+        items: torch.Tensor,
+        times: torch.Tensor,
+        query_times: torch.Tensor,
+        modulation: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        gap, mask = elapsed(times, query_times, items, self.unit_seconds)
+        amplitude = self.amplitude[items][:, None, :]
+        rate = self.rate[items][:, None, :]
+        if modulation is not None:
+            amplitude = amplitude + modulation[..., :1]
+            rate = rate + modulation[..., 1:]
+        value = torch.exp(-F.softplus(rate) * gap)
+        if self.kernel == "exp_gauss":
+            mix = torch.sigmoid(self.mix[items])[:, None, :]
+            centre = F.softplus(self.lifetime[items])[:, None, :]
+            spread = F.softplus(self.spread[items])[:, None, :] + 1e-3
+            value = mix * value + (1 - mix) * torch.exp(-0.5 * ((gap - centre) / spread) ** 2)
+        return torch.where(mask, amplitude * value, torch.zeros_like(value))
+
+
+def _softplus_inverse(value: float) -> float:
+    return float(value + math.log(-math.expm1(-value)))
