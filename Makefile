@@ -52,7 +52,7 @@ PRESET ?= full
 SEEDS ?=
 DEVICE ?= auto
 
-phase2: $(STAMP) ## whole study -> results/$(DATASET)/ (DATASET=ml1m PRESET=full|smoke SEEDS="[0,1]" DEVICE=auto|cpu|cuda ARGS=...)
+phase2: $(STAMP) ## whole study -> results/$(DATASET)/, PRESET=smoke -> outputs/phase2/smoke/ (DATASET=ml1m PRESET=full|smoke SEEDS="[0,1]" DEVICE=auto|cpu|cuda ARGS=...)
 	$(PY) -m deepm3.phase2 dataset=$(DATASET) preset=$(PRESET) device=$(DEVICE) $(if $(SEEDS),'seeds=$(SEEDS)') $(ARGS)
 
 amazon: ## the phase2 study on Amazon Books (same PRESET/SEEDS/DEVICE variables)

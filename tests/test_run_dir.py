@@ -92,3 +92,74 @@ def test_the_checkpoint_callback_writes_where_readers_look() -> None:
 def test_the_plan_does_not_import_the_training_entry_point() -> None:
     code = "import sys, deepm3.phase2.plan; sys.exit('deepm3.train' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+# --- paths in metrics.json are relative to the study folder, and both forms read back ---------------
+
+
+def study_run(tmp_path: Path, name: str = "sasrec-seed0") -> Path:
+    run = tmp_path / "study" / "runs" / name
+    run.mkdir(parents=True)
+    return run
+
+
+def test_metrics_name_the_tested_checkpoint_relative_to_the_study_folder(tmp_path: Path) -> None:
+    run = study_run(tmp_path)
+    rd.write_metrics(run, {"best_checkpoint": str(run / "checkpoints" / "best-epoch003.ckpt")})
+    assert rd.read_metrics(run)["best_checkpoint"] == "runs/sasrec-seed0/checkpoints/best-epoch003.ckpt"
+
+
+def test_a_copied_runs_source_is_named_relative_to_the_study_folder(tmp_path: Path) -> None:
+    run = study_run(tmp_path)
+    rd.write_metrics(run, {"reused_from": str(tmp_path / "study" / "runs" / "tune-sasrec-1-seed0")})
+    assert rd.read_metrics(run)["reused_from"] == "runs/tune-sasrec-1-seed0"
+
+
+def test_the_recorded_commands_output_folder_is_relative_to_the_study_folder(tmp_path: Path) -> None:
+    run = study_run(tmp_path)
+    command = f"python -m deepm3.train model=sasrec seed=0 paths.output_dir={run}"
+    rd.write_metrics(run, {"provenance": {"command": command, "commit": "abc"}})
+    recorded = rd.read_metrics(run)["provenance"]
+    assert recorded == {
+        "command": "python -m deepm3.train model=sasrec seed=0 paths.output_dir=runs/sasrec-seed0",
+        "commit": "abc",
+    }
+
+
+def test_the_processed_data_folder_is_named_under_the_data_root(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("DEEPM3_DATA_DIR", str(tmp_path / "cache"))
+    run = study_run(tmp_path)
+    rd.write_metrics(run, {"data": {"users": 3, "data_dir": str(tmp_path / "cache" / "processed" / "ml100k-abc")}})
+    recorded = rd.read_metrics(run)["data"]
+    assert recorded == {"users": 3, "data_dir": "<data_dir>/processed/ml100k-abc"}
+    assert rd.resolve_data_dir(recorded["data_dir"]) == tmp_path / "cache" / "processed" / "ml100k-abc"
+
+
+def test_a_path_outside_the_study_folder_is_kept_as_it_is(tmp_path: Path) -> None:
+    run = study_run(tmp_path)
+    rd.write_metrics(run, {"reused_checkpoint_from": "/elsewhere/run"})
+    assert rd.read_metrics(run)["reused_checkpoint_from"] == "/elsewhere/run"
+
+
+def test_a_run_outside_a_runs_folder_names_paths_relative_to_itself(tmp_path: Path) -> None:
+    rd.write_metrics(tmp_path, {"best_checkpoint": str(tmp_path / "checkpoints" / "last.ckpt")})
+    assert rd.read_metrics(tmp_path)["best_checkpoint"] == "checkpoints/last.ckpt"
+
+
+def test_readers_accept_old_absolute_and_new_relative_paths(tmp_path: Path) -> None:
+    run = study_run(tmp_path)
+    assert rd.resolve_run_path("runs/tune-sasrec-1-seed0", run) == tmp_path / "study" / "runs" / "tune-sasrec-1-seed0"
+    assert rd.resolve_run_path("/old/machine/results/x/runs/a", run) == Path("/old/machine/results/x/runs/a")
+    assert rd.resolve_data_dir("/root/.cache/deepm3/processed/ml100k-abc") == Path(
+        "/root/.cache/deepm3/processed/ml100k-abc"
+    )
+
+
+@pytest.mark.parametrize(
+    "named", ["runs/sasrec-seed0/checkpoints/best.ckpt", "/old/machine/runs/x/checkpoints/best.ckpt"]
+)
+def test_the_tested_checkpoint_is_found_from_either_form(tmp_path: Path, named: str) -> None:
+    run = study_run(tmp_path)
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "best.ckpt").write_bytes(b"x")
+    assert rd.tested_checkpoint(run, {"best_checkpoint": named}) == run / "checkpoints" / "best.ckpt"

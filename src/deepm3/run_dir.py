@@ -50,7 +50,7 @@ class RunMetrics(TypedDict, total=False):
     solver: dict[str, Any] | None
     test: dict[str, float]  # the tested checkpoint's test metrics, without the ``test/`` prefix
     best_val: dict[str, float | None]  # the monitor's best validation score
-    best_checkpoint: str  # the tested checkpoint; readers use its name (the folder may have moved)
+    best_checkpoint: str  # the tested checkpoint, relative to the study folder; readers use its name
     epochs: int
     num_params: int
     uses_time: bool
@@ -127,8 +127,9 @@ def is_complete(run_dir: Path) -> bool:
 
 
 def write_metrics(run_dir: Path, metrics: RunMetrics | dict[str, Any]) -> Path:
-    """Write ``metrics.json`` atomically; call it after every other file of the run."""
-    return write_json(Path(run_dir) / METRICS_FILE, metrics)
+    """Write ``metrics.json`` atomically, its paths relative (:func:`portable_metrics`); call it
+    after every other file of the run."""
+    return write_json(Path(run_dir) / METRICS_FILE, portable_metrics(metrics, run_dir))
 
 
 def read_metrics(run_dir: Path) -> RunMetrics:
@@ -174,6 +175,79 @@ def read_error(run_dir: Path) -> str | None:
         return str(json.loads(path.read_text()).get("error", "unknown error"))
     except (OSError, json.JSONDecodeError) as exc:
         return f"unreadable {path}: {exc}"
+
+
+# --- paths in per-run files ------------------------------------------------------------------
+# A run's files travel: a study folder is committed and verified on other machines. So the paths
+# metrics.json names are relative to the study folder -- the folder holding ``runs/``
+# (``<study>/runs/<run>/``), or the run folder itself when it is not in a ``runs/`` folder -- and the
+# processed-data folder is named under ``<data_dir>`` (``paths.data_dir``). Runs written before this
+# name absolute paths; readers accept both (:func:`resolve_run_path`, :func:`resolve_data_dir`).
+RUNS_PARENT = "runs"
+PATH_KEYS = ("best_checkpoint", "reused_from", "reused_checkpoint_from")
+DATA_DIR_PREFIX = "<data_dir>"
+
+
+def study_root(run_dir: Path) -> Path:
+    """The folder a run's paths are relative to: ``<study>`` for ``<study>/runs/<run>``, else the run folder."""
+    run_dir = Path(os.path.abspath(run_dir))
+    return run_dir.parent.parent if run_dir.parent.name == RUNS_PARENT else run_dir
+
+
+def portable_path(path: str | Path, run_dir: Path) -> str:
+    """``path`` relative to the run's study folder (POSIX) when it lies inside it; else as given
+    (a path that is relative already, e.g. copied from another run of the study, included)."""
+    if not os.path.isabs(path):
+        return str(path)
+    try:
+        return Path(os.path.abspath(path)).relative_to(study_root(run_dir)).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def resolve_run_path(text: str, run_dir: Path) -> Path:
+    """A path a per-run file names: absolute (runs written before relative paths) as it is,
+    relative against the run's study folder."""
+    path = Path(text)
+    return path if path.is_absolute() else study_root(run_dir) / path
+
+
+def data_root() -> Path:
+    """``paths.data_dir``'s default: ``$DEEPM3_DATA_DIR``, else ``~/.cache/deepm3``."""
+    return Path(os.environ.get("DEEPM3_DATA_DIR", "~/.cache/deepm3")).expanduser()
+
+
+def resolve_data_dir(text: str) -> Path:
+    """``data.data_dir`` of a metrics.json: ``<data_dir>/...`` under :func:`data_root`, else as written."""
+    if text == DATA_DIR_PREFIX or text.startswith(DATA_DIR_PREFIX + "/"):
+        return data_root() / text[len(DATA_DIR_PREFIX) :].lstrip("/")
+    return Path(text)
+
+
+def portable_metrics(metrics: RunMetrics | dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    """``metrics`` with every path it names made portable: :data:`PATH_KEYS` and the command's
+    ``key=<path>`` overrides relative to the study folder, ``data.data_dir`` under ``<data_dir>``."""
+    out: dict[str, Any] = dict(metrics)
+    for key in PATH_KEYS:
+        if isinstance(out.get(key), str) and out[key]:
+            out[key] = portable_path(out[key], run_dir)
+    data = out.get("data")
+    if isinstance(data, dict) and isinstance(data.get("data_dir"), str) and os.path.isabs(data["data_dir"]):
+        try:
+            inner = Path(data["data_dir"]).relative_to(data_root()).as_posix()
+            out["data"] = {**data, "data_dir": f"{DATA_DIR_PREFIX}/{inner}"}
+        except ValueError:
+            pass
+    provenance = out.get("provenance")
+    if isinstance(provenance, dict) and isinstance(provenance.get("command"), str):
+        words = [_portable_override(word, run_dir) for word in provenance["command"].split(" ")]
+        out["provenance"] = {**provenance, "command": " ".join(words)}
+    return out
+
+
+def _portable_override(word: str, run_dir: Path) -> str:
+    key, sep, value = word.partition("=")
+    return f"{key}={portable_path(value, run_dir)}" if sep and os.path.isabs(value) else word
 
 
 # --- per-user rows ---------------------------------------------------------------------------
@@ -227,10 +301,11 @@ def read_popularity(run_dir: Path, item_ids: np.ndarray) -> np.ndarray | None:
                 "the two files come from different datasets"
             )
         return np.concatenate([[0], table["count"].to_numpy(dtype=np.int64)])
-    data_dir = (try_read_metrics(run_dir) or {}).get("data", {}).get("data_dir")
-    if not data_dir or not ProcessedData.is_complete(Path(data_dir)):
+    recorded = (try_read_metrics(run_dir) or {}).get("data", {}).get("data_dir")
+    data_dir = resolve_data_dir(recorded) if recorded else None
+    if data_dir is None or not ProcessedData.is_complete(data_dir):
         return None
-    data = ProcessedData.load(Path(data_dir))
+    data = ProcessedData.load(data_dir)
     if data.item_ids.tolist() != item_ids.tolist():
         raise DataError(
             f"{data_dir}: its item map differs from {Path(run_dir) / ITEM_MAP_FILE}; cannot count popularity"

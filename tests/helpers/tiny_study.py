@@ -18,14 +18,15 @@ MODELS = {  # the default plan: one model of each kind, and one that fails
 }
 
 
-def phase2_config(results: Path, data: Path, *overrides: str, models: dict | None = None) -> DictConfig:
-    """Like ``python -m deepm3.phase2 <TinySource dataset overrides> ...`` with a tiny plan."""
+def phase2_config(results: Path | None, data: Path, *overrides: str, models: dict | None = None) -> DictConfig:
+    """Like ``python -m deepm3.phase2 <TinySource dataset overrides> ...`` with a tiny plan
+    (``results=None``: no ``results_dir=``, the preset's own folder)."""
     tiny = tiny_dataset(data)
     dataset = [o for o in tiny if not o.startswith("paths.")]
     cfg = compose(
         "phase2",
         [
-            f"results_dir={results}",
+            *([] if results is None else [f"results_dir={results}"]),
             "seeds=[0,1]",
             "device=cpu",
             "noise_sweeps=[jitter,item_dropout]",
