@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import traceback
 from collections.abc import Sequence
@@ -155,6 +156,18 @@ def write_error(run_dir: Path, overrides: Sequence[str], exc: BaseException) -> 
             "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
         },
     )
+
+
+def clear_run(run_dir: Path) -> None:
+    """Empty a run folder but for its lock: an explicit retrain in place (the experiment suite's
+    ``overwrite=true``) must not leave the replaced run's checkpoints or metrics beside the new."""
+    for entry in Path(run_dir).iterdir():
+        if entry.name == LOCK_FILE:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
 
 
 def clear_error(run_dir: Path) -> None:
