@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -157,3 +158,28 @@ def test_a_one_mode_study_names_its_query_mode_on_each_table(study: dict) -> Non
 
 def test_tables_of_both_modes_carry_no_single_mode_note(study: dict) -> None:
     assert "this study's only query mode" not in (study["out"] / "main_table.md").read_text()
+
+
+def test_a_trained_run_names_its_paths_relative_to_the_study_folder(study: dict) -> None:
+    metrics = _metrics(study, "deepm3-euler-seed1")
+    assert metrics["best_checkpoint"].startswith("runs/deepm3-euler-seed1/checkpoints/")
+    assert "paths.output_dir=runs/deepm3-euler-seed1" in metrics["provenance"]["command"]
+    assert _metrics(study, "gru4rec-seed0")["reused_from"].startswith("runs/tune-gru4rec-")
+    assert metrics["provenance"]["allow_dirty"] is True  # the tiny studies train from this checkout
+
+
+def test_verify_recomputes_the_budget_and_claims_of_a_study_under_the_rules(
+    study: dict, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    shutil.copytree(study["out"].parent, tmp_path / "results")
+    cfg = study["cfg"].copy()
+    cfg.results_dir = str(tmp_path / "results")
+    cfg.studies = ["irregularity", "budget", "claims"]
+    run_phase2(cfg)
+    cfg.studies = ["verify"]
+    run_phase2(cfg)
+    out = capsys.readouterr().out
+    matched = out.split("tables match their recomputation: ")[1].splitlines()[0]
+    for table in ("budget.csv", "claims.csv", "irregularity_seeds.csv", "tune.csv", "significance_last_seeds.csv"):
+        assert table in matched
+    assert "written before" not in out
