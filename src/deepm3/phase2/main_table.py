@@ -69,6 +69,29 @@ def write_main_table(plan: Plan, out_dir: Path, mode: str | None = None, suffix:
             SAMPLED_STEM + suffix,
             f"Sampled-mode metrics{where} (target vs 100 sampled negatives; NOT comparable to full ranking)",
         )
+    written += write_slices(runs, out_dir, suffix, where)
+    return written
+
+
+SLICE_STEMS = {"novel/": "main_table_novel", "repeat/": "main_table_repeat"}
+PER_SEQUENCE_STEM = "main_table_per_sequence"
+
+
+def write_slices(runs: list[dict], out_dir: Path, suffix: str, where: str) -> list[Path]:
+    """Where targets repeat history items: the ``novel/`` and ``repeat/`` slices of the headline;
+    under a split by time: the per-sequence view (each sequence's events averaged first)."""
+    written = []
+    for prefix, stem in SLICE_STEMS.items():
+        sliced = [r for r in runs if any(k.startswith(prefix) for k in r["test"])]
+        if sliced:
+            share = np.mean([r["test"].get("repeat_share", np.nan) for r in sliced])
+            title = f"Slice {prefix.rstrip('/')}: targets {'' if prefix == 'repeat/' else 'not '}in the history"
+            title += f" ({share:.1%} of targets repeat){where} (mean ± std over seeds)"
+            written += _write(summarise(sliced, prefix), out_dir, stem + suffix, title)
+    per_sequence = [{**r, "test": r["test_per_sequence"]} for r in runs if r.get("test_per_sequence")]
+    if per_sequence:
+        title = f"Per-sequence view: each sequence's target events averaged first{where} (mean ± std over seeds)"
+        written += _write(summarise(per_sequence), out_dir, PER_SEQUENCE_STEM + suffix, title)
     return written
 
 
