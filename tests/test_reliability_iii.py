@@ -7,6 +7,7 @@ Networks here have random weights and tiny sizes; nothing is trained.
 
 from __future__ import annotations
 
+import copy
 import socket
 import sys
 import threading
@@ -623,3 +624,43 @@ def test_parquet_refuses_an_empty_string_id_as_csv_refuses_an_empty_field(tmp_pa
         with pytest.raises(DataError, match=rf"clicks\.\w+: .*field '{column}' is empty") as info:
             InteractionsFileSource(tmp_path / name).read()
         assert "\n" not in str(info.value)
+
+
+# -- 7. fuzzing the HTTP API from its own OpenAPI schema ---------------------------------------------
+
+
+@pytest.mark.slow  # a few hundred generated requests (schemathesis + hypothesis)
+@pytest.mark.parametrize("mode", ["positive", "negative"])
+def test_fuzzed_requests_from_the_openapi_schema_get_no_500_and_json_errors(tmp_path: Path, mode: str) -> None:
+    schemathesis = pytest.importorskip("schemathesis")
+    from hypothesis import HealthCheck, given, settings
+    from schemathesis.generation import GenerationMode
+
+    app = create_app(recommender(deepm3_net()), snapshot=tmp_path / "state.pt", api_key=KEY)
+    raw = copy.deepcopy(app.openapi())
+    for name in ("Query", "UserEvents"):  # mostly items the model knows, so requests reach the network
+        raw["components"]["schemas"][name]["properties"]["items"] = {
+            "anyOf": [{"type": "array", "items": {"enum": [*ITEM_IDS, "unknown"]}}, {"type": "null"}]
+        }
+    schema = schemathesis.openapi.from_dict(raw)
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert {op.path for op in operations} == {"/recommend", "/events", "/health", "/model", "/metrics", "/snapshot"}
+    if mode == "negative":  # only a body can be made invalid (GET /health has nothing to negate)
+        operations = [op for op in operations if op.path in ("/recommend", "/events")]
+    seen: list[int] = []
+    with TestClient(app):  # runs the lifespan (snapshot loading) as a real server would
+        for operation in operations:
+
+            @settings(max_examples=60, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+            @given(case=operation.as_strategy(generation_mode=GenerationMode(mode)))
+            def check(case) -> None:
+                response = case.call(app=app, headers={"X-API-Key": KEY} if case.headers is None else None)
+                seen.append(response.status_code)
+                assert response.status_code < 500, f"{case.method} {case.path} {case.body!r}: {response.text}"
+                if response.status_code >= 400:
+                    detail = response.json()["detail"]
+                    assert isinstance(detail, str) and detail and "\n" not in detail
+
+            check()
+    assert any(400 <= status < 500 for status in seen)  # unknown items, times out of order, invalid bodies
+    assert mode == "negative" or 200 in seen

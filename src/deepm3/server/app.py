@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -329,6 +329,35 @@ class Server:
         self.metrics.stored_users.set(len(self.store))
 
 
+KEY_PARAMETER = {"name": API_KEY_HEADER, "in": "header", "required": False, "schema": {"type": "string"}}
+
+
+def _body(model: type[BaseModel], keyed: bool = False) -> dict[str, Any]:
+    """The OpenAPI request body of an endpoint taking one ``model`` or a non-empty array of them.
+
+    Bodies are read by hand (the size limit holds before parsing), so FastAPI cannot infer them;
+    declaring them lets clients and fuzzers (tests/test_reliability_iii.py) see what is expected.
+    """
+    ref = {"$ref": f"#/components/schemas/{model.__name__}"}
+    schema = {"anyOf": [ref, {"type": "array", "items": ref, "minItems": 1}]}
+    extra: dict[str, Any] = {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+    if keyed:
+        extra["parameters"] = [KEY_PARAMETER]
+    return extra
+
+
+def _openapi(app: FastAPI, generate: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """FastAPI's schema plus the request models the hand-read bodies refer to (not served over HTTP)."""
+    if app.openapi_schema is None:
+        schema = generate()
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        for model in (Query, UserEvents):
+            definition = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            schemas.update(definition.pop("$defs", {}))
+            schemas[model.__name__] = definition
+    return app.openapi_schema  # type: ignore[return-value]
+
+
 @lru_cache(maxsize=None)
 def _list_of(model: type[BaseModel]) -> TypeAdapter:
     """A validator for ``list[model]``, built once (building one costs more than using it)."""
@@ -506,7 +535,7 @@ def create_app(
         where = ".".join(str(part) for part in first.get("loc", ()))
         return JSONResponse({"detail": f"{where}: {first.get('msg', 'invalid request')}"}, status_code=422)
 
-    @app.post("/recommend")
+    @app.post("/recommend", openapi_extra=_body(Query))
     async def recommend(request: Request) -> Any:
         body = await read_body(request, limits.max_body_bytes, limits.body_timeout_s)
 
@@ -540,7 +569,7 @@ def create_app(
                 "(/events, /snapshot) need its api key",
             )
 
-    @app.post("/events")
+    @app.post("/events", openapi_extra=_body(UserEvents, keyed=True))
     async def events(request: Request) -> Any:
         authorise(request)
         body = await read_body(request, limits.max_body_bytes, limits.body_timeout_s)
@@ -564,10 +593,11 @@ def create_app(
     async def metrics() -> Response:
         return Response(server.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
-    @app.post("/snapshot")
+    @app.post("/snapshot", openapi_extra={"parameters": [KEY_PARAMETER]})
     async def snapshot_now(request: Request) -> Any:
         authorise(request)
         return (await server.snapshot_once()).model_dump()
 
+    app.openapi = partial(_openapi, app, app.openapi)  # type: ignore[method-assign]
     app.add_middleware(TimingMiddleware, metrics=server.metrics, endpoints=ENDPOINTS)
     return app

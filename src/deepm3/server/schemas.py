@@ -1,8 +1,9 @@
 """Request and response bodies of the HTTP server, and one-line messages for invalid ones.
 
-Types are strict (a timestamp is a JSON integer, not ``"881250949"`` or ``1.5``; a flag is
-``true``/``false``) so a client's mistake is reported instead of guessed at. Item ids are
-strings or integers, as in the training data (``"50"`` and ``50`` are the same item).
+Types are strict (a timestamp is a JSON integer -- ``881250949`` or ``881250949.0``, which JSON
+Schema counts as one -- not ``"881250949"`` or ``1.5``; a flag is ``true``/``false``) so a
+client's mistake is reported instead of guessed at. Item ids are strings or integers, as in the
+training data (``"50"`` and ``50`` are the same item).
 Every validation failure becomes one line that names the field (``body[2].timestamps[1]: ...``).
 """
 
@@ -24,8 +25,16 @@ def _item_id(value: Any) -> Any:
     return value
 
 
+def _whole(value: Any) -> Any:
+    """A number with no fraction (``881250949.0``) is that integer, as JSON Schema's ``integer``
+    (this API's OpenAPI schema) says; ``1.5`` and ``"5"`` stay errors."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 ItemId = Annotated[str, BeforeValidator(_item_id)]
-Seconds = Annotated[int, Strict(), Field(ge=0, le=MAX_SECONDS)]
+Seconds = Annotated[int, BeforeValidator(_whole), Strict(), Field(ge=0, le=MAX_SECONDS)]
 UserId = Annotated[str, Strict(), Field(min_length=1, max_length=256)]
 Flag = Annotated[bool, Strict()]
 
@@ -33,13 +42,38 @@ Flag = Annotated[bool, Strict()]
 class Query(BaseModel):
     """One recommendation request: a known ``user`` (events posted to ``/events``), or a history."""
 
-    model_config = ConfigDict(extra="forbid")
+    # the either-or rule of _one_source, in the OpenAPI schema too (clients and fuzzers read it there)
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "oneOf": [
+                {
+                    "required": ["user"],
+                    "properties": {
+                        "user": {"type": "string"},
+                        "items": {"type": "null"},
+                        "timestamps": {"type": "null"},
+                    },
+                },
+                {
+                    "required": ["items", "timestamps"],
+                    "properties": {
+                        "user": {"type": "null"},
+                        "items": {"type": "array"},
+                        "timestamps": {"type": "array"},
+                    },
+                },
+            ]
+        },
+    )
 
     user: UserId | None = None
     items: list[ItemId] | None = None
     timestamps: list[Seconds] | None = None
     at: Seconds | None = Field(None, description="when the prediction is asked (unix s); default: now")
-    k: Annotated[int, Strict(), Field(ge=1)] | None = Field(None, description="list length; default: the server's k")
+    k: Annotated[int, BeforeValidator(_whole), Strict(), Field(ge=1)] | None = Field(
+        None, description="list length; default: the server's k"
+    )
     exclude_seen: Flag = True
     unknown_items: Literal["error", "skip"] = "error"
 
