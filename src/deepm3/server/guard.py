@@ -7,9 +7,9 @@ httptools protocol with three additions:
 
 - a **header timeout**: a connection that has not sent a complete request head within
   ``header_timeout`` seconds of connecting (or of starting a request) is closed;
-- **idle shedding**: past ``max_connections`` open sockets, the connection that has waited
-  longest without a request in progress (idle keep-alive or still sending headers) is
-  closed to make room, so a new client is served instead of a slow one;
+- **idle shedding**: past ``max_connections + health_headroom`` open sockets, the connection
+  that has waited longest without a request in progress (idle keep-alive or still sending
+  headers) is closed to make room, so a new client is served instead of a slow one;
 - **headroom for health checks**: requests other than ``/health`` get a 503 once
   ``max_connections`` requests run at once; ``/health`` may use ``health_headroom`` more.
 
