@@ -464,3 +464,10 @@ def test_claim3_a_baseline_drop_of_exactly_10_percent_is_a_collapse(
 ) -> None:
     robustness(tmp_path, {"deepm3-euler": 0.0, "tisasrec": baseline_drop, "gru_dt": 0.5})
     assert verdict(tmp_path, "amazon_toys", 3).verdict == expected
+
+
+def test_a_model_whose_cap_is_unknown_fails_the_budget_check(tmp_path: Path) -> None:
+    claim4_that_holds(tmp_path)
+    write(tmp_path, "budget", [{"model": m, "trained_runs": 0, "at_cap": 0, "status": "cap unknown"} for m in MODELS])
+    finding = verdict(tmp_path, "ml100k", 4)
+    assert finding.verdict == INCONCLUSIVE and "deepm3-euler: cap unknown" in finding.budget

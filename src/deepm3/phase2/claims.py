@@ -405,16 +405,13 @@ def claim5(study: Study) -> Measured:
     worse_seeds = seed_significant(seeds, sign=-1)
     worse = worse_users or worse_seeds
     verdict = HOLDS if small < big and not worse else FAILS
-    better = difference > 0 and p < ALPHA and seed_significant(seeds)
-    kind = (
-        "beats it at both levels"
-        if better
-        else "significantly worse ("
-        + " and ".join(x for x, w in (("per user", worse_users), ("over seeds", worse_seeds)) if w)
-        + ")"
-        if worse
-        else "no significant difference at both levels"
-    )
+    if worse:
+        levels = [name for name, found in (("per user", worse_users), ("over seeds", worse_seeds)) if found]
+        kind = f"significantly worse ({' and '.join(levels)})"
+    elif difference > 0 and p < ALPHA and seed_significant(seeds):
+        kind = "beats it at both levels"
+    else:
+        kind = "not significantly different at one level or both"
     return Measured(
         measured,
         "main_table.csv, significance.csv, significance_seeds.csv",
@@ -458,8 +455,10 @@ def budget_check(study: Study, models: Sequence[str]) -> tuple[bool, str]:
         row = rows.get(model)
         if row is None:
             failing.append(f"{model}: no row in {budget.STEM}.csv")
+        elif str(row.status) == budget.CAPPED:
+            failing.append(f"{model} {int(row.at_cap)} of {int(row.trained_runs)} runs at the cap")
         elif not budget.passes(str(row.status)):
-            failing.append(f"{model} {int(row.at_cap)} of {int(row.trained_runs)} runs at the cap ({row.status})")
+            failing.append(f"{model}: {row.status}")
         elif int(row.trained_runs):
             shares.append(int(row.at_cap) / int(row.trained_runs))
     if failing:

@@ -13,9 +13,10 @@ Two studies are not recomputed, and the output says why (:data:`SKIPPED`): robus
 every checkpoint on perturbed inputs, efficiency re-runs a speed benchmark. The claims page is
 recomputed from the recomputed tables plus those two committed ones as they are.
 
-A study written before the budget and seed-level rules (no ``budget.csv``) still verifies: the
-tables it has are compared on the columns it has, the tables those rules added are listed as
-absent, and its ``claims.csv`` (verdicts by the older rules) is listed as not comparable.
+A recomputed table the folder does not have (its stage was not run there, e.g. a peer study
+without irregularity) is named, not an error. A study written before the budget and seed-level
+rules (no ``budget.csv``) still verifies: its tables are compared on the columns they have, and
+its ``claims.csv`` (verdicts by the older rules) is named as not comparable.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ class Verified:
     """What ``verify`` checked, and what it could not."""
 
     matched: list[str] = field(default_factory=list)
-    absent: list[str] = field(default_factory=list)  # recomputed, no committed copy (study before the rules)
+    absent: list[str] = field(default_factory=list)  # recomputed, but the study has no such table
     not_compared: dict[str, str] = field(default_factory=dict)  # file -> why
     new_columns: dict[str, list[str]] = field(default_factory=dict)  # file -> columns the committed copy lacks
 
@@ -71,7 +72,7 @@ def verify_study(
     then ``claims`` there (with the committed tables of :data:`SKIPPED` studies copied in), and
     compare every CSV with ``out_dir``'s copy.
 
-    Raises ``DataError`` naming the first table that differs or is missing; a step that cannot run
+    Raises ``DataError`` naming the first table that differs; a step that cannot run
     (a :class:`DeepM3Error`, e.g. no reference run yet) recomputes nothing, as its stage would.
     """
     out_dir = Path(out_dir)
@@ -100,10 +101,8 @@ def verify_study(
 
 def _check(committed: Path, path: Path, old: bool, rtol: float, result: Verified) -> None:
     if not committed.is_file():
-        if old:
-            result.absent.append(path.name)
-            return
-        raise DataError(f"verify: {committed} is missing; the runs produce it (run the study stages first)")
+        result.absent.append(path.name)
+        return
     if old and path.name == CLAIMS_CSV:
         result.not_compared[path.name] = f"its verdicts were {BEFORE_RULES}"
         return
@@ -125,10 +124,10 @@ def _say(out_dir: Path, result: Verified) -> None:
         + "; ".join(f"{stage} ({why})" for stage, why in SKIPPED.items())
         + "; the claims page reads their committed tables as they are"
     )
-    if result.absent or result.not_compared or result.new_columns:
+    if result.absent:
+        print(f"verify: recomputed, but not in this study (stages it did not run): {', '.join(result.absent)}")
+    if result.not_compared or result.new_columns or RULES_MARKER in result.absent:
         lines = [f"verify: this study was {BEFORE_RULES} (no {RULES_MARKER})"]
-        if result.absent:
-            lines.append(f"  not in it (these rules add them): {', '.join(result.absent)}")
         for name, why in result.not_compared.items():
             lines.append(f"  {name} not compared: {why}")
         for name, columns in result.new_columns.items():
