@@ -13,6 +13,7 @@ import torch
 from scipy import stats
 
 from deepm3 import bench
+from deepm3.phase2.irregularity_study import group_seed_tests
 from deepm3.phase2.main_table import write_main_table
 from deepm3.phase2.plan import make_plan
 from deepm3.phase2.significance_study import write_significance
@@ -101,3 +102,20 @@ def test_bench_times_are_the_median_of_the_timed_calls_with_warm_up_excluded(mon
     medians = bench._round_robin({"a": task("a"), "b": task("b")}, warmup=1, calls=3, device=torch.device("cpu"))
     assert medians == {"a": 2.0, "b": 20.0}
     assert all(next(rest, None) is None for rest in durations.values())  # every planned call was made
+
+
+def test_the_seed_level_test_per_tertile_uses_only_that_tertiles_users() -> None:
+    """Six users, gap CVs 1..6: tertiles {1,2}, {3,4}, {5,6}. In the high tertile DeepM3 leads by
+    0.1, 0.2, 0.3 on seeds 0-2 (its per-seed means); elsewhere the models tie."""
+    records = []
+    for seed, lead in enumerate([0.1, 0.2, 0.3]):
+        for user, cv in enumerate([1.0, 2.0, 3.0, 4.0, 5.0, 6.0]):
+            base = 0.2 + 0.01 * seed
+            records.append({"model": "gru4rec", "seed": seed, "user": f"u{user}", "gap_cv": cv, "ndcg@10": base})
+            mine = base + (lead if cv > 4 else 0.0)
+            records.append({"model": "deepm3", "seed": seed, "user": f"u{user}", "gap_cv": cv, "ndcg@10": mine})
+    table = group_seed_tests(pd.DataFrame(records), "deepm3", "ndcg@10").set_index("group")
+    assert list(table.index) == ["low", "mid", "high", "all"]
+    high = stats.ttest_rel([0.3, 0.41, 0.52], [0.2, 0.21, 0.22])
+    assert table.loc["high", "seed_t_pvalue"] == pytest.approx(high.pvalue, rel=1e-9)
+    assert table.loc["low", "seed_t_pvalue"] == 1.0  # no difference at all: p = 1
