@@ -3,8 +3,9 @@
 :mod:`deepm3.serve` stays the Python API (:class:`~deepm3.serve.Recommender`); this package
 wraps it in a FastAPI app: request/response models (:mod:`.schemas`), per-user stored state
 with snapshots (:mod:`.state`), Prometheus metrics (:mod:`.observe`), micro-batching
-(:mod:`.batching`), the endpoints (:mod:`.app`) and the Hydra/uvicorn entry point
-(:mod:`.cli`). It needs the ``serve`` extra (``pip install deepm3[serve]``); the names below
+(:mod:`.batching`), the endpoints (:mod:`.app`), connection guards against slow clients
+(:mod:`.guard`) and the Hydra/uvicorn entry point (:mod:`.cli`). It needs the ``serve`` extra
+(``pip install deepm3[serve]``); the names below
 are imported on first use, so the command line can say so in one line when it is missing.
 """
 
