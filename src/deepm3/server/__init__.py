@@ -5,8 +5,8 @@ wraps it in a FastAPI app: request/response models (:mod:`.schemas`), per-user s
 with snapshots (:mod:`.state`), Prometheus metrics (:mod:`.observe`), micro-batching
 (:mod:`.batching`), the endpoints (:mod:`.app`), connection guards against slow clients
 (:mod:`.guard`) and the Hydra/uvicorn entry point (:mod:`.cli`). It needs the ``serve`` extra
-(``pip install deepm3[serve]``); the names below
-are imported on first use, so the command line can say so in one line when it is missing.
+(``pip install deepm3[serve]``); the names below are imported on first use, so the command
+line can say so in one line when it is missing.
 """
 
 from typing import Any
