@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 import torch
@@ -25,6 +24,7 @@ from deepm3.models.components.pop import PopNet
 from deepm3.models.components.sasrec import SASRecNet
 from deepm3.models.components.slrc import SLRCNet
 from deepm3.models.components.tisasrec import TiSASRecNet, personal_intervals
+from deepm3.run_dir import resolve_run_path
 from tests.helpers.tiny_runs import compose_train, tiny_run
 
 N = 30  # items
@@ -243,4 +243,4 @@ def test_every_preset_trains_and_tests_through_the_real_config(name, tmp_path):
     assert sorted(written["test"]) == sorted(metric_names())
     assert all(0.0 <= value <= 1.0 for value in written["test"].values())
     assert written["num_params"] == metrics["num_params"] > 0
-    assert Path(written["best_checkpoint"]).is_file()
+    assert resolve_run_path(written["best_checkpoint"], out).is_file()  # relative to the run's study folder
