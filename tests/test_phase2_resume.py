@@ -189,3 +189,19 @@ def test_the_smoke_preset_from_a_checkout_leaves_its_results_folder_as_committed
     assert (checkout / "outputs" / "phase2" / "smoke" / "synthetic" / "README.md").is_file()
     status = subprocess.run([*git, "status", "--porcelain", "--", "results"], capture_output=True, text=True)
     assert status.stdout == ""
+
+
+def test_a_run_trained_before_a_setting_existed_is_resumed_not_refused(tmp_path: Path, trained: list[str]) -> None:
+    """A setting added to the config later (here: the dataset's split options) keeps the old
+    behaviour at its default, so the older run still counts as this plan's."""
+    plan, spec = one_run_plan(tmp_path)
+    overrides = run_overrides(plan, spec, PLANNED, "cpu")
+    cfg = compose_run(overrides)
+    with open_dict(cfg):
+        for key in ("split", "val_share", "test_share"):
+            del cfg.dataset[key]
+    spec.directory.mkdir(parents=True)
+    save_config(spec.directory, cfg)
+    write_metrics(spec.directory, {"training_key": training_key(cfg), "train_seconds": 1.0, "test": {}})
+    summary = train_all(plan, PLANNED, "cpu", bar=False)
+    assert trained == [] and summary.skipped == [spec.name]

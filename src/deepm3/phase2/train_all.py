@@ -150,13 +150,12 @@ def training_settings(cfg: Any) -> dict[str, str]:
 def config_differences(found: Any, planned: Any, *, for_tables: bool = False) -> tuple[dict[str, str], dict[str, str]]:
     """The settings in which a found run's config and the planned one differ, as ``(there, here)``.
 
-    ``for_tables`` compares only what decides which plan a run belongs to: it leaves out the
-    device, and settings only one side has (added to the config after the run was trained, they
-    cannot tell two plans apart), so older studies' tables can still be rebuilt."""
+    Settings only one side has are left out: a setting added to the config after a run was
+    trained keeps the behaviour it was trained with at its default, so it cannot tell two plans
+    apart, and a study trained before it can still be resumed and its tables rebuilt.
+    ``for_tables`` also leaves out the device (tables compare what was trained, not where)."""
     there, here = training_settings(found), training_settings(planned)
-    keys = sorted(set(there) | set(here))
-    if for_tables:
-        keys = [k for k in keys if k in there and k in here and k not in DEVICE_KEYS]
+    keys = sorted(k for k in set(there) & set(here) if not (for_tables and k in DEVICE_KEYS))
     differ = [k for k in keys if there.get(k, ABSENT) != here.get(k, ABSENT)]
     differ.sort(key=lambda k: (k not in there or k not in here, k))  # changed values before added settings
     return {k: there.get(k, ABSENT) for k in differ}, {k: here.get(k, ABSENT) for k in differ}
@@ -189,9 +188,7 @@ def other_config(spec: RunSpec, overrides: Sequence[str], *, for_tables: bool = 
         return None
     if (spec.directory / CONFIG_FILE).is_file():
         there, here = config_differences(read_config(spec.directory), planned, for_tables=for_tables)
-        if there or not for_tables:
-            return OtherConfig(spec, there or {"training_key": recorded}, here or {"training_key": key})
-        return None
+        return OtherConfig(spec, there, here) if there else None
     return OtherConfig(spec, {"training_key": recorded}, {"training_key": key})
 
 
@@ -251,7 +248,11 @@ def _made_by(run_dir: Path, overrides: Sequence[str]) -> bool:
     """Whether the complete run in ``run_dir`` trained what ``overrides`` train (``True`` when it
     recorded nothing to tell)."""
     recorded = recorded_identity(run_dir)
-    return recorded is None or recorded == training_key(compose_run(overrides))
+    if recorded is None or recorded == training_key(compose_run(overrides)):
+        return True
+    if not (Path(run_dir) / CONFIG_FILE).is_file():
+        return False
+    return not config_differences(read_config(run_dir), compose_run(overrides))[0]
 
 
 def train_all(
