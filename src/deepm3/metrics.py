@@ -116,7 +116,9 @@ class RankMetrics(Metric):
     ``repeat/<metric>`` slices. With ``headline_novel_only`` (history excluded from the ranking) the
     headline covers the novel-target samples only: excluding a history that contains the target
     would hand out free hits, so repeat targets are ranked over every item and reported apart.
-    Ranks are ``cat``-reduced, so the numbers are exact under DDP too.
+    Ranks are ``cat``-reduced and, given each sample's index (``samples``), de-duplicated by it after
+    the gather: a distributed sampler pads the last shard with repeated samples, which must not count
+    twice, so the numbers under DDP equal one process's.
     """
 
     full_state_update = False
@@ -127,18 +129,28 @@ class RankMetrics(Metric):
         self.headline_novel_only = headline_novel_only
         self.add_state("ranks", default=[], dist_reduce_fx="cat")
         self.add_state("repeat", default=[], dist_reduce_fx="cat")
+        self.add_state("samples", default=[], dist_reduce_fx="cat")
 
-    def update(self, ranks: torch.Tensor, repeat: torch.Tensor | None = None) -> None:
+    def update(
+        self, ranks: torch.Tensor, repeat: torch.Tensor | None = None, samples: torch.Tensor | None = None
+    ) -> None:
+        """``samples``: each rank's row in its split (pass it for every batch or for none)."""
         self.ranks.append(ranks.detach().long())
         self.repeat.append(torch.zeros_like(ranks, dtype=torch.bool) if repeat is None else repeat.detach().bool())
+        if samples is not None:
+            self.samples.append(samples.detach().long().to(self.ranks[-1].device))
 
     def values(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Every kept rank and repeat flag, concatenated (gathered across processes)."""
-        ranks, repeat = self.ranks, self.repeat
-        if isinstance(ranks, list):  # not synced (one process): still a list of batches
-            ranks = torch.cat(ranks) if ranks else torch.zeros(0, dtype=torch.long, device=self.device)
-            repeat = torch.cat(repeat) if repeat else torch.zeros(0, dtype=torch.bool, device=self.device)
+        """Every kept rank and repeat flag (gathered across processes), once per sample and in sample
+        order when the samples were given."""
+        ranks, repeat, samples = (_cat(x, dtype, self.device) for x, dtype in self._columns())
+        if len(samples) != len(ranks):  # no sample indices: every update is its own samples
+            return ranks, repeat
+        samples, ranks, repeat = unique_by_sample(samples, ranks, repeat)
         return ranks, repeat
+
+    def _columns(self) -> list[tuple[list[torch.Tensor] | torch.Tensor, torch.dtype]]:
+        return [(self.ranks, torch.long), (self.repeat, torch.bool), (self.samples, torch.long)]
 
     def compute(self) -> dict[str, torch.Tensor]:
         ranks, repeat = self.values()
@@ -154,3 +166,27 @@ class RankMetrics(Metric):
         if not len(ranks):
             return {prefix + name: torch.tensor(float("nan")) for name in metric_names(self.ks)}
         return {prefix + name: values.mean() for name, values in ranking_metrics(ranks, self.ks).items()}
+
+
+def _cat(values: list[torch.Tensor] | torch.Tensor, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A metric state as one tensor: still a list of batches before a sync, one tensor after."""
+    if isinstance(values, torch.Tensor):
+        return values
+    return torch.cat(values) if values else torch.zeros(0, dtype=dtype, device=device)
+
+
+def unique_by_sample(samples: torch.Tensor, *columns: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """``samples`` and each aligned column, keeping one row per sample index, sorted by it.
+
+    A distributed sampler pads the last shard with repeats of the first samples; gathered
+    evaluation rows must count each sample once, as one process does, and in its order.
+
+    >>> unique_by_sample(torch.tensor([2, 0, 1, 0]), torch.tensor([7, 5, 6, 5]))
+    (tensor([0, 1, 2]), tensor([5, 6, 7]))
+    """
+    order = torch.argsort(samples, stable=True)
+    ordered = samples[order]
+    first = torch.ones_like(ordered, dtype=torch.bool)
+    first[1:] = ordered[1:] != ordered[:-1]
+    keep = order[first]
+    return (samples[keep], *(c[keep.to(c.device)] for c in columns))

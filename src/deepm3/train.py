@@ -178,6 +178,8 @@ def run(
     if "sequence" in rows.columns:  # split by time: the headline averages events; this view averages sequences
         per_sequence = rows.groupby("sequence")[metric_names(module.ks)].mean().mean()
         metrics["test_per_sequence"] = {k: float(v) for k, v in per_sequence.items()}
+    if not trainer.is_global_zero:  # DDP: every process holds the same gathered rows; one writes the run folder
+        return metrics
     clear_error(out)  # a rerun that succeeds clears an old failure
     write_user_rows(out, rows)
     _write_item_files(out, datamodule)

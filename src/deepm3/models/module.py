@@ -2,19 +2,34 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import lightning as L
 import torch
 from hydra.utils import instantiate
 from torchmetrics import MetricCollection
+from torchmetrics.utilities.distributed import gather_all_tensors
 
 from deepm3.errors import ConfigError
-from deepm3.metrics import DEFAULT_KS, EVAL_MODES, RankMetrics, repeat_targets, sampled_target_ranks, target_ranks
+from deepm3.metrics import (
+    DEFAULT_KS,
+    EVAL_MODES,
+    RankMetrics,
+    repeat_targets,
+    sampled_target_ranks,
+    target_ranks,
+    unique_by_sample,
+)
 from deepm3.models.components.base import SequentialRecommender
 from deepm3.models.components.time import check_query_mode, visible_inputs
 
 DEFAULT_OPTIMIZER = "torch.optim.AdamW"
+
+# Under DDP the evaluation metrics are gathered through their torchmetrics state and counted once per
+# sample (RecModule), so Lightning's advice to sync logged values or to test on one device does not apply.
+warnings.filterwarnings("ignore", message=r".*sync_dist=True.* when logging on epoch level in distributed")
+warnings.filterwarnings("ignore", message=r"Using `DistributedSampler` with the dataloaders\. During `trainer\.test")
 
 
 class RecModule(L.LightningModule):
@@ -25,7 +40,9 @@ class RecModule(L.LightningModule):
     history is removed from the candidates, except for samples whose target is itself a
     history item (a *repeat*): those are ranked over all items and reported as the
     ``repeat/`` slice, outside the headline number (see :class:`deepm3.metrics.RankMetrics`).
-    Test ranks are kept per user (``test_ranks``) so callers can write per-user rows.
+    Test ranks are kept per sample (``test_ranks``, in sample order) so callers can write per-user rows.
+    Under DDP every metric and row is gathered over the processes and counted once per sample
+    (``batch["samples"]``), so the padding of Lightning's distributed sampler never counts twice.
     ``eval_mode="sampled"`` also ranks each target among the batch's stored ``negatives`` and
     logs those metrics as ``<stage>/sampled_<metric>`` beside the full-ranking ones, which stay
     the monitored headline.
@@ -100,10 +117,11 @@ class RecModule(L.LightningModule):
         repeat = (
             repeat_targets(targets, batch["history_rows"], batch["history_items"]) if "history_rows" in batch else None
         )
-        self.rank_metrics[stage].update(ranks, repeat)
+        samples = batch.get("samples")
+        self.rank_metrics[stage].update(ranks, repeat, samples)
         if self.sampled:
             self.rank_metrics[f"{stage}_sampled"].update(
-                sampled_target_ranks(scores, targets, batch["negatives"]), repeat
+                sampled_target_ranks(scores, targets, batch["negatives"]), repeat, samples
             )
         return ranks
 
@@ -116,24 +134,40 @@ class RecModule(L.LightningModule):
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._eval_step(batch, "test")
         self._test_users.append(batch["users"].detach())
-        self._test_samples.append(batch.get("samples", batch["users"]).detach())
+        if "samples" in batch:
+            self._test_samples.append(batch["samples"].detach())
+        else:  # a hand-built batch: its rows follow the ones before it
+            done = sum(len(x) for x in self._test_samples)
+            self._test_samples.append(torch.arange(done, done + len(batch["users"]), device=batch["users"].device))
 
     def on_test_epoch_start(self) -> None:
         self._test_users = []
         self._test_samples = []
 
     def on_test_epoch_end(self) -> None:
-        ranks, repeat = self.rank_metrics["test"].values()
-        sampled = self.rank_metrics["test_sampled"].values()[0] if self.sampled else None
-        users = torch.cat(self._test_users) if self._test_users else torch.zeros(0, dtype=torch.long)
-        samples = torch.cat(self._test_samples) if self._test_samples else torch.zeros(0, dtype=torch.long)
-        if self.trainer.world_size > 1:  # ranks were not synced yet (values() reads local state)
-            users, samples, ranks, repeat = (self.all_gather(x).flatten() for x in (users, samples, ranks, repeat))
-            sampled = self.all_gather(sampled).flatten() if sampled is not None else None
-        self.test_ranks = {"users": users.cpu(), "samples": samples.cpu(), "ranks": ranks.cpu(), "repeat": repeat.cpu()}
-        if sampled is not None:
-            self.test_ranks["sampled_ranks"] = sampled.cpu()
+        metric = self.rank_metrics["test"]
+        rows = {
+            "users": torch.cat(self._test_users) if self._test_users else torch.zeros(0, dtype=torch.long),
+            "samples": torch.cat(self._test_samples) if self._test_samples else torch.zeros(0, dtype=torch.long),
+            "ranks": torch.cat(metric.ranks) if metric.ranks else torch.zeros(0, dtype=torch.long),
+            "repeat": torch.cat(metric.repeat) if metric.repeat else torch.zeros(0, dtype=torch.bool),
+        }
+        if self.sampled:
+            sampled = self.rank_metrics["test_sampled"].ranks
+            rows["sampled_ranks"] = torch.cat(sampled) if sampled else torch.zeros(0, dtype=torch.long)
+        self.test_ranks = {k: v.cpu() for k, v in self._gathered_once_per_sample(rows).items()}
         self._log_metrics("test")
+
+    def _gathered_once_per_sample(self, rows: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """This process's per-sample columns; under DDP every process's, one row per sample, in sample order.
+
+        ``gather_all_tensors`` (not ``self.all_gather``) because the processes may hold unequal numbers.
+        """
+        if self.trainer.world_size > 1:
+            rows = {k: torch.cat(gather_all_tensors(v.to(self.device))) for k, v in rows.items()}
+        names = [k for k in rows if k != "samples"]
+        samples, *columns = unique_by_sample(rows["samples"], *(rows[k] for k in names))
+        return {"samples": samples, **dict(zip(names, columns))}
 
     def _log_metrics(self, stage: str) -> None:
         names = [(stage, "")] + ([(f"{stage}_sampled", "sampled_")] if self.sampled else [])
