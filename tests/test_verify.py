@@ -16,7 +16,7 @@ from deepm3.phase2.claims import write_claims
 from deepm3.phase2.main_table import write_main_table
 from deepm3.phase2.plan import Plan, make_plan
 from deepm3.phase2.significance_study import write_significance
-from deepm3.phase2.verify import SKIPPED, verify_study
+from deepm3.phase2.verify import SKIPPED, robustness_from_runs, verify_study
 from tests.helpers.run_folders import write_run_folder
 
 PER_USER = {  # per-user NDCG@10 of seed 0; seed k adds 0.01 * k (DeepM3: 0.03 * k)
@@ -138,3 +138,38 @@ def test_a_study_before_the_rules_still_fails_on_a_wrong_number(tmp_path: Path) 
     table.to_csv(out / "main_table.csv", index=False)
     with pytest.raises(DataError, match=r"main_table\.csv differs .* column 'ndcg@10'"):
         verify_study(out, steps, claims)
+
+
+# -- robustness: what needs no re-testing is still checked --------------------------------------------
+
+
+def robustness_runs(plan: Plan, out: Path, clean_ndcg: dict[tuple[str, int], float] | None = None) -> None:
+    """``robustness_runs.csv`` whose clean rows repeat each run's metrics.json, and one jitter level."""
+    rows = []
+    for spec in plan.runs:
+        step = 0.03 if spec.model == "deepm3-euler" else 0.01
+        own = sum(v + step * spec.seed for v in PER_USER[spec.model]) / 5  # what write_run_folder recorded
+        clean = (clean_ndcg or {}).get((spec.model, spec.seed), own)
+        rows.append({"noise": "clean", "level": 0.0, "model": spec.model, "seed": spec.seed, "ndcg@10": clean})
+        rows.append({"noise": "jitter", "level": 1.0, "model": spec.model, "seed": spec.seed, "ndcg@10": clean * 0.9})
+    pd.DataFrame(rows).to_csv(out / "robustness_runs.csv", index=False)
+
+
+def test_robustness_csv_is_recomputed_from_the_committed_per_run_table(tmp_path: Path) -> None:
+    plan, steps, claims = study(tmp_path)
+    out = plan.dataset_dir
+    robustness_runs(plan, out)
+    robustness_from_runs(plan, out, out)  # what the robustness stage wrote from the same numbers
+    table = pd.read_csv(out / "robustness.csv")
+    assert table.loc[table["noise"] == "jitter", "relative_drop"].to_numpy() == pytest.approx(0.1)
+    table.loc[0, "mean"] += 0.01
+    table.to_csv(out / "robustness.csv", index=False)
+    with pytest.raises(DataError, match=r"robustness\.csv differs .* column 'mean'"):
+        verify_study(out, {"robustness": lambda into: robustness_from_runs(plan, out, into)})
+
+
+def test_a_clean_robustness_row_that_is_not_the_runs_own_number_is_named(tmp_path: Path) -> None:
+    plan, _, _ = study(tmp_path)
+    robustness_runs(plan, plan.dataset_dir, clean_ndcg={("gru4rec", 1): 0.9})
+    with pytest.raises(DataError, match=r"clean row of gru4rec seed 1 has ndcg@10 0\.9, its metrics\.json"):
+        robustness_from_runs(plan, plan.dataset_dir, tmp_path / "scratch")

@@ -33,7 +33,7 @@ from deepm3.phase2.sensitivity import sensitivity_plan, write_sensitivity
 from deepm3.phase2.significance_study import write_significance
 from deepm3.phase2.train_all import TrainSummary, require_one_plan, run_overrides, same_run_key, train_all
 from deepm3.phase2.tune import tune_plan, tuned_overrides, write_tuning
-from deepm3.phase2.verify import VERIFIED, verify_study
+from deepm3.phase2.verify import VERIFIED, robustness_from_runs, verify_study
 from deepm3.provenance import require_clean_tree
 
 log = logging.getLogger(__name__)
@@ -216,6 +216,7 @@ def run_phase2(
             name: (lambda tmp, name=name: _try_study(name, primary if name in PRIMARY_ONLY else plan, tmp, cfg))
             for name in VERIFIED
         }
+        steps["robustness"] = lambda tmp: robustness_from_runs(primary, out, tmp, cfg.significance_metric)
         if tuning is not None:
             steps["tune"] = lambda tmp: write_tuning(tuning, models, grids, tmp, str(cfg.tune_monitor))
         if grid:

@@ -9,9 +9,12 @@ the tables without training anything:
 
     python -m deepm3.phase2 dataset=<name> preset=<preset> results_dir=<dir> 'studies=[verify]'
 
-Two studies are not recomputed, and the output says why (:data:`SKIPPED`): robustness re-tests
-every checkpoint on perturbed inputs, efficiency re-runs a speed benchmark. The claims page is
-recomputed from the recomputed tables plus those two committed ones as they are.
+Two studies are not recomputed in full, and the output says why (:data:`SKIPPED`): robustness
+re-tests every checkpoint on perturbed inputs, efficiency re-runs a speed benchmark. Of robustness,
+what needs no re-testing is checked (:func:`robustness_from_runs`): ``robustness.csv`` is
+recomputed from the committed per-run table, whose clean rows must equal each run's own
+``metrics.json``. The claims page is recomputed from the recomputed tables plus the committed
+ones of those studies as they are.
 
 A recomputed table the folder does not have (its stage was not run there, e.g. a peer study
 without irregularity) is named, not an error. A study written before the budget and seed-level
@@ -32,13 +35,19 @@ import numpy as np
 import pandas as pd
 
 from deepm3.errors import DataError, DeepM3Error
+from deepm3.phase2.plan import Plan
+from deepm3.phase2.results import write_table
+from deepm3.phase2.robustness import CLEAN, METRICS_STEM, degradation
+from deepm3.run_dir import read_metrics
 
 log = logging.getLogger(__name__)
 
 # the stages recomputed from per-run files alone (tune and sensitivity are added when the preset has them)
 VERIFIED = ("main_table", "significance", "irregularity", "selection", "budget")
 SKIPPED = {  # stage -> why verify cannot recompute it
-    "robustness": "needs every checkpoint re-tested on perturbed inputs (not in the per-run files)",
+    "robustness": "robustness_runs.csv and robustness_entropy.csv need every checkpoint re-tested on perturbed "
+    "inputs; robustness.csv is recomputed from robustness_runs.csv, whose clean rows are checked against "
+    "each run's metrics.json",
     "efficiency": "re-runs a speed benchmark; timings of another machine or moment are not reproducible",
 }
 CARRIED = ("robustness*.csv", "efficiency.csv")  # committed tables of SKIPPED studies the claims page reads
@@ -85,7 +94,7 @@ def verify_study(
                 step(tmp)
             except DeepM3Error as exc:
                 log.info("verify: study %s recomputes nothing: %s", name, exc)
-        carried = {p.name for pattern in CARRIED for p in out_dir.glob(pattern)}
+        carried = {p.name for pattern in CARRIED for p in out_dir.glob(pattern) if not (tmp / p.name).exists()}
         if claims is not None and any(tmp.glob("*.csv")):
             for name in carried:
                 shutil.copyfile(out_dir / name, tmp / name)
@@ -133,6 +142,33 @@ def _say(out_dir: Path, result: Verified) -> None:
         for name, columns in result.new_columns.items():
             lines.append(f"  {name} compared without the columns these rules add: {', '.join(columns)}")
         print("\n".join(lines))
+
+
+def robustness_from_runs(
+    plan: Plan, out_dir: Path, into: Path, metric: str = "ndcg@10", atol: float = 1e-5
+) -> list[Path]:
+    """``robustness.csv`` recomputed into ``into`` from ``out_dir``'s ``robustness_runs.csv`` (the
+    re-tested numbers of every run), once that table's clean rows equal each run's ``metrics.json``
+    test numbers (to ``atol``: the re-test ranks in another batch order). Nothing without the table."""
+    path = Path(out_dir) / f"{METRICS_STEM}_runs.csv"
+    if not path.is_file():
+        return []
+    per_run = pd.read_csv(path)
+    runs = {(spec.model, spec.seed): spec.directory for spec in plan.completed()}
+    for row in per_run[per_run["noise"] == CLEAN].to_dict("records"):
+        directory = runs.get((str(row["model"]), int(row["seed"])))
+        if directory is None:
+            raise DataError(
+                f"verify: {path} has a clean row of {row['model']} seed {row['seed']}, a run this plan lacks"
+            )
+        tested = read_metrics(directory).get("test", {})
+        for name, value in tested.items():
+            if name in row and not np.isclose(float(row[name]), float(value), rtol=0, atol=atol):
+                raise DataError(
+                    f"verify: {path}'s clean row of {row['model']} seed {row['seed']} has {name} {row[name]!r}, "
+                    f"its metrics.json {value!r}"
+                )
+    return write_table(degradation(per_run, metric), Path(into), METRICS_STEM, "Robustness (recomputed)")
 
 
 def verify_tables(out_dir: Path, recompute: Callable[[Path], object], rtol: float = 1e-9) -> list[str]:
