@@ -34,3 +34,11 @@ def test_the_per_sequence_view_reads_each_runs_per_sequence_metrics(tmp_path):
 
 def test_runs_without_repeats_or_a_time_split_write_no_slice(tmp_path):
     assert write_slices([run(0, 0.2), run(1, 0.4)], tmp_path, "", "") == []
+
+
+def test_the_report_lists_each_main_table_in_every_query_mode():
+    from deepm3.phase2.report import SECTIONS
+
+    names = [name for name, _ in SECTIONS]
+    for stem in ("main_table", "main_table_repeat", "main_table_per_sequence"):
+        assert {stem, f"{stem}_target", f"{stem}_last"} <= set(names)

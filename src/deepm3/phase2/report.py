@@ -17,15 +17,23 @@ from deepm3.run_dir import CONFIG_FILE, read_config, read_metrics
 
 REPORT = "README.md"
 CLAIMS = "claims.md"
+MAIN_TABLES = [  # each also per secondary query mode (<stem>_<mode>: the primary mode has no suffix)
+    ("main_table", "Main table (full ranking)"),
+    ("main_table_sampled", "Sampled-mode table"),
+    ("main_table_repeat", "Slice: targets already in the history"),
+    ("main_table_novel", "Slice: targets new to the history"),
+    ("main_table_per_sequence", "Per-sequence view (split by time)"),
+]
 SECTIONS = [  # (file stem or png, heading)
     ("tune", "Tuning of the baselines (validation, one seed)"),
     ("selection", "Selection on validation"),
     ("selection_test", "Selected models: test"),
     ("selection_significance", "Selected models: significance"),
-    ("main_table", "Main table (full ranking)"),
-    ("main_table_last", "Main table (full ranking), time.query=last"),
-    ("main_table_sampled", "Sampled-mode table"),
-    ("main_table_sampled_last", "Sampled-mode table, time.query=last"),
+    *[
+        (f"{stem}{suffix}", f"{heading}{f', time.query={suffix[1:]}' if suffix else ''}")
+        for stem, heading in MAIN_TABLES
+        for suffix in ("", "_target", "_last")
+    ],
     ("budget", "Epoch budget per model (the claims page's budget check)"),
     ("significance", "Significance"),
     ("irregularity_tertiles", "Irregularity: metrics per gap-CV tertile"),
