@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from omegaconf import OmegaConf
 
 from deepm3.phase2.budget import CAPPED, CONVERGED, EXEMPT, RULE, UNKNOWN, budget_table, write_budget
@@ -69,11 +70,14 @@ def test_one_run_in_ten_at_the_cap_is_still_converged(tmp_path: Path) -> None:
     assert table_of(*runs).loc["sasrec", "status"] == CONVERGED
 
 
-def test_popularity_and_one_epoch_runs_are_exempt(tmp_path: Path) -> None:
-    pop = finished(tmp_path, "pop", 0, 1, 20, model="pop")
-    one_epoch = finished(tmp_path, "other", 0, 1, 1)
-    table = table_of(pop, one_epoch)
-    assert table["status"].tolist() == [EXEMPT, EXEMPT] and table["trained_runs"].tolist() == [0, 0]
+@pytest.mark.parametrize("model", ["pop", "repeat", "decayed_repeat"])
+def test_models_with_nothing_to_train_are_exempt_whatever_their_cap(tmp_path: Path, model: str) -> None:
+    table = table_of(finished(tmp_path, model, 0, 20, 20, model=model))
+    assert table.loc[model, ["status", "trained_runs"]].tolist() == [EXEMPT, 0]
+
+
+def test_a_run_whose_config_gives_one_epoch_is_exempt(tmp_path: Path) -> None:
+    assert table_of(finished(tmp_path, "other", 0, 1, 1)).loc["other", "status"] == EXEMPT
 
 
 def test_the_cap_is_read_from_the_recorded_command_when_the_config_is_gone(tmp_path: Path) -> None:

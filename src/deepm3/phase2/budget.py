@@ -7,8 +7,9 @@ claim *holds* (or *does not hold*) when a model it rests on hit the cap too ofte
 
 A run is **at its cap** when ``epochs >= trainer.max_epochs`` (``metrics.json``; the cap from the
 run's ``.hydra/config.yaml``, else from the ``trainer.max_epochs=`` of its recorded command).
-Models that learn nothing by gradient (``pop``, ``repeat``) and runs whose config gives them a
-single epoch are **exempt**: one epoch is their whole job, not a cut-off.
+Models that learn nothing by gradient (``pop``, ``repeat``, ``decayed_repeat``: counts, and a
+decay tuned on validation) and runs whose config gives them a single epoch are **exempt**: one
+epoch is their whole job, not a cut-off.
 """
 
 from __future__ import annotations
@@ -25,13 +26,14 @@ from deepm3.phase2.results import write_table
 from deepm3.run_dir import CONFIG_FILE, read_config, read_metrics
 
 STEM = "budget"
-NOT_TRAINED = ("pop", "repeat")  # model names (metrics.json `model`) with nothing to train
+NOT_TRAINED = ("pop", "repeat", "decayed_repeat")  # model names (metrics.json `model`) with nothing to train
 # -- the rule ----------------------------------------------------------------------------------
 MAX_AT_CAP_SHARE = 0.10  # a model whose trained runs hit their cap in MORE than 10% is not converged
 RULE = (
     f"budget: every model a verdict rests on ended by early stopping in at least "
     f"{1 - MAX_AT_CAP_SHARE:.0%} of its trained runs (at most {MAX_AT_CAP_SHARE:.0%} at `trainer.max_epochs`; "
-    f"exactly {MAX_AT_CAP_SHARE:.0%} passes); models that train nothing (pop, repeat, one-epoch runs) are exempt"
+    f"exactly {MAX_AT_CAP_SHARE:.0%} passes); models that train nothing ({', '.join(NOT_TRAINED)}, one-epoch runs) "
+    "are exempt"
 )
 EXEMPT, CONVERGED, CAPPED, UNKNOWN = "exempt (not trained)", "early stopping", "at the cap", "cap unknown"
 COLUMNS = [
