@@ -11,6 +11,7 @@ from lightning.pytorch.callbacks import Callback
 
 from deepm3.data.processed import DATA_STAMP_KEY, item_map_digest
 from deepm3.errors import DeepM3Error
+from deepm3.seeding import epoch_seed
 
 
 class NonFiniteLossError(DeepM3Error, FloatingPointError):
@@ -53,11 +54,6 @@ class FiniteLossGuard(Callback):
 def _last_checkpoint(trainer: L.Trainer) -> str | None:
     callback = trainer.checkpoint_callback
     return getattr(callback, "last_model_path", None) or getattr(callback, "best_model_path", None) or None
-
-
-def epoch_seed(seed: int, epoch: int) -> int:
-    """A distinct, reproducible seed for each (run seed, epoch)."""
-    return (int(seed) * 1_000_003 + int(epoch)) % (2**63 - 1)
 
 
 def dataset_stamp(datamodule: object) -> dict | None:

@@ -13,7 +13,6 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from deepm3.callbacks import epoch_seed
 from deepm3.data.cache import load_or_build
 from deepm3.data.negatives import load_or_sample_negatives
 from deepm3.data.preprocess import PreprocessConfig
@@ -22,6 +21,7 @@ from deepm3.data.samples import TRAIN_WINDOWS, SampleArrays, eval_samples, train
 from deepm3.data.sources.base import InteractionSource
 from deepm3.errors import ConfigError
 from deepm3.metrics import EVAL_MODES
+from deepm3.seeding import epoch_seed
 
 log = logging.getLogger(__name__)
 
