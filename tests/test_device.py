@@ -31,7 +31,7 @@ def test_a_device_this_machine_lacks_is_one_line(device: str, message: str) -> N
 def test_every_entry_point_uses_the_one_function() -> None:
     import deepm3.bench
     import deepm3.phase2.robustness
-    import deepm3.serve
+    import deepm3.recommender
 
-    for module in (deepm3.bench, deepm3.phase2.robustness, deepm3.serve):
+    for module in (deepm3.bench, deepm3.phase2.robustness, deepm3.recommender):
         assert module.resolve_device is resolve_device, module.__name__

@@ -40,7 +40,7 @@ from prometheus_client.parser import text_string_to_metric_families  # noqa: E40
 from deepm3.errors import DataError  # noqa: E402
 from deepm3.models.components.deepm3 import DeepM3Net  # noqa: E402
 from deepm3.models.components.gru4rec import GRU4RecNet  # noqa: E402
-from deepm3.serve import Recommender  # noqa: E402
+from deepm3.recommender import Recommender  # noqa: E402
 from deepm3.server import Limits, create_app  # noqa: E402
 from deepm3.server.batching import MicroBatcher  # noqa: E402
 from deepm3.server.cli import serve  # noqa: E402

@@ -28,8 +28,8 @@ from deepm3.models.components.deepm3 import DeepM3Net
 from deepm3.models.components.gru4rec import GRU4RecNet
 from deepm3.models.components.gru_dt import GRUDtNet
 from deepm3.models.components.tisasrec import TiSASRecNet
+from deepm3.recommender import Recommender
 from deepm3.registry import network_class
-from deepm3.serve import Recommender
 
 pytest.importorskip("fastapi")
 with warnings.catch_warnings():  # starlette's TestClient asks for httpx2; httpx is what it runs on here
@@ -523,7 +523,7 @@ def test_recommend_refuses_to_write_into_the_run_folder(tmp_path: Path, run_arg:
 
 def test_a_history_holding_every_item_gets_an_empty_list_with_its_reason(caplog) -> None:
     rec = recommender(gru_net())
-    with caplog.at_level("WARNING", logger="deepm3.serve"):
+    with caplog.at_level("WARNING", logger="deepm3.recommender"):
         result = rec.recommend(ITEM_IDS, list(range(N)), at=N, k=5)
     assert list(result) == [] and result.source == "model"
     assert "exclude_seen=false" in result.reason and "hold every item" in caplog.text

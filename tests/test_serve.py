@@ -24,12 +24,13 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 import deepm3
+import deepm3.recommender
 import deepm3.serve
 from deepm3.data.samples import eval_samples
 from deepm3.errors import ConfigError, DataError
 from deepm3.recommend import main as recommend_main
 from deepm3.recommend import run as recommend_cli
-from deepm3.serve import Recommender
+from deepm3.recommender import Recommender
 from tests.helpers.config import CONF_DIR
 from tests.helpers.serve_fixtures import MAX_LEN, TrainedRun, train_tiny
 
@@ -166,7 +167,7 @@ def test_query_time_does_not_change_gru4recs_ranking(gru_run):
 def test_query_time_defaults_to_now(deepm3_run, rec, monkeypatch):
     items, times, _, _ = raw_test_inputs(deepm3_run)
     now = times[0][-1] + 1_000_000
-    monkeypatch.setattr(deepm3.serve, "time", SimpleNamespace(time=lambda: now + 0.7))
+    monkeypatch.setattr(deepm3.recommender, "time", SimpleNamespace(time=lambda: now + 0.7))
     assert list(rec.recommend(items[0], times[0], k=None)) == list(rec.recommend(items[0], times[0], at=now, k=None))
 
 
@@ -189,7 +190,7 @@ def test_unknown_item_is_an_error_that_names_it_and_the_way_out(deepm3_run, rec)
 
 def test_unknown_item_can_be_skipped_and_reported(deepm3_run, rec, caplog):
     items, times, _, ats = raw_test_inputs(deepm3_run)
-    with caplog.at_level(logging.WARNING, logger="deepm3.serve"):
+    with caplog.at_level(logging.WARNING, logger="deepm3.recommender"):
         skipped = rec.recommend(
             [*items[0][:3], "sku-999", *items[0][3:]],
             [*times[0][:3], times[0][3], *times[0][3:]],
@@ -261,7 +262,7 @@ def popularity_order(run: TrainedRun) -> list[tuple[str, float]]:
 
 
 def test_empty_history_gets_training_popularity_and_says_so(deepm3_run, rec, caplog):
-    with caplog.at_level(logging.WARNING, logger="deepm3.serve"):
+    with caplog.at_level(logging.WARNING, logger="deepm3.recommender"):
         result = rec.recommend([], [], k=5)
     assert result.source == "popularity"
     assert list(result) == popularity_order(deepm3_run)[:5]
@@ -347,6 +348,13 @@ def test_import_deepm3_stays_light():
 
 def test_recommender_is_exported_from_the_package():
     assert deepm3.Recommender is Recommender
+
+
+def test_deepm3_serve_still_exports_the_python_api():
+    """The API moved to deepm3.recommender; code importing it from deepm3.serve keeps working."""
+    for name in deepm3.serve.__all__:
+        assert getattr(deepm3.serve, name) is getattr(deepm3.recommender, name), name
+    assert deepm3.serve.Recommender is Recommender
 
 
 # --- command line ----------------------------------------------------------------------------

@@ -11,7 +11,7 @@ __all__ = ["ConfigError", "DataError", "Recommender", "__version__"]
 def __getattr__(name: str) -> Any:
     """Import ``Recommender`` (and with it torch) only when asked for, so ``import deepm3`` stays light."""
     if name == "Recommender":
-        from deepm3.serve import Recommender
+        from deepm3.recommender import Recommender
 
         return Recommender
     raise AttributeError(f"module 'deepm3' has no attribute {name!r}")

@@ -36,7 +36,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from deepm3.errors import ConfigError, DataError, DeepM3Error
 from deepm3.io import write_atomic
-from deepm3.serve import Recommendations, Recommender, to_seconds
+from deepm3.recommender import Recommendations, Recommender, to_seconds
 
 log = logging.getLogger(__name__)
 

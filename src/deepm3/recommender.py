@@ -1,4 +1,4 @@
-"""Serve a trained run: the top-k next items for a raw-id history, asked at a chosen moment.
+"""The Python API of a trained run: the top-k next items for a raw-id history, asked at a chosen moment.
 
 A run dir written by ``python -m deepm3.train`` carries everything needed: the config (for
 the window length), the item map, training popularity (for users without history) and the
@@ -8,8 +8,8 @@ running anything the checkpoint names (:mod:`deepm3.checkpoint`).
 Inputs are turned into windows by the function evaluation uses
 (:func:`deepm3.data.samples.query_windows`): a served score equals an evaluated one.
 
-Over HTTP: ``python -m deepm3.serve run=<run dir>`` starts the server of :mod:`deepm3.server`
-(docs/serving.md); this module stays the Python API it is built on.
+:mod:`deepm3.server` (HTTP; ``python -m deepm3.serve run=<run dir>``, docs/serving.md) and
+:mod:`deepm3.recommend` (batch scoring) are built on it; it imports neither.
 """
 
 from __future__ import annotations
@@ -386,9 +386,3 @@ class Recommender:
 
 def _is_sequence(value: Any) -> bool:
     return isinstance(value, (Sequence, np.ndarray, pd.Series)) and not isinstance(value, (str, bytes))
-
-
-if __name__ == "__main__":  # python -m deepm3.serve run=<run dir>: the HTTP server (deepm3.server)
-    from deepm3.server.cli import main
-
-    main()

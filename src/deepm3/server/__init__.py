@@ -1,6 +1,6 @@
 """HTTP serving of a trained run (``python -m deepm3.serve run=<run dir>``; docs/serving.md).
 
-:mod:`deepm3.serve` stays the Python API (:class:`~deepm3.serve.Recommender`); this package
+The Python API is :mod:`deepm3.recommender` (:class:`~deepm3.recommender.Recommender`); this package
 wraps it in a FastAPI app: request/response models (:mod:`.schemas`), per-user stored state
 with snapshots (:mod:`.state`), Prometheus metrics (:mod:`.observe`), micro-batching
 (:mod:`.batching`), the endpoints (:mod:`.app`), connection guards against slow clients

@@ -45,8 +45,8 @@ import deepm3
 from deepm3.data.processed import item_map_digest
 from deepm3.errors import DataError, DeepM3Error
 from deepm3.provenance import code_version
+from deepm3.recommender import Recommendations, Recommender, empty_reason
 from deepm3.run_dir import locate_run, read_config, try_read_metrics
-from deepm3.serve import Recommendations, Recommender, empty_reason
 from deepm3.server.batching import MicroBatcher
 from deepm3.server.observe import Metrics, TimingMiddleware
 from deepm3.server.schemas import (

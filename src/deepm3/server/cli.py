@@ -16,8 +16,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from deepm3.errors import ConfigError, DeepM3Error
+from deepm3.recommender import Recommender
 from deepm3.run_dir import SNAPSHOT_FILE, locate_run
-from deepm3.serve import Recommender
 
 log = logging.getLogger(__name__)
 
