@@ -22,6 +22,7 @@ from deepm3.phase2.budget import write_budget
 from deepm3.phase2.claims import write_claims
 from deepm3.phase2.efficiency import write_efficiency
 from deepm3.phase2.irregularity_study import write_irregularity
+from deepm3.phase2.launch import launcher_from_config
 from deepm3.phase2.main_table import write_main_table
 from deepm3.phase2.plan import Plan, base_label, mode_view, plan_from_config, plan_seeds, query_modes
 from deepm3.phase2.progress import preset_hint
@@ -121,6 +122,7 @@ def run_phase2(
         models = {k: [*v, f"time.query={modes[0]}"] for k, v in models.items()}
     grids = cfg.preset.get("tune") or {}
     overwrite = bool(cfg.get("overwrite", False))  # retrain in place the runs another config made
+    launcher = launcher_from_config(cfg)  # None: train one run after another in this process
     verified: set[Path] = set()  # run folders found to be this plan's (each checked once)
     hint = preset_hint(cfg.preset, plan.dataset)  # seconds per run until runs are measured (progress lines)
     tuning = tune_plan(plan, models, grids, plan_seeds(cfg)[0]) if grids else None
@@ -129,7 +131,9 @@ def run_phase2(
         require_clean_tree(allow_dirty, len(tuning.missing()), "tune")
         _merge(
             summary,
-            train_all(tuning, shared, str(cfg.device), stage="tune", seconds_hint=hint, overwrite=overwrite),
+            train_all(
+                tuning, shared, str(cfg.device), stage="tune", seconds_hint=hint, overwrite=overwrite, launcher=launcher
+            ),
         )
         written["tune"] = write_tuning(tuning, models, grids, out, str(cfg.tune_monitor))
     plan = with_tuned(plan, tuned_overrides(out))
@@ -154,6 +158,7 @@ def run_phase2(
                 seconds_hint=hint,
                 measured_from=[] if tuning is None else tuning.completed(),
                 overwrite=overwrite,
+                launcher=launcher,
             ),
         )
     notes: list[str] = []
@@ -196,6 +201,7 @@ def run_phase2(
                 seconds_hint=hint,
                 measured_from=plan.completed(),
                 overwrite=overwrite,
+                launcher=launcher,
             ),
         )
         require_one_plan(sensitivity, shared, str(cfg.device), "sensitivity", verified)

@@ -30,7 +30,8 @@ from omegaconf import DictConfig, OmegaConf
 import deepm3.conf
 from deepm3.errors import ConfigError
 from deepm3.noise_eval import NOT_TRAINING, training_key
-from deepm3.phase2.plan import Plan, RunSpec
+from deepm3.phase2.launch import Job, Launcher, job_log, launch
+from deepm3.phase2.plan import RUNS_DIR, Plan, RunSpec
 from deepm3.phase2.progress import StudyProgress, measured_seconds
 from deepm3.run_dir import (
     CONFIG_FILE,
@@ -266,6 +267,7 @@ def train_all(
     measured_from: Sequence[RunSpec] = (),
     bar: bool | None = None,
     overwrite: bool = False,
+    launcher: Launcher | None = None,
 ) -> TrainSummary:
     """Train each incomplete run of ``plan``; never raises for one run's failure.
 
@@ -280,6 +282,7 @@ def train_all(
     A complete run counts only when its recorded training key is the plan's (:func:`other_configs`);
     one of another config raises :class:`ConfigError` before anything is trained, or with
     ``overwrite`` is retrained in place. A ``reusable`` run of another config is not copied.
+    ``launcher``: the runs to train go out as one Hydra multirun through it (:mod:`.launch`).
     """
     summary = TrainSummary()
     device_overrides(device)  # a bad device is the user's error, not every run's
@@ -301,6 +304,8 @@ def train_all(
     )
     log.info("%s", progress.plan_line(len(plan.runs), len(plan.runs) - len(actions), len(actions) - len(todo)))
     pending = {spec.name: (overrides, source) for spec, overrides, source in actions}
+    if launcher is not None:
+        return _launch_stage(plan, pending, replaced, launcher, stage, summary)
     with progress:
         for spec in plan.runs:
             if spec.name not in pending:
@@ -345,6 +350,49 @@ def train_all(
     log.info(
         "phase2: %d trained, %d skipped (already complete), %d failed",
         len(summary.trained),
+        len(summary.skipped),
+        len(summary.failed),
+    )
+    return summary
+
+
+def _launch_stage(
+    plan: Plan,
+    pending: dict[str, tuple[list[str], Path | None]],
+    replaced: set[str],
+    launcher: Launcher,
+    stage: str,
+    summary: TrainSummary,
+) -> TrainSummary:
+    """:func:`train_all` through a launcher: copies here, every run to train in one multirun; then
+    each run is read back from its folder (complete = trained, else failed with its job log)."""
+    jobs = []
+    for spec in plan.runs:
+        if spec.name not in pending:
+            summary.skipped.append(spec.name)
+            continue
+        overrides, source = pending[spec.name]
+        if spec.name in replaced:
+            clear_run(spec.directory)
+        if source is not None:
+            reuse_run(source, spec.directory)
+            summary.skipped.append(spec.name)
+            continue
+        jobs.append((spec, Job(spec.name, str(spec.directory), list(overrides))))
+    if jobs:
+        sweep = launch([job for _, job in jobs], launcher, plan.results_dir / plan.dataset / RUNS_DIR, stage)
+        for index, (spec, job) in enumerate(jobs):
+            if is_complete(spec.directory) and _made_by(spec.directory, job.overrides):
+                summary.trained.append(spec.name)
+            elif lock_holder(spec.directory) is not None:  # another runner is training it: not ours to judge
+                summary.skipped.append(spec.name)
+            else:
+                summary.failed[spec.name] = f"no complete run; see {spec.directory} and {job_log(sweep, index)}"
+                log.info("phase2 %s: %s failed (log: %s)", stage, spec.name, job_log(sweep, index))
+    log.info(
+        "phase2: %d trained through %s, %d skipped (already complete or copied), %d failed",
+        len(summary.trained),
+        launcher.name,
         len(summary.skipped),
         len(summary.failed),
     )
