@@ -38,14 +38,13 @@ class SampleArrays:
     history_items: np.ndarray | None = None
     negatives: np.ndarray | None = None  # [n, k] sampled-evaluation candidates (eval.mode=sampled)
     positions: np.ndarray | None = None  # split by time: each target's index in its sequence
-    history_lengths: np.ndarray | None = None  # events before each target (default: the history rows' sizes)
     dropped: dict | None = None  # split by time: targets left out, by reason (event_samples)
     gap_cv: np.ndarray | None = None  # split by time: CV of the gaps before each target (NaN when undefined)
 
     def history_sizes(self) -> np.ndarray:
         """Events before each sample's target (the per-user rows' ``history_length``)."""
-        if self.history_lengths is not None:
-            return self.history_lengths
+        if self.positions is not None:  # split by time: a target's position = the events before it
+            return self.positions
         assert self.history_offsets is not None
         return np.diff(self.history_offsets)
 
@@ -145,9 +144,9 @@ def event_samples(data: ProcessedData, split: str, max_len: int) -> SampleArrays
     history and an item never seen in training has no learned representation: both are left out
     as targets and counted in ``dropped``. ``history_items`` holds each sample's *distinct*
     earlier items (what history exclusion and the repeat flag need; a long sequence's full
-    history repeated for each of its targets would not fit in memory), ``history_lengths`` the
-    number of earlier events, ``positions`` the target's index in its sequence and ``gap_cv`` the
-    irregularity of the gaps before it (a test session has no training gaps to measure).
+    history repeated for each of its targets would not fit in memory), ``positions`` the target's
+    index in its sequence (= the number of earlier events) and ``gap_cv`` the irregularity of the
+    gaps before it (a test session has no training gaps to measure).
     """
     train_end, val_end = data.split_bounds()
     lo, hi = (train_end, val_end) if split == "val" else (val_end, data.offsets[1:])
@@ -188,7 +187,6 @@ def event_samples(data: ProcessedData, split: str, max_len: int) -> SampleArrays
         history_offsets=np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
         history_items=np.concatenate(distinct).astype(np.int64) if distinct else np.zeros(0, dtype=np.int64),
         positions=np.asarray(positions, dtype=np.int64),
-        history_lengths=np.asarray(positions, dtype=np.int64),
         dropped=dropped,
         gap_cv=np.asarray(cvs, dtype=np.float64),
     )
