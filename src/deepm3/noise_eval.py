@@ -40,8 +40,8 @@ from deepm3.run_dir import RunMetrics, checkpoint_dir, is_complete, tested_check
 log = logging.getLogger(__name__)
 
 CLEAN = "clean"
-# Keys that cannot change what is trained: where files go, the test-time noise, a resume path.
-NOT_TRAINING = ("noise", "paths", "ckpt_path", "hydra")
+# Keys that cannot change what is trained: where files go, the test-time noise, a resume path, the trackers.
+NOT_TRAINING = ("noise", "paths", "ckpt_path", "hydra", "logger")
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,6 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
 from deepm3.callbacks import DatasetStamp, FiniteLossGuard, StepSeeder
@@ -35,6 +34,7 @@ from deepm3.models.module import DEFAULT_OPTIMIZER, RecModule
 from deepm3.noise_eval import find_reusable_run, noise_setting, noisy_test_metrics, reuse_checkpoint, training_key
 from deepm3.provenance import array_fingerprint, run_provenance
 from deepm3.run_dir import (
+    METRICS_FILE,
     RunMetrics,
     clear_error,
     last_checkpoint,
@@ -45,6 +45,7 @@ from deepm3.run_dir import (
     write_popularity,
     write_user_rows,
 )
+from deepm3.trackers import build_loggers, log_config, publish_run
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,7 @@ def run(
     noise = noise_setting(cfg)
     out = Path(output_dir or HydraConfig.get().runtime.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    loggers = build_loggers(cfg, out)  # before any data is read: a tracker not installed is one line
     L.seed_everything(cfg.seed, workers=True)
     datamodule: SequenceDataModule = instantiate(
         cfg.dataset,
@@ -118,8 +120,9 @@ def run(
         cfg.trainer,
         callbacks=callbacks,
         default_root_dir=str(out),
-        logger=CSVLogger(save_dir=str(out), name="logs", version=""),
+        logger=loggers,
     )
+    log_config(trainer.loggers, cfg)
     key = training_key(cfg)
     source = find_reusable_run(key, reuse_dirs, out) if reuse_dirs and resume is None else None
     if source is None:
@@ -185,6 +188,7 @@ def run(
     _write_item_files(out, datamodule)
     save_config(out, cfg)
     write_metrics(out, metrics)  # last: its presence marks a complete run
+    publish_run(trainer.loggers, out / METRICS_FILE, cfg)
     log.info("test metrics: %s", {k: round(v, 4) for k, v in sorted(test.items())})
     return metrics
 
