@@ -4,11 +4,13 @@ holds on a loaded machine. Run: OMP_NUM_THREADS=1 python benchmarks/scripted_loo
 """
 
 import argparse
+import dataclasses
 import time
 
 import torch
 
 from deepm3.models.components.deepm3 import DeepM3Net
+from deepm3.models.components.event_loop import EagerLoop
 
 
 def median_ms(net: DeepM3Net, inputs: tuple[torch.Tensor, ...], calls: int, warmup: int = 5) -> float:
@@ -46,9 +48,9 @@ def main() -> None:
                 field={"kind": kind, "zero_init": False},
                 solver={"method": method, "steps": 1},
             ).eval()
-            assert net.scripted, f"{kind}/{method} has no scripted loop"
+            assert net.event_loops.inference.name == "scripted", f"{kind}/{method} has no scripted loop"
             fast = median_ms(net, inputs, args.calls)
-            net.scripted = False
+            net.event_loops = dataclasses.replace(net.event_loops, inference=EagerLoop(net))
             slow = median_ms(net, inputs, args.calls)
             print(f"| {kind} | {method} | {fast:.2f} | {slow:.2f} | {fast / slow:.2f} |")
 

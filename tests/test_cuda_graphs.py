@@ -10,7 +10,9 @@ import torch
 
 from deepm3.bench import synthetic_batch
 from deepm3.models.components.cuda_graphs import GraphedLoops
-from deepm3.models.components.deepm3 import DeepM3Net, _EventLoop
+from deepm3.models.components.deepm3 import DeepM3Net
+from deepm3.models.components.event_loop import CapturedLoop, EagerLoop, GraphedLoop
+from tests.helpers.event_loops import loops
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -97,7 +99,7 @@ def test_every_parameter_of_the_captured_loop_gets_a_gradient(name: str) -> None
     gates = torch.randn(3, 6, 24, requires_grad=True)
     real = (batch["items"] > 0).unsqueeze(-1)
     tau = torch.rand(3, 6)
-    loop = _EventLoop(net)
+    loop = CapturedLoop(EagerLoop(net))
     out = loop(gates, real, tau)
     outputs = out if isinstance(out, tuple) else (out,)
     params = list(loop.parameters())
@@ -114,13 +116,14 @@ def test_the_graphed_path_computes_what_the_eager_loop_computes(name: str, monke
 
     def loss_and_grads(graphed: bool):
         net = make_net(name).train()
-        if graphed:
-            monkeypatch.setattr(DeepM3Net, "_graphable", lambda self, x: True)
-            net._graph_loops = GraphedLoops(lambda: _EventLoop(net), net._loop, capture=lambda m, s: m)
-        torch.manual_seed(1)
-        loss = net.training_loss(batch)
+        loop = GraphedLoop(net, capture=lambda m, s: m) if graphed else EagerLoop(net)
+        monkeypatch.setattr(GraphedLoop, "applies", lambda self, x: True)
+        with loops(net, training=loop):
+            torch.manual_seed(1)
+            loss = net.training_loss(batch)
         grads = torch.autograd.grad(loss, list(net.parameters()), allow_unused=True)
         monkeypatch.undo()
+        assert not graphed or len(loop.graphs.graphs) == 1
         return loss, grads
 
     eager_loss, eager_grads = loss_and_grads(False)
@@ -133,24 +136,31 @@ def test_the_graphed_path_computes_what_the_eager_loop_computes(name: str, monke
 def test_on_cpu_no_graph_is_built_and_checkpoints_are_unchanged() -> None:
     net = make_net("euler", cuda_graphs=True).train()
     keys = set(net.state_dict())
+    assert net.event_loops.training.name == "graphed"
     net.training_loss(synthetic_batch(60, 5, 2, torch.device("cpu"))).backward()
-    assert net._graph_loops is None
+    assert net.event_loops.training.graphs is None
     assert set(net.state_dict()) == keys
 
 
 def test_a_copied_network_drops_the_original_graphs() -> None:
-    net = make_net("euler")
-    net._graph_loops = GraphedLoops(lambda: _EventLoop(net), net._loop, capture=lambda m, s: m)
-    assert copy.deepcopy(net)._graph_loops is None
-    assert net._graph_loops is not None
+    net = make_net("euler", cuda_graphs=True)
+    loop = net.event_loops.training
+    loop.graphs = GraphedLoops(lambda: CapturedLoop(loop), loop.run, capture=lambda m, s: m)
+    copied = copy.deepcopy(net)
+    assert copied.event_loops.training.graphs is None and copied.event_loops.training.net is copied
+    assert net.event_loops.training.graphs is not None
 
 
 def test_graphs_are_opt_in_and_off_where_capture_cannot_work() -> None:
-    assert not make_net("euler").cuda_graphs  # off by default until checked on a GPU
-    assert make_net("euler", cuda_graphs=True).cuda_graphs
-    assert not DeepM3Net(60, hidden=8, field={"lipschitz": True}, cuda_graphs=True).cuda_graphs  # power iteration
+    def training_loop(net: DeepM3Net) -> str:
+        return net.event_loops.training.name
+
+    assert training_loop(make_net("euler")) == "eager"  # off by default until checked on a GPU
+    assert training_loop(make_net("euler", cuda_graphs=True)) == "graphed"
+    lipschitz = DeepM3Net(60, hidden=8, field={"lipschitz": True}, cuda_graphs=True)
+    assert training_loop(lipschitz) == "eager"  # power iteration
     odeint = {"method": "euler", "steps": 1, "implementation": "odeint"}
-    assert not DeepM3Net(60, hidden=8, solver=odeint, cuda_graphs=True).cuda_graphs  # host-side input checks
+    assert training_loop(DeepM3Net(60, hidden=8, solver=odeint, cuda_graphs=True)) == "eager"  # host-side checks
 
 
 @cuda
@@ -177,7 +187,8 @@ def test_graphed_training_matches_eager_training_on_cuda(name: str) -> None:
 
     graphed, graphed_losses = train(True)
     eager, eager_losses = train(False)
-    assert graphed._graph_loops is not None and len(graphed._graph_loops.graphs) == 1
+    graphs = graphed.event_loops.training.graphs
+    assert graphs is not None and len(graphs.graphs) == 1
     assert graphed_losses == pytest.approx(eager_losses, abs=1e-5)
     for a, b in zip(graphed.parameters(), eager.parameters()):
         assert torch.allclose(a, b, atol=1e-5)

@@ -10,10 +10,12 @@ from torch import nn
 
 from deepm3.errors import ConfigError
 from deepm3.models.components.deepm3 import DeepM3Net
+from deepm3.models.components.event_loop import FusedLoop
 from deepm3.models.components.flows import FIELD_KINDS, DecayFlow, build_flow
 from deepm3.models.components.ode import GapODE
 from deepm3.models.components.time import visible_inputs
 from deepm3.models.module import RecModule
+from tests.helpers.event_loops import eager_inference
 
 HIDDEN = 6
 MOVING = {"width": 12, "zero_init": False}  # a field that moves states
@@ -159,18 +161,16 @@ def test_horizon_training_adds_the_gap_loss() -> None:
 def test_solver_none_runs_as_one_fused_gru_equal_to_the_loop(query: str) -> None:
     torch.manual_seed(3)
     net = DeepM3Net(10, hidden=8, dropout=0.0, solver={"method": "none"}, time={"query": query})
-    assert net.fused
+    assert net.event_loops.inference.name == "fused" and net.event_loops.training.name == "eager"
     window = _window(60)
     window["items"][0, :3] = 0  # more padding on one row
     with torch.no_grad():  # the fused call serves inference; training keeps the loop
         fused = net(window["items"], window["times"], window["next_times"])
-        net.fused = False
-        loop = net(window["items"], window["times"], window["next_times"])
+        with eager_inference(net):
+            loop = net(window["items"], window["times"], window["next_times"])
     torch.testing.assert_close(fused, loop, rtol=1e-6, atol=1e-6)
-    net.fused = True
-    states = net._fused_states(net.item_embedding(window["items"]), window["items"] > 0)
+    states = FusedLoop(net).states(net.item_embedding(window["items"]), window["items"] > 0)
     assert torch.autograd.grad(states.sum(), net.cell.weight_hh)[0].abs().sum() > 0  # differentiable all the same
-    net.fused = False
     hidden, _ = net._run(window["items"], window["times"], window["next_times"])
     assert hidden.requires_grad
 
@@ -181,12 +181,12 @@ def test_the_fused_gru_template_holds_no_weights_of_its_own() -> None:
 
 
 def assert_scripted_equals_eager(net: DeepM3Net, query: str) -> None:
-    assert net.scripted
+    assert net.event_loops.inference.name == "scripted"
     window = visible_inputs(_window(3600), query)
     with torch.no_grad():
         scripted = net(window["items"], window["times"], window["next_times"])
-        net.scripted = False
-        eager = net(window["items"], window["times"], window["next_times"])
+        with eager_inference(net):
+            eager = net(window["items"], window["times"], window["next_times"])
     torch.testing.assert_close(scripted, eager, rtol=1e-6, atol=1e-6)
 
 
@@ -210,8 +210,9 @@ def test_training_keeps_the_eager_loop_so_gradients_are_the_reference_ones() -> 
     net = DeepM3Net(10, hidden=8, field={"zero_init": False})
     window = _window(60)
     calls = []
-    import deepm3.models.components.deepm3 as module
+    import deepm3.models.components.event_loop as module
 
+    assert net.event_loops.training.name == "eager"
     original = module.window_loop
     module.window_loop = lambda: calls.append(1) or original()
     try:
@@ -243,7 +244,7 @@ def test_the_scripted_loop_equals_the_eager_loop_for_the_decay_flow(residual: bo
 
 @pytest.mark.parametrize("field", [{"kind": "time_mlp"}, {"lipschitz": True}, {"kind": "decay", "lipschitz": True}])
 def test_configurations_the_script_does_not_implement_stay_eager(field: dict) -> None:
-    assert not DeepM3Net(10, hidden=8, field=field).scripted
+    assert DeepM3Net(10, hidden=8, field=field).event_loops.inference.name == "eager"
 
 
 @pytest.mark.parametrize("method", ["euler", "rk4", "none"])

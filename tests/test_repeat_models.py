@@ -14,6 +14,7 @@ from deepm3.models.components.excitation import ItemExcitation, elapsed
 from deepm3.models.components.slrc import SLRCNet
 from deepm3.models.components.time import visible_inputs
 from deepm3.server.state import is_stateful
+from tests.helpers.event_loops import eager_inference
 
 HOUR = 3600
 T0 = 1_500_000_000
@@ -224,12 +225,12 @@ def test_the_term_is_causal_in_training():
 @pytest.mark.parametrize("query", ["target", "last"])
 def test_the_scripted_inference_loop_equals_the_eager_one_with_the_term(query):
     net = train_term(deepm3(query, REPEAT))
-    assert net.scripted
+    assert net.event_loops.inference.name == "scripted"
     batch = visible_inputs(ROWS, query)
     with torch.no_grad():
         scripted = net.predict(batch)
-        net.scripted = False
-        eager = net.predict(batch)
+        with eager_inference(net):
+            eager = net.predict(batch)
     torch.testing.assert_close(scripted, eager, rtol=1e-6, atol=1e-6)
 
 

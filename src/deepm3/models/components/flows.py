@@ -12,7 +12,8 @@ learned part with the same torchdiffeq fixed-grid solvers (:class:`.ode.GapODE`)
   lineage: interest fades towards a baseline), plus a learned residual field ``g`` (zero at
   start; ``field.residual=false`` drops it). The linear part is applied **exactly** over any
   gap, ``mu + exp(-lambda tau) (h - mu)``; ``g`` goes through the solver first (Lie splitting:
-  exact when ``g = 0``, first order in the splitting otherwise).
+  exact when ``g = 0``, first order in the splitting otherwise). The pull is
+  :func:`.steps.decay_pull`, the one every execution path calls.
 
 ``solver.method=none`` makes every option the identity: the ODE-free ablation.
 """
@@ -27,6 +28,7 @@ from torch import nn
 
 from deepm3.errors import ConfigError
 from deepm3.models.components.ode import GapODE, TimeVectorField, VectorField
+from deepm3.models.components.steps import decay_pull
 
 FIELD_KINDS = ("mlp", "time_mlp", "decay")
 
@@ -51,8 +53,7 @@ class DecayFlow(nn.Module):
             return h
         if self.residual is not None:
             h = self.residual(h, tau)
-        keep = torch.exp(-self.rates() * tau.to(h.dtype).unsqueeze(-1))
-        return self.anchor + keep * (h - self.anchor)
+        return decay_pull(h, tau.unsqueeze(-1), self.anchor, self.rates())
 
 
 def build_flow(hidden: int, field: dict[str, Any] | None, solver: dict[str, Any] | None) -> nn.Module:

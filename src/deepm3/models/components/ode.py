@@ -31,6 +31,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 from torchdiffeq import odeint
 
 from deepm3.errors import ConfigError
+from deepm3.models.components.steps import mlp_field
 
 METHODS = ("euler", "rk4", "none")
 IMPLEMENTATIONS = ("steps", "odeint")
@@ -102,7 +103,13 @@ class VectorField(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return self.net(h)
+        return self._apply_layers(h)
+
+    def _apply_layers(self, x: torch.Tensor) -> torch.Tensor:
+        """The layers of ``net`` through :func:`.steps.mlp_field`, the function the scripted loop
+        calls with the same weights (spectral norm, if any, recomputes each weight on access)."""
+        linears = [m for m in self.net if isinstance(m, nn.Linear)]
+        return mlp_field(x, [m.weight for m in linears], [m.bias for m in linears])
 
 
 class TimeVectorField(VectorField):
@@ -120,7 +127,7 @@ class TimeVectorField(VectorField):
 
     def forward(self, h: torch.Tensor, elapsed: torch.Tensor | None = None) -> torch.Tensor:
         elapsed = torch.zeros_like(h[..., :1]) if elapsed is None else elapsed.expand_as(h[..., :1])
-        return self.net(torch.cat([h, elapsed], dim=-1))
+        return self._apply_layers(torch.cat([h, elapsed], dim=-1))
 
 
 class _ScaledField(nn.Module):

@@ -7,12 +7,13 @@ the per-op Python cost. On this project's 2-core CPU it cut batch-1 latency at t
 by about half (docs/speed.md, "Fused paths"). ``torch.compile`` of the step was
 slower at batch 1 (per-call guards cost more than the work) and needs a compiler at runtime.
 
-The eager loop in :mod:`.deepm3` stays the reference: the scripted path is used only without
-gradients (inference), only for what it implements (``field.kind=mlp``, and ``decay`` with or
-without its residual field: the MLP flow, then the exact pull towards the anchor; no spectral
-norm, ``euler``/``rk4``, no horizon head), and is tested equal to the eager loop. The arithmetic is
-torchdiffeq's (Euler; RK4 is its 3/8-rule variant ``rk4_alt_step_func``), in the same order.
-If scripting fails on some platform the model logs one line and stays eager.
+The loop calls the step functions of :mod:`.steps` -- the same ones the eager loop and the
+streaming ``advance`` call -- so only the order of steps per event is written here. It is the
+``scripted`` implementation of :mod:`.event_loop`: used only without gradients (inference), only
+for what it implements (:func:`scriptable`: ``field.kind=mlp``, and ``decay`` with or without
+its residual field: the MLP flow, then the exact pull towards the anchor; ``euler``/``rk4``),
+and tested equal to the eager loop. If scripting fails on some platform the model logs one line
+and stays eager.
 
 ``torch.jit.script`` is deprecated (torch 2.13 warns and still runs it); the
 warning is silenced here on purpose, and the day torch drops it, the fallback above takes over.
@@ -25,54 +26,48 @@ import warnings
 from typing import Callable, List, Optional
 
 import torch
+from torch import nn
+
+from deepm3.models.components.flows import DecayFlow
+from deepm3.models.components.ode import GapODE, VectorField
+from deepm3.models.components.steps import METHOD_CODES, absorb, flow_between
 
 log = logging.getLogger(__name__)
 
-EULER, RK4 = 0, 1
-METHOD_CODES = {"euler": EULER, "rk4": RK4}
+FlowArguments = tuple[List[torch.Tensor], List[torch.Tensor], int, int, Optional[torch.Tensor], Optional[torch.Tensor]]
 
 
-def _field(h: torch.Tensor, weights: List[torch.Tensor], biases: List[torch.Tensor]) -> torch.Tensor:
-    out = h
-    for k in range(len(weights)):
-        out = torch.tanh(torch.nn.functional.linear(out, weights[k], biases[k]))
-    return out
+def _plain_field(ode: nn.Module | None) -> bool:
+    return (
+        isinstance(ode, GapODE)
+        and isinstance(ode.scaled.field, VectorField)
+        and not getattr(ode.scaled, "time_dependent", False)
+        and ode.method in METHOD_CODES
+    )
 
 
-def _flow(
-    h: torch.Tensor, tau: torch.Tensor, weights: List[torch.Tensor], biases: List[torch.Tensor], method: int, steps: int
-) -> torch.Tensor:
-    """``steps`` fixed steps of ``dh/ds = tau * f(h)`` over ``s in [0, 1]``."""
-    dt = 1.0 / steps
-    for _ in range(steps):
-        k1 = tau * _field(h, weights, biases)
-        if method == 0:
-            h = h + dt * k1
-        else:
-            k2 = tau * _field(h + dt * k1 * (1.0 / 3.0), weights, biases)
-            k3 = tau * _field(h + dt * (k2 - k1 * (1.0 / 3.0)), weights, biases)
-            k4 = tau * _field(h + dt * (k1 - k2 + k3), weights, biases)
-            h = h + (k1 + 3.0 * (k2 + k3) + k4) * dt * 0.125
-    return h
+def scriptable(flow: nn.Module) -> bool:
+    """Whether the scripted loop implements this flow: an autonomous MLP field under euler or
+    rk4, or ``decay`` (active) whose residual, if any, is such a field."""
+    if isinstance(flow, DecayFlow):
+        return flow.active and (flow.residual is None or _plain_field(flow.residual))
+    return _plain_field(flow)
 
 
-def _between(
-    h: torch.Tensor,
-    gap: torch.Tensor,
-    weights: List[torch.Tensor],
-    biases: List[torch.Tensor],
-    method: int,
-    steps: int,
-    anchor: Optional[torch.Tensor],
-    rates: Optional[torch.Tensor],
-) -> torch.Tensor:
-    """The flow over one gap: the MLP field's solver steps (none when ``weights`` is empty),
-    then, for ``decay``, the exact pull ``anchor + exp(-rates * gap) (h - anchor)``."""
-    if len(weights) > 0:
-        h = _flow(h, gap, weights, biases, method, steps)
-    if anchor is not None and rates is not None:
-        h = anchor + torch.exp(-rates * gap.to(h.dtype)) * (h - anchor)
-    return h
+def flow_arguments(flow: nn.Module) -> FlowArguments:
+    """What :func:`.steps.flow_between` reads of a :func:`scriptable` flow, read afresh per call:
+    the field's layer weights and biases, solver method code and steps, and decay's anchor and rates."""
+    decay = flow if isinstance(flow, DecayFlow) else None
+    ode = decay.residual if decay is not None else flow
+    layers = [] if ode is None else [m for m in ode.scaled.field.net if isinstance(m, nn.Linear)]
+    return (
+        [m.weight for m in layers],
+        [m.bias for m in layers],
+        0 if ode is None else METHOD_CODES[ode.method],
+        1 if ode is None else ode.steps,
+        None if decay is None else decay.anchor,
+        None if decay is None else decay.rates(),
+    )
 
 
 def _window_loop(
@@ -90,21 +85,15 @@ def _window_loop(
     anchor: Optional[torch.Tensor] = None,
     rates: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
-    """``[B, L, D]`` states: per event, (flow,) GRU update, (flow) -- as DeepM3Net's eager loop."""
+    """``[B, L, D]`` states: per event, (flow,) GRU update, (flow) -- as the eager loop."""
     outputs: List[torch.Tensor] = []
     for i in range(input_gates.shape[1]):
         gap = tau[:, i].unsqueeze(-1)
         if flow_first:
-            h = _between(h, gap, weights, biases, method, steps, anchor, rates)
-        hidden_gates = torch.nn.functional.linear(h, weight_hh, bias_hh)
-        i_r, i_z, i_n = input_gates[:, i].chunk(3, dim=-1)
-        h_r, h_z, h_n = hidden_gates.chunk(3, dim=-1)
-        reset = torch.sigmoid(i_r + h_r)
-        update = torch.sigmoid(i_z + h_z)
-        candidate = torch.tanh(i_n + reset * h_n)
-        h = torch.where(real[:, i].unsqueeze(-1), candidate + update * (h - candidate), h)
+            h = flow_between(h, gap, weights, biases, method, steps, anchor, rates)
+        h = absorb(h, input_gates[:, i], real[:, i].unsqueeze(-1), weight_hh, bias_hh)
         if not flow_first:
-            h = _between(h, gap, weights, biases, method, steps, anchor, rates)
+            h = flow_between(h, gap, weights, biases, method, steps, anchor, rates)
         outputs.append(h)
     return torch.stack(outputs, dim=1)
 
