@@ -376,6 +376,22 @@ def test_a_missing_or_corrupt_snapshot_is_a_log_line_and_an_empty_state(tmp_path
     assert len(list(tmp_path.glob("state.pt.rejected-*"))) == 1 and path.is_file()  # the new state was saved
 
 
+def test_a_snapshot_that_cannot_be_written_is_a_503_and_a_log_line_at_shutdown(tmp_path, caplog, monkeypatch):
+    app = create_app(deepm3_rec(), snapshot=tmp_path / "state.pt")
+
+    def disk_full(*args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(app.state.server.store, "save", disk_full)
+    with caplog.at_level("ERROR", logger="deepm3.server"), TestClient(app) as client:
+        response = client.post("/snapshot")
+    assert (response.status_code, response.json()["detail"]) == (
+        503,
+        "cannot write the state snapshot (No space left on device); see the server log",
+    )
+    assert "state not saved on shutdown: cannot write the state snapshot (No space left" in caplog.text
+
+
 def test_a_snapshot_of_another_model_is_not_loaded(tmp_path, caplog):
     path = tmp_path / "state.pt"
     with TestClient(create_app(deepm3_rec(), snapshot=path)) as client:

@@ -16,6 +16,23 @@ class ConfigError(DeepM3Error, ValueError):
     """A configuration value is unknown, of the wrong type, or inconsistent with another."""
 
 
+class UnreadableError(DataError):
+    """Input that cannot be read at all: not valid JSON, say (the HTTP server answers 400)."""
+
+
+class LimitError(DataError):
+    """Input larger than a configured limit allows: too many entries or events (HTTP: 413)."""
+
+
+class ConflictError(DeepM3Error):
+    """Asked for what the current state refuses: a feature switched off, or the same work already
+    under way (HTTP: 409)."""
+
+
+class UnavailableError(DeepM3Error):
+    """A resource the work needs failed (a disk write, say); asking again later may succeed (HTTP: 503)."""
+
+
 def user_error(exc: BaseException) -> DeepM3Error | None:
     """The :class:`DeepM3Error` behind ``exc``, if any.
 

@@ -77,13 +77,13 @@ def empty_reason(ranked: Sequence[Any], exclude_seen: bool) -> str | None:
 
 
 @dataclass
-class _History:
-    """One validated history in index space."""
+class History:
+    """One validated history in index space (:meth:`Recommender.validate_history`)."""
 
-    items: np.ndarray  # item indices 1..N, time order
-    times: np.ndarray  # int64 unix seconds
-    at: int  # query time, >= the last event
-    skipped: list[str]
+    items: np.ndarray  # item indices 1..N of the known items, time order
+    times: np.ndarray  # their int64 unix seconds
+    at: int | None  # query time, >= the last event (None: no query, events being stored)
+    skipped: list[str]  # unknown raw ids left out (unknown_items="skip")
 
 
 def to_seconds(value: Any, what: str) -> int:
@@ -239,10 +239,11 @@ class Recommender:
             raise DataError(f"{count} histories but {len(ats)} query times and {len(labels)} names")
         now = int(time.time())
         histories = [
-            self._validate(items[i], timestamps[i], ats[i], now, unknown_items, labels[i]) for i in range(count)
+            self.validate_history(items[i], timestamps[i], unknown_items, labels[i], now=now, at=ats[i])
+            for i in range(count)
         ]
         empty = [labels[i] or "the history" for i, h in enumerate(histories) if not len(h.items)]
-        if empty and self.popularity is None:
+        if empty and not self.has_popularity:
             raise DataError(
                 f"{empty[0]} is empty and needs popularity counts, but the run dir has no {POPULARITY_FILE} "
                 "and its processed data is gone; retrain, or give a non-empty history"
@@ -253,58 +254,94 @@ class Recommender:
             for start in range(0, len(scored), batch_size):
                 chunk = scored[start : start + batch_size]
                 ranked = self._rank([histories[i] for i in chunk], k, exclude_seen)
-                for i, pairs in zip(chunk, ranked):
-                    results[i] = Recommendations(
-                        pairs, "model", histories[i].skipped, empty_reason(pairs, exclude_seen)
-                    )
+                for i, result in zip(chunk, ranked):
+                    result.skipped = histories[i].skipped
+                    results[i] = result
                 bar.update(len(chunk))
             for i, history in enumerate(histories):
                 if results[i] is None:
-                    results[i] = Recommendations(self._popular(k), "popularity", history.skipped)
+                    results[i] = self.recommend_popular(k, history.skipped)
                     bar.update(1)
         self._report(histories, labels, results)  # type: ignore[arg-type]
         return results  # type: ignore[return-value]
 
-    def _validate(
-        self, items: Sequence[Any], timestamps: Sequence[Any], at: Any, now: int, unknown_items: str, label: str | None
-    ) -> _History:
+    def validate_history(
+        self,
+        items: Sequence[Any],
+        timestamps: Sequence[Any],
+        unknown_items: str = "error",
+        label: str | None = None,
+        now: int | None = None,
+        at: Any = None,
+        body: bool = False,
+    ) -> History:
+        """One history checked and put in index space: the check every way in shares.
+
+        ``items`` are raw ids and ``timestamps`` unix seconds, one per item, oldest first. Raw ids
+        the model never saw are an error, or with ``unknown_items="skip"`` are left out and listed
+        in ``skipped``. Given ``now``, the history is asked at ``at`` (``None``: ``now``), which may
+        not precede its last event; without it (events to store) there is no query time. Errors are
+        one-line :class:`DataError` messages naming the history by ``label`` (``u1: ...``); ``body=True``
+        names its fields the way an HTTP body does (``body.items[0]: ...``).
+        """
+        if unknown_items not in UNKNOWN_ITEM_POLICIES:
+            raise DataError(f"unknown_items={unknown_items!r}; expected one of {list(UNKNOWN_ITEM_POLICIES)}")
         where = f"{label}: " if label else ""
-        for field, values in (("items", items), ("timestamps", timestamps)):
+        field = f"{label}." if body and label else where
+        for name, values in (("items", items), ("timestamps", timestamps)):
             if isinstance(values, (str, bytes)) or not _is_sequence(values):
-                raise DataError(f"{where}{field}={values!r}; expected a list")
+                raise DataError(f"{where}{name}={values!r}; expected a list")
         if len(items) != len(timestamps):
             raise DataError(
                 f"{where}{len(items)} items but {len(timestamps)} timestamps; expected one timestamp per item"
             )
-        times = np.array([to_seconds(t, f"{where}timestamps[{j}]") for j, t in enumerate(timestamps)], dtype=np.int64)
+        times = _seconds_array(timestamps, where)
         backwards = np.flatnonzero(np.diff(times) < 0)
         if len(backwards):
             j = int(backwards[0]) + 1
             raise DataError(
-                f"{where}timestamps must be in time order (oldest first): timestamps[{j}]={times[j]} "
+                f"{field}timestamps must be in time order (oldest first): timestamps[{j}]={times[j]} "
                 f"is earlier than timestamps[{j - 1}]={times[j - 1]}"
             )
-        query = now if at is None else to_seconds(at, f"{where}at")
-        if len(times) and query < times[-1]:
-            asked = f"at={query}" if at is not None else f"at=now ({query})"
-            raise DataError(
-                f"{where}{asked} is earlier than the last event (timestamps[{len(times) - 1}]={times[-1]}); "
-                "a prediction is asked after the history"
-            )
+        query = None
+        if now is not None:
+            query = now if at is None else to_seconds(at, f"{where}at")
+            if len(times) and query < times[-1]:
+                asked = f"at={query}" if at is not None else f"at=now ({query})"
+                raise DataError(
+                    f"{where}{asked} is earlier than the last event (timestamps[{len(times) - 1}]={times[-1]}); "
+                    "a prediction is asked after the history"
+                )
         raw = [str(item) for item in items]
         indices = np.array([self.index.get(r, 0) for r in raw], dtype=np.int64)
         unknown = np.flatnonzero(indices == 0)
         if len(unknown) and unknown_items == "error":
             j = int(unknown[0])
+            if body:
+                raise DataError(
+                    f"{field}items[{j}]: unknown item id {raw[j]!r}, not in the run's item map of "
+                    f'{self.num_items} items; pass "unknown_items": "skip" to leave it out'
+                )
             raise DataError(
                 f"{where}unknown item id {raw[j]!r} (items[{j}]): not in the run's item map of "
                 f"{self.num_items} items; pass unknown_items='skip' to leave unknown items out"
             )
         known = indices > 0
-        return _History(indices[known], times[known], query, [raw[j] for j in unknown])
+        return History(indices[known], times[known], query, [raw[j] for j in unknown])
 
-    def _rank(self, histories: list[_History], k: int | None, exclude_seen: bool) -> list[list[tuple[str, float]]]:
-        return self.rank_scores(self._scores(histories), [h.items for h in histories], k, exclude_seen)
+    def _rank(self, histories: list[History], k: int | None, exclude_seen: bool) -> list[Recommendations]:
+        return self.recommend_scores(self._scores(histories), [h.items for h in histories], k, exclude_seen)
+
+    def recommend_scores(
+        self, scores: torch.Tensor, seen: Sequence[np.ndarray], k: int | None, exclude_seen: bool
+    ) -> list[Recommendations]:
+        """:class:`Recommendations` (``source="model"``) from ``[B, N + 1]`` scores of
+        :meth:`score_windows` or :meth:`score_states`, ranked by :meth:`rank_scores`; a list that
+        ``exclude_seen`` emptied says why (its ``reason``)."""
+        return [
+            Recommendations(pairs, "model", reason=empty_reason(pairs, exclude_seen))
+            for pairs in self.rank_scores(scores, seen, k, exclude_seen)
+        ]
 
     def rank_scores(
         self, scores: torch.Tensor, seen: Sequence[np.ndarray], k: int | None, exclude_seen: bool
@@ -312,7 +349,7 @@ class Recommender:
         """Top-``k`` ``(raw id, score)`` per row of ``[B, N + 1]`` scores (changed in place).
 
         Column 0 (padding) is never returned; ``exclude_seen`` leaves out each row's ``seen``
-        item indices. Public so the HTTP server ranks stored-state scores the way this class does.
+        item indices.
         """
         scores[:, 0] = -math.inf  # padding is never an item
         if exclude_seen and sum(len(s) for s in seen):
@@ -326,7 +363,7 @@ class Recommender:
             for vs, ix in zip(values, indices)
         ]
 
-    def _scores(self, histories: list[_History]) -> torch.Tensor:
+    def _scores(self, histories: list[History]) -> torch.Tensor:
         return self.score_windows([h.items for h in histories], [h.times for h in histories], [h.at for h in histories])
 
     def score_windows(
@@ -342,8 +379,23 @@ class Recommender:
         with torch.no_grad():
             return self.net.predict(visible_inputs(batch, self.query)).float()
 
-    def _popular(self, k: int | None) -> list[tuple[str, float]]:
-        return self.popular(k)
+    def score_states(self, states: Sequence[torch.Tensor], gaps: Sequence[int]) -> torch.Tensor:
+        """``[B, N + 1]`` float scores (column 0 is padding) of stored per-user states of a
+        streaming network (one with ``readout``; :mod:`deepm3.server.state` keeps them), each
+        flowed ``gaps[b]`` seconds past its last event: what a known user is asked."""
+        h = torch.stack(list(states))
+        gap = torch.tensor(list(gaps), dtype=torch.long, device=h.device)
+        with torch.no_grad():
+            return self.net.readout(h, gap).float()
+
+    @property
+    def has_popularity(self) -> bool:
+        """Whether the run has training popularity counts, which a history without known items needs."""
+        return self.popularity is not None
+
+    def recommend_popular(self, k: int | None, skipped: Sequence[str] = ()) -> Recommendations:
+        """What a history without known items gets: :meth:`popular` as ``source="popularity"``."""
+        return Recommendations(self.popular(k), "popularity", skipped)
 
     def popular(self, k: int | None) -> list[tuple[str, float]]:
         """The ``k`` most popular training items with their counts (what an empty history gets)."""
@@ -353,7 +405,7 @@ class Recommender:
         return [(str(self.item_ids[i - 1]), float(self.popularity[i])) for i in order]
 
     @staticmethod
-    def _report(histories: list[_History], labels: list[str | None], results: list[Recommendations]) -> None:
+    def _report(histories: list[History], labels: list[str | None], results: list[Recommendations]) -> None:
         exhausted = [labels[i] or "the history" for i, r in enumerate(results) if r.reason]
         if exhausted:
             log.warning(
@@ -382,6 +434,19 @@ class Recommender:
                 len(histories),
                 skipped[0],
             )
+
+
+def _seconds_array(timestamps: Sequence[Any], where: str) -> np.ndarray:
+    """``timestamps`` as int64 unix seconds, each as :func:`to_seconds` takes it (and names it
+    when it fails); a list of in-range Python ints (an HTTP body's) is taken whole, at numpy speed."""
+    if all(type(t) is int for t in timestamps):
+        try:
+            times = np.asarray(timestamps, dtype=np.int64)
+        except OverflowError:
+            times = None
+        if times is not None and not (times < 0).any():
+            return times
+    return np.array([to_seconds(t, f"{where}timestamps[{j}]") for j, t in enumerate(timestamps)], dtype=np.int64)
 
 
 def _is_sequence(value: Any) -> bool:

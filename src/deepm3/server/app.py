@@ -5,9 +5,11 @@ a JSON array of either), ``POST /events`` (append a user's events to the stored 
 ``GET /health``, ``GET /model``, ``GET /metrics`` (Prometheus), ``POST /snapshot``.
 
 Bad input is a 4xx whose body is ``{"detail": "<one line naming the field>"}``, never a 500
-or a traceback. Bodies are read by hand, so the size limit holds before anything is parsed,
-and parsed and scored in a worker thread, so a long request does not stall ``/health``
-(with ``batching``, scored by the micro-batcher's thread, :mod:`deepm3.server.batching`).
+or a traceback: the service (:class:`Server`) raises the project's errors (:mod:`deepm3.errors`)
+and the routes map them to status codes (:func:`as_http_error`). Bodies are read by hand, so
+the size limit holds before anything is parsed, and parsed and scored in a worker thread, so a
+long request does not stall ``/health`` (with ``batching``, scored by the micro-batcher's
+thread, :mod:`deepm3.server.batching`).
 No endpoint takes a file path; the network is in eval mode with its parameters frozen, and
 every request runs under ``torch.inference_mode``: a request cannot change the model.
 """
@@ -30,7 +32,6 @@ from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-import numpy as np
 import torch
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -43,9 +44,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import deepm3
 from deepm3.data.processed import item_map_digest
-from deepm3.errors import DataError, DeepM3Error
+from deepm3.errors import ConflictError, DataError, DeepM3Error, LimitError, UnavailableError, UnreadableError
 from deepm3.provenance import code_version
-from deepm3.recommender import Recommendations, Recommender, empty_reason
+from deepm3.recommender import Recommendations, Recommender
 from deepm3.run_dir import locate_run, read_config, try_read_metrics
 from deepm3.server.batching import MicroBatcher
 from deepm3.server.observe import Metrics, TimingMiddleware
@@ -121,20 +122,20 @@ class Server:
         try:
             value = json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
-            raise HTTPException(400, f"body: not valid JSON ({str(exc).splitlines()[0]})") from None
+            raise UnreadableError(f"body: not valid JSON ({str(exc).splitlines()[0]})") from None
         except RecursionError:
-            raise HTTPException(400, "body: JSON nested too deeply") from None
+            raise UnreadableError("body: JSON nested too deeply") from None
         many = isinstance(value, list)
         if many and len(value) > self.limits.max_batch:
-            raise HTTPException(
-                413, f"body: {len(value)} entries; at most {self.limits.max_batch} per request (limits.max_batch)"
+            raise LimitError(
+                f"body: {len(value)} entries; at most {self.limits.max_batch} per request (limits.max_batch)"
             )
         if many and not value:
-            raise HTTPException(422, "body: an empty list; expected at least one entry")
+            raise DataError("body: an empty list; expected at least one entry")
         try:
             parsed = _list_of(model).validate_python(value) if many else [model.model_validate(value)]
         except ValidationError as exc:
-            raise HTTPException(422, one_line(exc)) from None
+            raise DataError(one_line(exc)) from None
         return parsed, many
 
     # --- /recommend ---------------------------------------------------------------------------
@@ -143,10 +144,9 @@ class Server:
         now = int(time.time())
         for query, label in zip(queries, labels):
             if query.items is not None and len(query.items) > self.limits.max_events:
-                raise HTTPException(
-                    413,
+                raise LimitError(
                     f"{label}.items: {len(query.items)} events; at most "
-                    f"{self.limits.max_events} per history (limits.max_events)",
+                    f"{self.limits.max_events} per history (limits.max_events)"
                 )
         results: list[Recommendation | None] = [None] * len(queries)
         with torch.inference_mode():
@@ -191,18 +191,14 @@ class Server:
             record = self.store.get(query.user)
             at = query.at if query.at is not None else now
             if record is None:
-                if self.rec.popularity is None:
+                if not self.rec.has_popularity:
                     raise DataError(
                         f"{labels[i]}.user: {query.user!r} has no stored events, and the run has no "
                         "popularity counts for a user without history; POST /events first"
                     )
                 misses += 1
                 results[i] = _response(
-                    Recommendations(self.rec.popular(query.k or self.k), "popularity"),
-                    at,
-                    "popularity",
-                    "miss",
-                    query.user,
+                    self.rec.recommend_popular(query.k or self.k), at, "popularity", "miss", query.user
                 )
                 continue
             if at < record.last_time:
@@ -218,9 +214,7 @@ class Server:
         records = [record for _, record, _ in hits]
         with self.model_lock:
             if self.store.stateful:
-                h = torch.stack([record.h for record in records])
-                gaps = torch.tensor([at - r.last_time for _, r, at in hits], dtype=torch.long, device=h.device)
-                scores = self.rec.net.readout(h, gaps).float()
+                scores = self.rec.score_states([r.h for r in records], [at - r.last_time for _, r, at in hits])
             else:
                 scores = self.rec.score_windows(
                     [r.items for r in records], [r.times for r in records], [at for _, _, at in hits]
@@ -230,45 +224,22 @@ class Server:
             groups[(queries[i].k or self.k, queries[i].exclude_seen)].append(row)
         state = "stored" if self.store.stateful else "recomputed"
         for (k, exclude_seen), rows in groups.items():
-            ranked = self.rec.rank_scores(scores[rows], [records[r].seen for r in rows], k, exclude_seen)
-            for row, pairs in zip(rows, ranked):
+            ranked = self.rec.recommend_scores(scores[rows], [records[r].seen for r in rows], k, exclude_seen)
+            for row, result in zip(rows, ranked):
                 i, _, at = hits[row]
-                reason = empty_reason(pairs, exclude_seen)
-                results[i] = _response(Recommendations(pairs, reason=reason), at, "model", state, queries[i].user)
+                results[i] = _response(result, at, "model", state, queries[i].user)
 
     # --- /events ------------------------------------------------------------------------------
 
     def events(self, batches: list[UserEvents], labels: list[str]) -> EventsResponse:
         total = sum(len(b.items) for b in batches)
         if total > self.limits.max_events:
-            raise HTTPException(
-                413, f"body: {total} events; at most {self.limits.max_events} per request (limits.max_events)"
-            )
+            raise LimitError(f"body: {total} events; at most {self.limits.max_events} per request (limits.max_events)")
         prepared, skipped = [], []
         for batch, label in zip(batches, labels):
-            if len(batch.items) != len(batch.timestamps):
-                raise DataError(
-                    f"{label}: {len(batch.items)} items but {len(batch.timestamps)} timestamps; "
-                    "expected one timestamp per item"
-                )
-            times = np.asarray(batch.timestamps, dtype=np.int64)
-            backwards = np.flatnonzero(np.diff(times) < 0)
-            if len(backwards):
-                j = int(backwards[0]) + 1
-                raise DataError(
-                    f"{label}.timestamps must be in time order (oldest first): timestamps[{j}]="
-                    f"{times[j]} is earlier than timestamps[{j - 1}]={times[j - 1]}"
-                )
-            indices = np.array([self.rec.index.get(item, 0) for item in batch.items], dtype=np.int64)
-            unknown = np.flatnonzero(indices == 0)
-            if len(unknown) and batch.unknown_items == "error":
-                j = int(unknown[0])
-                raise DataError(
-                    f"{label}.items[{j}]: unknown item id {batch.items[j]!r}, not in the run's item map of "
-                    f'{self.rec.num_items} items; pass "unknown_items": "skip" to leave it out'
-                )
-            skipped += [batch.items[j] for j in unknown]
-            prepared.append((batch.user, indices[indices > 0], times[indices > 0]))
+            history = self.rec.validate_history(batch.items, batch.timestamps, batch.unknown_items, label, body=True)
+            skipped += history.skipped
+            prepared.append((batch.user, history.items, history.times))
         records = self.store.append(prepared, labels)
         accepted = sum(len(items) for _, items, _ in prepared)
         self.metrics.accepted.inc(accepted)
@@ -294,23 +265,23 @@ class Server:
 
     def save_snapshot(self) -> SnapshotResponse:
         if self.snapshot is None:
-            raise HTTPException(409, "snapshots are off (state.snapshot=null); start the server with a snapshot path")
+            raise ConflictError("snapshots are off (state.snapshot=null); start the server with a snapshot path")
         try:
             users, size, seconds = self.store.save(self.snapshot, self.fingerprint)
         except OSError as exc:
             log.error("cannot write the state snapshot %s: %s", self.snapshot, exc)
-            raise HTTPException(
-                503, f"cannot write the state snapshot ({exc.strerror or exc}); see the server log"
+            raise UnavailableError(
+                f"cannot write the state snapshot ({exc.strerror or exc}); see the server log"
             ) from None
         log.info("saved stored state of %d users to %s (%d bytes, %.3f s)", users, self.snapshot, size, seconds)
         return SnapshotResponse(users=users, file=self.snapshot.name, bytes=size, seconds=round(seconds, 6))
 
     async def snapshot_once(self) -> SnapshotResponse:
-        """``save_snapshot`` on the snapshot thread; a 409 while another one is being written."""
+        """``save_snapshot`` on the snapshot thread; refused while another one is being written."""
         if not self.snapshot_gate.acquire(blocking=False):
-            raise HTTPException(409, "snapshot: one is being written now; retry when it has finished")
+            raise ConflictError("snapshot: one is being written now; retry when it has finished")
         try:
-            return await asyncio.get_running_loop().run_in_executor(self.snapshot_pool, _guarded, self.save_snapshot)
+            return await asyncio.get_running_loop().run_in_executor(self.snapshot_pool, self.save_snapshot)
         finally:
             self.snapshot_gate.release()
 
@@ -404,18 +375,25 @@ R = TypeVar("R")
 
 
 def _guarded(call: Callable[..., R], *args: Any) -> R:
-    """Run ``call``: bad input (DeepM3Error) -> 422 with its line; a bug -> a logged one-line 500."""
+    """Run ``call``, its errors as :func:`as_http_error` maps them."""
     try:
         return call(*args)
     except Exception as exc:
         raise as_http_error(exc) from None
 
 
+# the project's errors as status codes, first match wins; any other DeepM3Error is bad input (422)
+STATUS = ((UnreadableError, 400), (LimitError, 413), (ConflictError, 409), (UnavailableError, 503), (DeepM3Error, 422))
+
+
 def as_http_error(exc: Exception) -> HTTPException:
+    """The HTTP answer to ``exc``: a project error -> its status (:data:`STATUS`) with its line;
+    a bug -> a logged one-line 500."""
     if isinstance(exc, HTTPException):
         return exc
-    if isinstance(exc, DeepM3Error):
-        return HTTPException(422, " ".join(str(exc).split("\n")))
+    for kind, status in STATUS:
+        if isinstance(exc, kind):
+            return HTTPException(status, " ".join(str(exc).split("\n")))
     log.error("internal error while answering a request", exc_info=exc)
     return HTTPException(500, "internal error; see the server log")
 
@@ -512,8 +490,8 @@ def create_app(
             with server.snapshot_gate:  # after a snapshot still being written
                 try:
                     server.save_snapshot()
-                except HTTPException as exc:  # already logged; shutting down anyway
-                    log.error("state not saved on shutdown: %s", exc.detail)
+                except DeepM3Error as exc:  # already logged; shutting down anyway
+                    log.error("state not saved on shutdown: %s", exc)
         server.snapshot_pool.shutdown(wait=False)
 
     app = FastAPI(
@@ -596,7 +574,11 @@ def create_app(
     @app.post("/snapshot", openapi_extra={"parameters": [KEY_PARAMETER]})
     async def snapshot_now(request: Request) -> Any:
         authorise(request)
-        return (await server.snapshot_once()).model_dump()
+        try:
+            saved = await server.snapshot_once()
+        except Exception as exc:
+            raise as_http_error(exc) from None
+        return saved.model_dump()
 
     app.openapi = partial(_openapi, app, app.openapi)  # type: ignore[method-assign]
     app.add_middleware(TimingMiddleware, metrics=server.metrics, endpoints=ENDPOINTS)
