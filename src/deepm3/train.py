@@ -8,6 +8,7 @@ writes ``metrics.json``, ``test_users.csv`` and ``item_map.csv`` into the run fo
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -264,11 +265,13 @@ def _write_item_files(out: Path, datamodule: SequenceDataModule) -> None:
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
-def main(cfg: DictConfig) -> float | None:
-    """Hydra entry point; returns the test NDCG@10 (what a sweeper would optimise).
+def main(cfg: DictConfig) -> float:
+    """Hydra entry point; returns the best validation score of ``cfg.monitor`` (val/ndcg@10).
 
-    In a multirun, a failing job records ``error.json`` (its overrides and the error) in its
-    folder and returns, so the other jobs still run; a single run exits with one line.
+    What a sweeper (``hparams_search=``) maximises: validation, never test, so a search cannot
+    select on the test split. In a multirun, a failing job records ``error.json`` (its overrides
+    and the error) in its folder and returns -inf, the worst score (the Optuna sweeper stops the whole
+    search on a NaN or None), so the other jobs and trials still run; a single run exits with one line.
     """
     hydra_cfg = HydraConfig.get()
     try:
@@ -279,10 +282,16 @@ def main(cfg: DictConfig) -> float | None:
     except Exception as exc:
         if hydra_cfg.mode == RunMode.MULTIRUN:
             record_failure(Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task), exc)
-            return None
+            return float("-inf")
         exit_on_user_error(exc, log)  # unwraps hydra's InstantiationException
         raise
-    return metrics["test"].get("ndcg@10")
+    return selection_score(metrics, cfg.monitor)
+
+
+def selection_score(metrics: RunMetrics, monitor: str) -> float:
+    """The run's best validation score of ``monitor``; -inf (the worst) when none was recorded or it is NaN."""
+    score = (metrics.get("best_val") or {}).get(monitor)
+    return float("-inf") if score is None or math.isnan(score) else float(score)
 
 
 def record_failure(out: Path, overrides: list[str], exc: BaseException) -> None:
