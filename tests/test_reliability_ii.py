@@ -27,8 +27,9 @@ from deepm3.data.schema import validate_interactions
 from deepm3.data.sources.fields import to_unix_seconds
 from deepm3.data.sources.interactions import InteractionsFileSource
 from deepm3.errors import ConfigError, DataError, user_error
+from deepm3.history import to_seconds
 from deepm3.io import write_atomic, write_json
-from deepm3.recommender import Recommender, to_seconds
+from deepm3.recommender import Recommender
 from deepm3.train import run
 from tests.helpers.concurrency_workers import extract_worker, fetch_worker
 from tests.helpers.config import CONF_DIR

@@ -35,8 +35,9 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from deepm3.errors import ConfigError, DataError, DeepM3Error
+from deepm3.history import to_seconds
 from deepm3.io import write_atomic
-from deepm3.recommender import Recommendations, Recommender, to_seconds
+from deepm3.recommender import Recommendations, Recommender
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ the window length), the item map, training popularity (for users without history
 weights; :mod:`deepm3.run_dir` reads them. The network is rebuilt from its checkpoint without
 running anything the checkpoint names (:mod:`deepm3.checkpoint`).
 
-Inputs are turned into windows by the function evaluation uses
+Inputs are checked by :mod:`deepm3.history` and turned into windows by the function evaluation uses
 (:func:`deepm3.data.samples.query_windows`): a served score equals an evaluated one.
 
 :mod:`deepm3.server` (HTTP; ``python -m deepm3.serve run=<run dir>``, docs/serving.md) and
@@ -19,12 +19,10 @@ import math
 import numbers
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 from omegaconf import OmegaConf
 from tqdm.auto import tqdm
@@ -33,13 +31,12 @@ from deepm3.checkpoint import build_net
 from deepm3.data.samples import query_windows
 from deepm3.device import resolve_device
 from deepm3.errors import DataError
+from deepm3.history import UNKNOWN_ITEM_POLICIES, History, is_sequence, validate_history
 from deepm3.models.components.base import SequentialRecommender
 from deepm3.models.components.time import check_query_mode, visible_inputs
 from deepm3.run_dir import POPULARITY_FILE, config_max_len, locate_run, read_config, read_item_map, read_popularity
 
 log = logging.getLogger(__name__)
-
-UNKNOWN_ITEM_POLICIES = ("error", "skip")
 
 
 class Recommendations(list):
@@ -74,53 +71,6 @@ NOTHING_LEFT = (
 def empty_reason(ranked: Sequence[Any], exclude_seen: bool) -> str | None:
     """Why ``ranked`` is empty (it can only be when exclusion removed every item), else ``None``."""
     return NOTHING_LEFT if exclude_seen and not ranked else None
-
-
-@dataclass
-class History:
-    """One validated history in index space (:meth:`Recommender.validate_history`)."""
-
-    items: np.ndarray  # item indices 1..N of the known items, time order
-    times: np.ndarray  # their int64 unix seconds
-    at: int | None  # query time, >= the last event (None: no query, events being stored)
-    skipped: list[str]  # unknown raw ids left out (unknown_items="skip")
-
-
-def to_seconds(value: Any, what: str) -> int:
-    """A timestamp as int unix seconds (numbers or numeric strings; fractions are floored).
-
-    Like training data, a time must be non-negative and fit an int64 (below 2^63); anything
-    else is a one-line :class:`DataError` quoting the value as given.
-    """
-    if isinstance(value, (bool, np.bool_)):
-        raise DataError(f"{what}={value!r} is not a number of unix seconds")
-    if isinstance(value, numbers.Integral):
-        return _seconds_in_range(int(value), value, what)
-    if isinstance(value, str):
-        text = value.strip()
-        try:
-            return _seconds_in_range(int(text), value, what)
-        except ValueError:
-            value = text
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise DataError(f"{what}={value!r} is not a number of unix seconds") from None
-    if not math.isfinite(number):
-        raise DataError(f"{what}={value!r} is not a finite number of unix seconds")
-    return _seconds_in_range(math.floor(number), value, what)
-
-
-MAX_SECONDS = 2**63 - 1  # int64, as training stores times
-
-
-def _seconds_in_range(seconds: int, given: Any, what: str) -> int:
-    if not 0 <= seconds <= MAX_SECONDS:
-        raise DataError(
-            f"{what}={given!r} is out of range; expected a non-negative integer number of unix seconds "
-            "below 2^63 (as in training data)"
-        )
-    return seconds
 
 
 class Recommender:
@@ -233,7 +183,7 @@ class Recommender:
         if batch_size < 1:
             raise DataError(f"batch_size={batch_size!r}; expected a positive integer")
         count = len(items)
-        ats = list(at) if _is_sequence(at) else [at] * count
+        ats = list(at) if is_sequence(at) else [at] * count
         labels = list(names) if names is not None else [f"history {i}" for i in range(count)]
         if len(ats) != count or len(labels) != count:
             raise DataError(f"{count} histories but {len(ats)} query times and {len(labels)} names")
@@ -275,59 +225,8 @@ class Recommender:
         at: Any = None,
         body: bool = False,
     ) -> History:
-        """One history checked and put in index space: the check every way in shares.
-
-        ``items`` are raw ids and ``timestamps`` unix seconds, one per item, oldest first. Raw ids
-        the model never saw are an error, or with ``unknown_items="skip"`` are left out and listed
-        in ``skipped``. Given ``now``, the history is asked at ``at`` (``None``: ``now``), which may
-        not precede its last event; without it (events to store) there is no query time. Errors are
-        one-line :class:`DataError` messages naming the history by ``label`` (``u1: ...``); ``body=True``
-        names its fields the way an HTTP body does (``body.items[0]: ...``).
-        """
-        if unknown_items not in UNKNOWN_ITEM_POLICIES:
-            raise DataError(f"unknown_items={unknown_items!r}; expected one of {list(UNKNOWN_ITEM_POLICIES)}")
-        where = f"{label}: " if label else ""
-        field = f"{label}." if body and label else where
-        for name, values in (("items", items), ("timestamps", timestamps)):
-            if isinstance(values, (str, bytes)) or not _is_sequence(values):
-                raise DataError(f"{where}{name}={values!r}; expected a list")
-        if len(items) != len(timestamps):
-            raise DataError(
-                f"{where}{len(items)} items but {len(timestamps)} timestamps; expected one timestamp per item"
-            )
-        times = _seconds_array(timestamps, where)
-        backwards = np.flatnonzero(np.diff(times) < 0)
-        if len(backwards):
-            j = int(backwards[0]) + 1
-            raise DataError(
-                f"{field}timestamps must be in time order (oldest first): timestamps[{j}]={times[j]} "
-                f"is earlier than timestamps[{j - 1}]={times[j - 1]}"
-            )
-        query = None
-        if now is not None:
-            query = now if at is None else to_seconds(at, f"{where}at")
-            if len(times) and query < times[-1]:
-                asked = f"at={query}" if at is not None else f"at=now ({query})"
-                raise DataError(
-                    f"{where}{asked} is earlier than the last event (timestamps[{len(times) - 1}]={times[-1]}); "
-                    "a prediction is asked after the history"
-                )
-        raw = [str(item) for item in items]
-        indices = np.array([self.index.get(r, 0) for r in raw], dtype=np.int64)
-        unknown = np.flatnonzero(indices == 0)
-        if len(unknown) and unknown_items == "error":
-            j = int(unknown[0])
-            if body:
-                raise DataError(
-                    f"{field}items[{j}]: unknown item id {raw[j]!r}, not in the run's item map of "
-                    f'{self.num_items} items; pass "unknown_items": "skip" to leave it out'
-                )
-            raise DataError(
-                f"{where}unknown item id {raw[j]!r} (items[{j}]): not in the run's item map of "
-                f"{self.num_items} items; pass unknown_items='skip' to leave unknown items out"
-            )
-        known = indices > 0
-        return History(indices[known], times[known], query, [raw[j] for j in unknown])
+        """One history checked and put in this run's index space: :func:`deepm3.history.validate_history`."""
+        return validate_history(self.index, items, timestamps, unknown_items, label, now, at, body, self.num_items)
 
     def _rank(self, histories: list[History], k: int | None, exclude_seen: bool) -> list[Recommendations]:
         return self.recommend_scores(self._scores(histories), [h.items for h in histories], k, exclude_seen)
@@ -434,20 +333,3 @@ class Recommender:
                 len(histories),
                 skipped[0],
             )
-
-
-def _seconds_array(timestamps: Sequence[Any], where: str) -> np.ndarray:
-    """``timestamps`` as int64 unix seconds, each as :func:`to_seconds` takes it (and names it
-    when it fails); a list of in-range Python ints (an HTTP body's) is taken whole, at numpy speed."""
-    if all(type(t) is int for t in timestamps):
-        try:
-            times = np.asarray(timestamps, dtype=np.int64)
-        except OverflowError:
-            times = None
-        if times is not None and not (times < 0).any():
-            return times
-    return np.array([to_seconds(t, f"{where}timestamps[{j}]") for j, t in enumerate(timestamps)], dtype=np.int64)
-
-
-def _is_sequence(value: Any) -> bool:
-    return isinstance(value, (Sequence, np.ndarray, pd.Series)) and not isinstance(value, (str, bytes))

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, ValidationError, model_validator
 
-MAX_SECONDS = 2**63 - 1  # int64, as training stores times
+from deepm3.history import MAX_SECONDS  # int64, as training stores times
 
 
 def _item_id(value: Any) -> Any:
