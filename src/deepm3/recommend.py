@@ -34,6 +34,7 @@ import hydra
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from deepm3.cli_args import run_cli
 from deepm3.errors import ConfigError, DataError, DeepM3Error
 from deepm3.history import to_seconds
 from deepm3.io import write_atomic
@@ -311,5 +312,10 @@ def main(cfg: DictConfig) -> None:
         sys.exit(1)
 
 
+def cli() -> None:
+    """The console script: :func:`main` after a one-line check of the command line's config choices."""
+    run_cli(main)
+
+
 if __name__ == "__main__":
-    main()
+    cli()

@@ -25,6 +25,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from deepm3.callbacks import DatasetStamp, FiniteLossGuard, StepSeeder
+from deepm3.cli_args import run_cli
 from deepm3.config import validate_config
 from deepm3.data.datamodule import SequenceDataModule
 from deepm3.data.samples import training_item_counts
@@ -204,9 +205,11 @@ def data_fingerprint(datamodule: SequenceDataModule) -> str:
     """Content hash of the processed sequences and id maps: two runs saw the same data iff equal."""
     data = datamodule.data
     assert data is not None
-    return array_fingerprint(
-        data.offsets, data.items, data.times, np.asarray(data.item_ids, dtype=str), np.asarray(data.user_ids, dtype=str)
-    )
+    arrays = [data.offsets, data.items, data.times, np.asarray(data.item_ids, dtype=str)]
+    arrays.append(np.asarray(data.user_ids, dtype=str))
+    if data.split_codes is not None:  # the same events split at other cuts are other data
+        arrays.append(data.split_codes)
+    return array_fingerprint(*arrays)
 
 
 def _resume_path(ckpt_path: str | None, out: Path) -> str | None:
@@ -300,5 +303,10 @@ def record_failure(out: Path, overrides: list[str], exc: BaseException) -> None:
     write_error(out, overrides, exc)
 
 
+def cli() -> None:
+    """The console script: :func:`main` after a one-line check of the command line's config choices."""
+    run_cli(main)
+
+
 if __name__ == "__main__":
-    main()
+    cli()

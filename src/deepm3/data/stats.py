@@ -17,6 +17,7 @@ import numpy as np
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from deepm3.cli_args import run_cli
 from deepm3.data.cache import load_or_build
 from deepm3.data.preprocess import PreprocessConfig
 from deepm3.data.processed import ProcessedData
@@ -140,4 +141,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

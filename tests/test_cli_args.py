@@ -1,0 +1,44 @@
+"""A command-line choice of a config group that names no file is one line, before Hydra composes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from deepm3.cli_args import check_group_choices
+from deepm3.errors import ConfigError
+
+
+def test_an_unknown_choice_names_the_group_and_its_options():
+    with pytest.raises(
+        ConfigError, match=r"solver=warp is not a 'solver' config; expected one of \['euler', 'none', 'rk4'\]"
+    ):
+        check_group_choices(["solver=warp"])
+
+
+def test_each_choice_of_a_sweep_is_checked():
+    with pytest.raises(ConfigError, match="model=sasrek"):
+        check_group_choices(["-m", "model=sasrec,sasrek"])
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["solver=rk4", "+experiment=peer_ml100k", "dataset=wikipedia"],
+        ["optim.lr=0.01", "model.net.hidden=8"],  # keys, not groups
+        ["solver=glob(*)"],  # a sweep function: Hydra's to expand
+        ["hydra/launcher=joblib"],  # Hydra's own groups are not ours to check
+    ],
+)
+def test_known_choices_and_other_overrides_pass(argv):
+    check_group_choices(argv)
+
+
+def test_the_entry_point_prints_one_line_and_exits_1():
+    done = subprocess.run([sys.executable, "-m", "deepm3.train", "solver=warp"], capture_output=True, text=True)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "error: solver=warp is not a 'solver' config; expected one of ['euler', 'none', 'rk4']"
+    ]
