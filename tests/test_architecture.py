@@ -19,7 +19,7 @@ PACKAGE = SRC / "deepm3"
 # bottom to top; mirrored by the picture in docs/architecture.md
 LAYERS: dict[str, tuple[str, ...]] = {
     "ground": ("errors.py", "seeding.py", "metrics.py", "conf/"),
-    "tools": ("io.py", "device.py", "config.py", "provenance.py", "trackers.py", "history.py"),
+    "tools": ("io.py", "device.py", "config.py", "provenance.py", "trackers.py", "history.py", "cli_args.py"),
     "domain": ("data/", "models/"),
     "runs": (
         "registry.py",
