@@ -236,10 +236,10 @@ def test_the_cli_reports_a_wrong_type_in_one_line_without_traceback(tmp_path: Pa
 def test_the_cli_lists_the_allowed_options_of_an_unknown_group_value(tmp_path: Path) -> None:
     done = _cli(["model=nope"], cwd=tmp_path)
     assert done.returncode != 0
-    assert "Could not find 'model/nope'" in done.stderr and "Available options in 'model'" in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "model=nope is not a 'model' config; expected one of" in lines[0]
     for name in ("deepm3", "sasrec", "gru4rec"):
-        assert name in done.stderr
-    assert "Traceback" not in done.stderr
+        assert name in lines[0]
 
 
 # -- outputs ---------------------------------------------------------------------------------
