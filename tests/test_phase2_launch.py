@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from deepm3.errors import ConfigError
-from deepm3.phase2.launch import Launcher, train_one
+from deepm3.phase2.launch import Launcher
 from deepm3.phase2.pipeline import run_phase2
-from deepm3.phase2.train_all import compose_run
+from deepm3.phase2.train_all import compose_run, train_one
 from deepm3.run_dir import read_metrics, training_lock
 from tests.helpers.tiny_study import phase2_config
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from deepm3.phase2.launch import train_one
+from deepm3.phase2.train_all import train_one
 
 log = logging.getLogger(__name__)
 

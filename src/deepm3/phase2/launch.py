@@ -5,7 +5,7 @@ local executor), Ray -- the ecosystem's own tools instead of a scheduler of ours
 train to ``<runs>/_launch/<stage>-<time>/jobs.json`` and start one Hydra multirun of the job app
 (:mod:`deepm3.phase2_job`, internal: the suite keeps one entry point) over them
 (``job_index=range(0,N)``, ``hydra/launcher=<launcher>``), then wait for it.
-Each job trains one run folder exactly as the sequential runner does (:func:`train_one`): it
+Each job trains one run folder as the sequential runner does (:func:`.train_all.train_one`): it
 takes the run's lock and skips a run another runner holds or has finished with the same config,
 so the lock stays the single source of truth and several launches (or a sequential runner) can
 share a plan. A failing run leaves ``error.json`` in its folder and does not stop the others;
@@ -117,25 +117,3 @@ def job_log(sweep: Path, index: int) -> Path:
     folder = sweep / str(index)
     logs = sorted(folder.glob("*.log")) if folder.is_dir() else []
     return logs[0] if logs else sweep / LAUNCH_LOG
-
-
-def train_one(directory: Path, overrides: Sequence[str]) -> str:
-    """Train one run folder as the sequential runner does; ``trained``, ``skipped`` or ``failed``."""
-    from deepm3.phase2.train_all import _made_by, compose_run
-    from deepm3.run_dir import is_complete, training_lock
-    from deepm3.train import record_failure, run
-
-    directory = Path(directory)
-    with training_lock(directory) as mine:
-        if not mine or (is_complete(directory) and _made_by(directory, overrides)):
-            log.info("%s: held or finished by another runner: skipped", directory.name)
-            return "skipped"
-        if is_complete(directory):  # the stage refused (or cleared) other configs before launching
-            record_failure(directory, list(overrides), ConfigError(f"{directory} holds a run of another config"))
-            return "failed"
-        try:
-            run(compose_run(overrides), output_dir=directory, overrides=list(overrides))
-        except Exception as exc:  # noqa: BLE001 -- one run's failure must not stop the others
-            record_failure(directory, list(overrides), exc)
-            return "failed"
-    return "trained"

@@ -397,3 +397,22 @@ def _launch_stage(
         len(summary.failed),
     )
     return summary
+
+
+def train_one(directory: Path, overrides: Sequence[str]) -> str:
+    """One launched job (:mod:`deepm3.phase2_job`): train a run folder under its lock, as the loop
+    above does; ``trained``, ``skipped`` (held or finished by another runner) or ``failed``."""
+    directory = Path(directory)
+    with training_lock(directory) as mine:
+        if not mine or (is_complete(directory) and _made_by(directory, overrides)):
+            log.info("%s: held or finished by another runner: skipped", directory.name)
+            return "skipped"
+        if is_complete(directory):  # the stage refused (or cleared) other configs before launching
+            record_failure(directory, list(overrides), ConfigError(f"{directory} holds a run of another config"))
+            return "failed"
+        try:
+            run(compose_run(overrides), output_dir=directory, overrides=list(overrides))
+        except Exception as exc:  # noqa: BLE001 -- one run's failure must not stop the others
+            record_failure(directory, list(overrides), exc)
+            return "failed"
+    return "trained"
