@@ -28,7 +28,17 @@ def verdict(out: Path, dataset: str, claim: int, budget: bool = True):
     return check_claims(Study(out, dataset))[claim - 1]
 
 
-MODELS = ["deepm3-euler", "deepm3-rk4", "sasrec", "sasrec_large", "gru_dt", "tisasrec", "gru4rec", "pop"]
+MODELS = [
+    "deepm3-euler",
+    "deepm3-rk4",
+    "sasrec",
+    "sasrec-matched",
+    "sasrec_large",
+    "gru_dt",
+    "tisasrec",
+    "gru4rec",
+    "pop",
+]
 
 
 def converged(out: Path, capped: dict[str, tuple[int, int]] | None = None) -> None:
@@ -125,26 +135,52 @@ def significance(out: Path, rows: dict[str, tuple[float, float]], stem: str = "s
     seeds(out, {b: (5.0 if d > 0 else -5.0, p) for b, (d, p) in rows.items()}, stem=f"{stem}_seeds")
 
 
-def efficiency(out: Path, euler_ms: float, rk4_ms: float) -> None:
-    write(
-        out,
-        "efficiency",
-        [
-            {"device": "CPU", "model": "deepm3-euler", "latency_ms": euler_ms},
-            {"device": "CPU", "model": "deepm3-rk4", "latency_ms": rk4_ms},
-        ],
-    )
+def efficiency(out: Path, euler_ms: float, rk4_ms: float, stand_in: tuple[float, float] | None = None) -> None:
+    """The trained models' latencies (``size`` = trained); ``stand_in``: hidden-64 rows beside them."""
+    rows = [
+        {"device": "CPU", "model": "deepm3-euler", "size": "trained", "latency_ms": euler_ms},
+        {"device": "CPU", "model": "deepm3-rk4", "size": "trained", "latency_ms": rk4_ms},
+    ]
+    if stand_in is not None:
+        rows += [
+            {"device": "CPU", "model": "deepm3-euler@hidden64", "size": "hidden 64", "latency_ms": stand_in[0]},
+            {"device": "CPU", "model": "deepm3-rk4@hidden64", "size": "hidden 64", "latency_ms": stand_in[1]},
+        ]
+    write(out, "efficiency", rows)
 
 
-def main_table(out: Path, deepm3_params: int = 800_000, large_params: int = 2_600_000) -> None:
-    write(
-        out,
-        "main_table",
-        [
-            {"model": "deepm3-euler", "seeds": 3, "params": deepm3_params, "ndcg@10": 0.2},
-            {"model": "sasrec_large", "seeds": 3, "params": large_params, "ndcg@10": 0.19},
-        ],
-    )
+def main_table(
+    out: Path, deepm3_params: int = 800_000, large_params: int = 2_600_000, sasrec_params: int | None = None
+) -> None:
+    """DeepM3 and SASRec-large (and plain SASRec when ``sasrec_params`` is given)."""
+    rows = [
+        {"model": "deepm3-euler", "seeds": 3, "params": deepm3_params, "ndcg@10": 0.2},
+        {"model": "sasrec_large", "seeds": 3, "params": large_params, "ndcg@10": 0.19},
+    ]
+    if sasrec_params is not None:
+        rows.append({"model": "sasrec", "seeds": 3, "params": sasrec_params, "ndcg@10": 0.21})
+    write(out, "main_table", rows)
+
+
+def tuned(out: Path, scores: dict[str, float], lrs: tuple[float, ...] = (0.001, 0.003, 0.01)) -> None:
+    """``tune.csv``: each model's lr grid, the last point winning with validation ``scores[model]``."""
+    rows = [
+        {
+            "model": model,
+            "point": k,
+            "overrides": f"optim.lr={lr}",
+            "val/ndcg@10": score - 0.01 * (len(lrs) - 1 - k),
+            "selected": k == len(lrs) - 1,
+            "extension": 0,
+            "grid_points": len(lrs),
+            "prior_choices": "model.net.field.kind x4" if model.startswith("deepm3") else None,
+            "configurations": len(lrs) * (4 if model.startswith("deepm3") else 1),
+            "status": "winner on the edge: extension cap reached",
+        }
+        for model, score in scores.items()
+        for k, lr in enumerate(lrs)
+    ]
+    write(out, "tune", rows)
 
 
 # -- claim 1: an absolute number, only on ML-1M ----------------------------------------------------
@@ -255,12 +291,60 @@ def test_claim5_holds_unless_deepm3_is_significantly_worse(
     assert verdict(tmp_path, "ml100k", 5).verdict == expected
 
 
-def test_claim5_needs_fewer_parameters_and_a_sasrec_large_row(tmp_path: Path) -> None:
-    main_table(tmp_path, deepm3_params=3_000_000)
+def test_claim5_without_a_sasrec_of_matched_or_larger_size_is_not_testable(tmp_path: Path) -> None:
+    main_table(tmp_path, deepm3_params=3_000_000)  # SASRec-large's 2.6M is under 90% of 3M
     significance(tmp_path, {"sasrec_large": (0.01, 0.001)})
-    assert verdict(tmp_path, "amazon_toys", 5).verdict == FAILS
+    finding = verdict(tmp_path, "amazon_toys", 5)
+    assert finding.verdict == UNTESTABLE and "at least 90% of the reference's parameters" in finding.reason
+
+
+def test_claim5_needs_a_sasrec_row(tmp_path: Path) -> None:
     write(tmp_path, "main_table", [{"model": "deepm3-euler", "seeds": 3, "params": 1, "ndcg@10": 0.2}])
-    assert verdict(tmp_path, "amazon_toys", 5).reason == "no `sasrec_large` row in main_table.csv"
+    reason = "no SASRec row (`sasrec`, `sasrec-matched`, `sasrec_large`) in main_table.csv"
+    assert verdict(tmp_path, "amazon_toys", 5).reason == reason
+
+
+def test_claim5_faces_the_stronger_sasrec_on_validation(tmp_path: Path) -> None:
+    """Plain SASRec wins validation (SASRec-large is weak on ML-100k): DeepM3 must not be worse than it."""
+    main_table(tmp_path, sasrec_params=900_000)
+    tuned(tmp_path, {"sasrec": 0.07, "sasrec_large": 0.06})
+    significance(tmp_path, {"sasrec": (-0.01, 0.01), "sasrec_large": (0.02, 0.001)})
+    finding = verdict(tmp_path, "ml100k", 5)
+    assert finding.verdict == FAILS and finding.measured.startswith("opponent sasrec, the stronger on validation")
+    assert "sasrec 0.0700, sasrec_large 0.0600" in finding.measured
+
+
+def test_claim5_faces_sasrec_large_when_it_is_the_stronger_on_validation(tmp_path: Path) -> None:
+    main_table(tmp_path, sasrec_params=900_000)
+    tuned(tmp_path, {"sasrec": 0.06, "sasrec_large": 0.07})
+    significance(tmp_path, {"sasrec": (-0.01, 0.01), "sasrec_large": (0.02, 0.001)})
+    finding = verdict(tmp_path, "ml100k", 5)
+    assert finding.verdict == HOLDS and finding.measured.startswith("opponent sasrec_large")
+
+
+def test_claim5_ignores_a_stronger_sasrec_that_is_smaller_than_deepm3(tmp_path: Path) -> None:
+    main_table(tmp_path, sasrec_params=700_000)  # 87.5% of DeepM3's 800k: not matched
+    tuned(tmp_path, {"sasrec": 0.07, "sasrec_large": 0.06})
+    significance(tmp_path, {"sasrec": (-0.01, 0.01), "sasrec_large": (0.02, 0.001)})
+    finding = verdict(tmp_path, "ml100k", 5)
+    assert finding.verdict == HOLDS and "the only SASRec at matched or larger size" in finding.measured
+
+
+@pytest.mark.parametrize("sasrec_params, opponent", [(720_000, "sasrec"), (719_999, "sasrec_large")])
+def test_claim5_a_sasrec_of_exactly_90_percent_of_deepm3s_size_is_matched(
+    tmp_path: Path, sasrec_params: int, opponent: str
+) -> None:
+    main_table(tmp_path, sasrec_params=sasrec_params)
+    tuned(tmp_path, {"sasrec": 0.07, "sasrec_large": 0.06})
+    significance(tmp_path, {"sasrec": (0.01, 0.01), "sasrec_large": (0.02, 0.001)})
+    assert verdict(tmp_path, "ml100k", 5).measured.startswith(f"opponent {opponent},")
+
+
+def test_claim5_with_two_matched_sasrecs_chooses_on_tune_csv_or_is_not_testable(tmp_path: Path) -> None:
+    main_table(tmp_path, sasrec_params=900_000)
+    significance(tmp_path, {"sasrec": (0.01, 0.01), "sasrec_large": (0.02, 0.001)})
+    finding = verdict(tmp_path, "ml100k", 5)
+    assert (finding.verdict, finding.reason) == (UNTESTABLE, "tune.csv missing")
 
 
 # -- the page ------------------------------------------------------------------------------------
@@ -471,3 +555,149 @@ def test_a_model_whose_cap_is_unknown_fails_the_budget_check(tmp_path: Path) -> 
     write(tmp_path, "budget", [{"model": m, "trained_runs": 0, "at_cap": 0, "status": "cap unknown"} for m in MODELS])
     finding = verdict(tmp_path, "ml100k", 4)
     assert finding.verdict == INCONCLUSIVE and "deepm3-euler: cap unknown" in finding.budget
+
+
+# -- claim 4's latency: the trained models, never a stand-in of another size -----------------------------
+
+
+def test_claim4_reads_the_latency_of_the_trained_models_not_the_hidden64_rows(tmp_path: Path) -> None:
+    efficiency(tmp_path, 47.0, 100.0, stand_in=(54.0, 100.0))  # the stand-in's 0.54 would hold too: 0.47 shown
+    significance(tmp_path, {"sasrec": (0.02, 0.001)})
+    finding = verdict(tmp_path, "ml100k", 4)
+    assert "at the trained size deepm3-euler 47.00 ms / deepm3-rk4 100.00 ms = 0.47" in finding.measured
+
+
+def test_claim4_does_not_hold_when_only_the_stand_in_is_fast_enough(tmp_path: Path) -> None:
+    efficiency(tmp_path, 60.0, 100.0, stand_in=(50.0, 100.0))
+    significance(tmp_path, {"sasrec": (0.02, 0.001)})
+    assert verdict(tmp_path, "ml100k", 4).verdict == FAILS
+
+
+def test_claim4_on_an_efficiency_table_of_stand_ins_only_is_not_testable(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "efficiency",
+        [{"model": "deepm3-euler", "latency_ms": 4.0}, {"model": "deepm3-rk4", "latency_ms": 9.0}],
+    )
+    significance(tmp_path, {"sasrec": (0.02, 0.001)})
+    finding = verdict(tmp_path, "ml100k", 4)
+    assert finding.verdict == UNTESTABLE and "hidden-64 stand-in" in finding.reason
+
+
+# -- every line names the tuning each side had ----------------------------------------------------------
+
+
+def test_a_verdict_line_names_each_sides_grid_winner_and_configurations(tmp_path: Path) -> None:
+    claim4_that_holds(tmp_path)
+    tuned(tmp_path, {"deepm3-euler": 0.08, "sasrec": 0.07, "gru_dt": 0.07})
+    tuning = verdict(tmp_path, "ml100k", 4).tuning
+    assert tuning.startswith("tuning: deepm3-euler optim.lr {0.001, 0.003, 0.01} -> 0.01 (12 configurations incl. ")
+    assert "model.net.field.kind x4; winner on the edge: extension cap reached)" in tuning
+    assert "sasrec optim.lr {0.001, 0.003, 0.01} -> 0.01 (3 configurations;" in tuning
+
+
+def test_a_model_without_tuning_points_is_named_untuned(tmp_path: Path) -> None:
+    claim4_that_holds(tmp_path)
+    tuned(tmp_path, {"deepm3-euler": 0.08, "sasrec": 0.07})
+    assert "gru_dt not tuned (its preset settings)" in verdict(tmp_path, "ml100k", 4).tuning
+
+
+def test_a_study_without_tune_csv_says_so_on_every_measured_line(tmp_path: Path) -> None:
+    claim4_that_holds(tmp_path)
+    assert "tune.csv missing" in verdict(tmp_path, "ml100k", 4).tuning
+
+
+# -- the fairer-budget cross-check -----------------------------------------------------------------------
+
+
+def cross(tmp_path: Path, peer: dict[str, tuple[float, float]]) -> tuple[Path, Path]:
+    """This study (claim 4 holds) and a fairer-budget one whose per-user rows are ``peer``."""
+    out, other = tmp_path / "ml100k", tmp_path / "peer" / "ml100k"
+    claim4_that_holds(out)
+    converged(out)
+    significance(other, peer)
+    return out, other
+
+
+def test_a_cross_check_is_the_same_rule_on_the_fairer_budget_study(tmp_path: Path) -> None:
+    out, other = cross(tmp_path, {"sasrec": (0.02, 0.001), "gru_dt": (0.005, 0.79)})
+    finding = check_claims(Study(out, "ml100k", cross_check=str(other)))[3]
+    assert f"cross-check at a fairer budget, `{other}`: by the same rule 'does not hold'" in finding.cross_check
+    assert "gru_dt +0.0050 (Holm p 0.79" in finding.cross_check
+    assert finding.verdict == HOLDS and "the fairer-budget cross-check says 'does not hold'" in finding.reason
+
+
+def test_an_agreeing_cross_check_adds_nothing_to_why(tmp_path: Path) -> None:
+    out, other = cross(tmp_path, {"sasrec": (0.02, 0.001), "gru_dt": (0.01, 0.01)})
+    finding = check_claims(Study(out, "ml100k", cross_check=str(other)))[3]
+    assert "by the same rule 'holds'" in finding.cross_check and "cross-check says" not in finding.reason
+
+
+def test_a_claim_the_cross_check_did_not_measure_says_what_it_lacks(tmp_path: Path) -> None:
+    out, other = cross(tmp_path, {"sasrec": (0.02, 0.001)})
+    finding = check_claims(Study(out, "ml100k", cross_check=str(other)))[1]
+    assert finding.cross_check.endswith("not measured there (irregularity_lifts.csv missing)")
+
+
+def test_a_cross_check_folder_that_does_not_exist_is_named(tmp_path: Path) -> None:
+    out, _ = cross(tmp_path, {"sasrec": (0.02, 0.001)})
+    finding = check_claims(Study(out, "ml100k", cross_check="results/nowhere"))[3]
+    assert finding.cross_check == "cross-check at a fairer budget, `results/nowhere`: folder not found"
+
+
+def test_the_cross_check_comes_from_the_config_by_dataset_and_is_printed(tmp_path: Path) -> None:
+    out, other = cross(tmp_path, {"sasrec": (0.02, 0.001), "gru_dt": (0.01, 0.01)})
+    write_claims(out, "ml100k", cross_checks={"ml100k": str(other), "amazon_toys": "elsewhere"})
+    page = pd.read_csv(out / "claims.csv")
+    assert page["cross_check"].str.contains(str(other), regex=False).all()
+    text = (out / "claims.md").read_text()
+    assert "| tuning | fairer-budget cross-check |" in text and "cross_checks: {<dataset>: <folder>}" in text
+
+
+def test_without_a_configured_cross_check_the_page_says_none(tmp_path: Path) -> None:
+    out, _ = cross(tmp_path, {"sasrec": (0.02, 0.001)})
+    write_claims(out, "ml100k", cross_checks={"amazon_toys": "elsewhere"})
+    assert pd.read_csv(out / "claims.csv")["cross_check"].isna().all()
+    assert "| none configured |" in (out / "claims.md").read_text()
+
+
+def test_a_study_is_not_its_own_cross_check(tmp_path: Path) -> None:
+    out, _ = cross(tmp_path, {"sasrec": (0.02, 0.001)})
+    assert check_claims(Study(out, "ml100k", cross_check=str(out)))[3].cross_check == ""
+
+
+def test_claim5_faces_a_sasrec_widened_to_deepm3s_size_when_it_is_the_stronger(tmp_path: Path) -> None:
+    """Plain SASRec at its default size is smaller than DeepM3; the presets' `sasrec-matched` is not."""
+    main_table(tmp_path, sasrec_params=140_000)
+    rows = pd.read_csv(tmp_path / "main_table.csv").to_dict("records")
+    rows.append({"model": "sasrec-matched", "seeds": 3, "params": 820_000, "ndcg@10": 0.21})
+    write(tmp_path, "main_table", rows)
+    tuned(tmp_path, {"sasrec": 0.08, "sasrec-matched": 0.07, "sasrec_large": 0.06})
+    significance(tmp_path, {"sasrec-matched": (-0.01, 0.01), "sasrec_large": (0.02, 0.001)})
+    finding = verdict(tmp_path, "ml100k", 5)
+    assert finding.verdict == FAILS and finding.measured.startswith("opponent sasrec-matched, the stronger")
+
+
+def test_the_claims_stage_reads_the_cross_check_from_the_preset(tmp_path: Path) -> None:
+    """``cross_checks: {ml100k: <folder>}`` is a preset setting, not a path in the code."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from deepm3.phase2.pipeline import run_phase2
+    from tests.helpers.config import CONF_DIR
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+            overrides = [f"results_dir={tmp_path}", "studies=[claims]", f"+preset.cross_checks.ml100k={tmp_path}/peer"]
+            cfg = compose(config_name="phase2", overrides=overrides)
+    finally:
+        GlobalHydra.instance().clear()
+    out, other = cross(tmp_path / "x", {"sasrec": (0.02, 0.001), "gru_dt": (0.005, 0.79)})
+    for path in out.glob("*.csv"):
+        (tmp_path / "ml100k").mkdir(exist_ok=True)
+        path.rename(tmp_path / "ml100k" / path.name)
+    cfg.preset.cross_checks.ml100k = str(other)
+    run_phase2(cfg, "python -m deepm3.phase2 (test)")
+    page = pd.read_csv(tmp_path / "ml100k" / "claims.csv")
+    assert "by the same rule 'does not hold'" in page.loc[3, "cross_check"]

@@ -140,10 +140,20 @@ def test_entropy_is_reported_for_both_measures_at_every_level(study: dict) -> No
 def test_efficiency_names_the_device_and_measures_every_bench_model(study: dict) -> None:
     table = pd.read_csv(study["out"] / "efficiency.csv")
     assert table["device"].str.startswith("CPU").all()
-    assert {"deepm3-euler", "deepm3-rk4", "gru4rec", "tisasrec"} <= set(table["model"])
+    assert {"deepm3-euler@hidden8", "deepm3-rk4@hidden8", "gru4rec@hidden8", "tisasrec@hidden8"} <= set(table["model"])
     assert (table[["params", "latency_ms", "throughput_users_s", "train_step_ms"]] > 0).all().all()
     trained = table.set_index("model")["trained_seconds_per_epoch"]
-    assert trained["deepm3-euler"] > 0 and pd.isna(trained["deepm3-rk4"])  # rk4 was not trained here
+    assert trained["deepm3-euler"] > 0 and pd.isna(trained["deepm3-rk4@hidden8"])  # a bench row, not a run
+
+
+def test_efficiency_times_the_trained_models_at_their_own_size(study: dict) -> None:
+    """Claim 4's latency comes from the networks the study trained (hidden 16 here), not the bench's width."""
+    table = pd.read_csv(study["out"] / "efficiency.csv").set_index("model")
+    mine = table[table["size"] == "trained"]
+    assert list(mine.index) == ["deepm3-euler", "gru4rec"]  # pop trains nothing; broken has no run
+    params = pd.read_csv(study["out"] / "main_table.csv").set_index("model")["params"]
+    assert mine["params"].to_dict() == {m: params[m] for m in mine.index}
+    assert set(table.loc[table["size"] != "trained", "size"]) == {"hidden 8"}
 
 
 def test_a_failing_run_is_recorded_and_the_others_complete(study: dict) -> None:
@@ -522,10 +532,10 @@ def compose_phase2(*overrides: str) -> DictConfig:
 
 
 @pytest.mark.parametrize(
-    "preset, dataset, epochs", [("study_cpu", "ml100k", 20), ("study_cpu_sparse", "amazon_toys", 8)]
+    "preset, dataset, epochs, patience", [("study_cpu", "ml100k", 100, 5), ("study_cpu_sparse", "amazon_toys", 50, 3)]
 )
 def test_cpu_presets_plan_the_whole_study_the_same_way_for_both_datasets(
-    tmp_path: Path, preset: str, dataset: str, epochs: int
+    tmp_path: Path, preset: str, dataset: str, epochs: int, patience: int
 ) -> None:
     from deepm3.phase2.plan import plan_seeds
     from deepm3.phase2.tune import tune_plan
@@ -535,15 +545,43 @@ def test_cpu_presets_plan_the_whole_study_the_same_way_for_both_datasets(
     models = {k: list(v) for k, v in cfg.preset.models.items()}
     timed = {"deepm3-euler", "deepm3-rk4", "deepm3-matched", "gru_dt", "tisasrec"}
     assert set(models) == timed | set(cfg.preset.time_blind)
-    assert {"sasrec_large", "deepm3-matched", "bert4rec", "pop"} <= set(models) and "repeat" not in models
-    assert len(plan_seeds(cfg)) >= 3 and list(cfg.preset.query_modes) == ["target", "last"]
-    assert len(plan.runs) == 3 * (2 * len(timed) + len(cfg.preset.time_blind)) == 48
+    assert {"sasrec_large", "sasrec-matched", "deepm3-matched", "bert4rec", "pop"} <= set(models)
+    assert "repeat" not in models
+    assert plan_seeds(cfg) == [0, 1, 2, 3, 4] and list(cfg.preset.query_modes) == ["target", "last"]
+    assert len(plan.runs) == 5 * (2 * len(timed) + len(cfg.preset.time_blind)) == 85
     assert set(cfg.preset.tune) == set(models) - {"pop"}  # every trained model, DeepM3 included ...
-    assert {str(g) for g in cfg.preset.tune.values()} == {str(cfg.preset.tune["deepm3-euler"])}  # ... on one grid
-    assert len(tune_plan(plan, models, cfg.preset.tune, 0).runs) == 20
+    assert {str(g) for g in cfg.preset.tune.values()} == {str({"optim.lr": [0.001, 0.003, 0.01]})}  # ... on one grid
+    assert len(tune_plan(plan, models, cfg.preset.tune, 0).runs) == 33
     overrides = list(cfg.preset.overrides)
     assert f"trainer.max_epochs={epochs}" in overrides and "eval.mode=sampled" in overrides
+    assert f"callbacks.early_stopping.patience={patience}" in overrides
     assert "shuffled" in cfg.preset.sensitivity.factors.gaps and cfg.preset.estimate_seconds > 0
+    assert set(cfg.preset.tune_prior) == {"deepm3-euler", "deepm3-rk4", "deepm3-matched"}  # the flow, chosen among 4
+    assert dict(cfg.preset.cross_checks) == {"ml100k": "results/peer/ml100k"}
+
+
+@pytest.mark.parametrize(
+    "preset, dataset, epochs, folder",
+    [("study_cpu_v1", "ml100k", 20, "ml100k"), ("study_cpu_sparse_v1", "amazon_toys", 8, "amazon_toys")],
+)
+def test_the_frozen_presets_are_those_the_committed_studies_ran(
+    tmp_path: Path, preset: str, dataset: str, epochs: int, folder: str
+) -> None:
+    """``verify`` of results/ml100k and results/amazon_toys needs the plan they were trained with."""
+    from deepm3.phase2.tune import tune_plan
+
+    repo = Path(__file__).resolve().parents[1]
+    cfg = compose_phase2(f"preset={preset}", f"dataset={dataset}", f"results_dir={repo / 'results'}")
+    plan = plan_from_config(cfg)
+    models = {k: list(v) for k, v in cfg.preset.models.items()}
+    assert f"trainer.max_epochs={epochs}" in list(cfg.preset.overrides)
+    assert {spec.directory.name for spec in plan.runs} == {
+        p.name
+        for p in (repo / "results" / folder / "runs").glob("*-seed*")
+        if not p.name.startswith(("tune-", "sens-"))
+    }
+    grid = {spec.directory.name for spec in tune_plan(plan, models, cfg.preset.tune, 0, max_extensions=0).runs}
+    assert grid == {p.name for p in (repo / "results" / folder / "runs").glob("tune-*")}
 
 
 def test_make_amazon_composes_the_identical_study_on_amazon_books(tmp_path: Path) -> None:

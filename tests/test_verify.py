@@ -140,6 +140,35 @@ def test_a_study_before_the_rules_still_fails_on_a_wrong_number(tmp_path: Path) 
         verify_study(out, steps, claims)
 
 
+def test_a_claims_page_from_before_the_tuning_and_cross_check_columns_is_named_not_failed(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A study under the budget rule whose page predates the lines naming tuning and cross-check."""
+    out, steps, claims = committed(tmp_path)
+    page = pd.read_csv(out / "claims.csv").drop(columns=["tuning", "cross_check"])
+    page["verdict"] = "holds"  # claims 4 and 5 were judged by other rules then
+    page.to_csv(out / "claims.csv", index=False)
+    result = verify_study(out, steps, claims)
+    assert "claims.csv" not in result.matched and "written before these rules" in result.not_compared["claims.csv"]
+    assert "verify: claims.csv not compared: its verdicts were written before these rules" in capsys.readouterr().out
+
+
+def test_a_tuning_table_from_before_bracketing_is_compared_on_its_own_columns(tmp_path: Path) -> None:
+    from deepm3.phase2.tune import tune_plan, write_tuning
+
+    out, steps, claims = committed(tmp_path)
+    models, grids = {"gru4rec": []}, {"gru4rec": {"optim.lr": [0.001, 0.003]}}
+    tuning = tune_plan(make_plan("ml100k", models, [0], tmp_path), models, grids, 0)
+    for spec in tuning.runs:
+        write_run_folder(spec.directory, {"u0": 0.5}, {"ndcg@10": 0.5})
+    steps["tune"] = lambda into: write_tuning(tuning, models, grids, into)
+    steps["tune"](out)
+    table = pd.read_csv(out / "tune.csv")
+    table[["model", "point", "overrides", "val/ndcg@10", "selected"]].to_csv(out / "tune.csv", index=False)
+    result = verify_study(out, steps, claims)
+    assert "tune.csv" in result.matched and "status" in result.new_columns["tune.csv"]
+
+
 # -- robustness: what needs no re-testing is still checked --------------------------------------------
 
 

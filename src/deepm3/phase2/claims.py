@@ -17,6 +17,10 @@ This page is the reason the project exists, so it is built only from the study's
   kind of data than this study's (named, with the number we measured shown anyway).
 
 Each rule's text is written beside its check (``RULE1`` ... ``RULE5``) and printed on the page.
+Every line also names the tuning each side of it had (``tune.csv``: points, winner,
+configurations, whether the grid brackets the winner) and, where the study config names one
+(``cross_checks: {<dataset>: <folder>}``), the same rule applied to a study at a fairer budget
+(e.g. the 100-epoch peer study of ML-100k): cited beside the verdict, never replacing it.
 
 A claim about ML-1M measured on ML-100k (or about Amazon Books measured on Toys & Games) is
 judged on the stand-in, and the page says so next to the number; only an absolute number
@@ -25,7 +29,7 @@ judged on the stand-in, and the page says so next to the number; only an absolut
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from deepm3.io import write_atomic
-from deepm3.phase2 import budget
+from deepm3.phase2 import budget, tune
 from deepm3.phase2.results import markdown
 
 STEM = "claims"
@@ -54,7 +58,11 @@ TIME_AWARE_BASELINES = ("tisasrec", "gru_dt")  # the baselines time noise can hu
 CLAIM4_RATIO = 0.5  # Euler latency / RK4 latency ("halves")
 CLAIM4_TOLERANCE = 0.1  # holds up to 0.5 x 1.1 = 0.55 ...
 CLAIM4_MAX_RATIO = 0.55  # ... written out, so that a ratio of exactly 0.55 holds (0.5 * 1.1 > 0.55 in floats)
-RK4, EULER, LARGE = "deepm3-rk4", "deepm3-euler", "sasrec_large"
+RK4, EULER, LARGE, SASREC = "deepm3-rk4", "deepm3-euler", "sasrec_large", "sasrec"
+MATCHED_SASREC = "sasrec-matched"  # plain SASRec widened to DeepM3's size (the presets' row for claim 5)
+CLAIM5_OPPONENTS = (SASREC, MATCHED_SASREC, LARGE)  # claim 5 faces the stronger of these on validation ...
+CLAIM5_MATCHED = 0.9  # ... among those with at least 90% of the reference's parameters (matched or larger)
+TRAINED_SIZE = "trained"  # efficiency.csv `size` of a row that is the study's trained model
 DEEPM3_PREFIX = "deepm3"  # labels of DeepM3 variants; every other label is a baseline
 
 DATASETS = {  # dataset.name -> (readable name, kind, the original dataset of that kind)
@@ -77,6 +85,8 @@ class Finding:
     verdict: str
     reason: str
     budget: str = ""
+    tuning: str = ""
+    cross_check: str = ""
 
 
 @dataclass(frozen=True)
@@ -98,6 +108,7 @@ class Study:
     out_dir: Path
     dataset: str
     reference: str = EULER
+    cross_check: str | None = None  # the folder of a fairer-budget study of the same data, as configured
 
     @property
     def readable(self) -> str:
@@ -336,31 +347,62 @@ def _lead(study: Study, stem: str) -> Lead:
 
 RULE4 = (
     f"4: batch-1 latency of `{EULER}` / `{RK4}` <= {CLAIM4_MAX_RATIO:.2f} (exactly {CLAIM4_MAX_RATIO:.2f} holds; "
-    f"`efficiency.csv`), and `{EULER}` beats every baseline (every non-DeepM3 row) with a positive mean difference "
+    f"`efficiency.csv`, the rows of the trained models at their own size and window, `size` = {TRAINED_SIZE}), and "
+    f"`{EULER}` beats every baseline (every non-DeepM3 row) with a positive mean difference "
     f"and Holm-corrected paired t-test p < {ALPHA} over users (`significance.csv`, primary query mode) AND a "
     f"significant positive seed-level test (`significance_seeds.csv`); p = {ALPHA} exactly is not significant."
 )
 
 
-def claim4(study: Study) -> Measured:
+def _latency(study: Study) -> tuple[float, float]:
+    """Batch-1 latency (ms) of the trained Euler and RK4 models; never a stand-in of another size."""
     efficiency = study.table("efficiency")
-    euler = float(_row(efficiency, "model", EULER, "efficiency")["latency_ms"])
-    rk4 = float(_row(efficiency, "model", RK4, "efficiency")["latency_ms"])
-    ratio = euler / rk4
+    if "size" not in efficiency:
+        raise Missing(
+            "efficiency.csv has no `size` column: its latency was measured on a hidden-64 stand-in, not the "
+            "trained models (written before that rule)"
+        )
+    trained = efficiency[efficiency["size"].astype(str) == TRAINED_SIZE]
+    return (
+        float(_row(trained, "model", EULER, "efficiency")["latency_ms"]),
+        float(_row(trained, "model", RK4, "efficiency")["latency_ms"]),
+    )
+
+
+def _lead_finding(study: Study) -> tuple[Lead, str, bool, list[str]]:
     lead = _lead(study, "significance")
-    measured = (
-        f"batch-1 latency {EULER} {euler:.2f} ms / {RK4} {rk4:.2f} ms = {ratio:.2f}; {EULER} leads "
-        f"{len(lead.led)} of {len(lead.baselines)} baselines significantly on NDCG@10 at both levels: {lead.detail}"
+    text = (
+        f"{EULER} leads {len(lead.led)} of {len(lead.baselines)} baselines significantly on NDCG@10 at both "
+        f"levels: {lead.detail}"
     )
     try:
         last = _lead(study, "significance_last")
-        measured += f" ({len(last.led)} of {len(last.baselines)} under time.query=last)"
+        text += f" ({len(last.led)} of {len(last.baselines)} under time.query=last)"
     except Missing:
         pass
-    fast = ratio <= CLAIM4_MAX_RATIO
-    led = len(lead.led) == len(lead.baselines)
     missed = [f"per-user: {', '.join(lead.not_by_users)}"] if lead.not_by_users else []
     missed += [f"seed-level: {', '.join(lead.not_by_seeds)}"] if lead.not_by_seeds else []
+    return lead, text, len(lead.led) == len(lead.baselines), missed
+
+
+def claim4_lead(study: Study) -> Measured:
+    """Claim 4's lead alone (no latency): what a cross-check study without an efficiency table can say."""
+    lead, text, led, missed = _lead_finding(study)
+    return Measured(
+        f"{text} (the lead part of rule 4)",
+        "significance.csv, significance_seeds.csv",
+        HOLDS if led else FAILS,
+        f"lead at both levels over every baseline {'[met]' if led else '[not met: ' + '; '.join(missed) + ']'}",
+        (EULER, *lead.baselines),
+    )
+
+
+def claim4(study: Study) -> Measured:
+    euler, rk4 = _latency(study)
+    ratio = euler / rk4
+    lead, text, led, missed = _lead_finding(study)
+    measured = f"batch-1 latency at the trained size {EULER} {euler:.2f} ms / {RK4} {rk4:.2f} ms = {ratio:.2f}; {text}"
+    fast = ratio <= CLAIM4_MAX_RATIO
     verdict = HOLDS if fast and led else FAILS
     return Measured(
         measured,
@@ -376,35 +418,74 @@ def claim4(study: Study) -> Measured:
 
 
 RULE5 = (
-    f"5: the reference has fewer parameters than `{LARGE}` (`main_table.csv`) and is not significantly worse: "
-    f"neither the per-user test (negative difference with Holm p < {ALPHA}, `significance.csv`) nor the "
-    f"seed-level test (negative t with p < {ALPHA}, `significance_seeds.csv`) finds it worse."
+    f"5: the opponent is the stronger on validation (`tune.csv`, each model's selected point; a tie goes to the "
+    f"first) of `{SASREC}`, `{MATCHED_SASREC}` and `{LARGE}` among those with at least {CLAIM5_MATCHED:.0%} of the "
+    "reference's parameters (matched or larger; "
+    f"`main_table.csv`; none such: not testable), and neither the per-user test (negative difference with Holm "
+    f"p < {ALPHA}, `significance.csv`) nor the seed-level test (negative t with p < {ALPHA}, "
+    "`significance_seeds.csv`) finds the reference worse than it."
 )
+
+
+def validation_score(study: Study, model: str) -> float | None:
+    """The validation score of ``model``'s selected tuning point (``tune.csv``), or None."""
+    table = study.table(tune.STEM)
+    scores = [c for c in table.columns if str(c).startswith("val/")]
+    if not scores or "selected" not in table or "model" not in table:
+        return None
+    rows = table[(table["model"].astype(str) == model) & (table["selected"].astype(str).str.lower() == "true")]
+    return None if rows.empty or pd.isna(rows.iloc[0][scores[0]]) else float(rows.iloc[0][scores[0]])
+
+
+def claim5_opponent(study: Study, size: int, main: pd.DataFrame) -> tuple[str | None, str]:
+    """``(opponent, how it was chosen)``: the stronger on validation of the SASRecs at matched or larger size."""
+    sizes = {str(r["model"]): int(r["params"]) for _, r in main.iterrows() if str(r["model"]) in CLAIM5_OPPONENTS}
+    if not sizes:
+        raise Missing(f"no SASRec row ({', '.join(f'`{m}`' for m in CLAIM5_OPPONENTS)}) in main_table.csv")
+    eligible = [m for m in CLAIM5_OPPONENTS if m in sizes and sizes[m] >= CLAIM5_MATCHED * size]
+    listed = ", ".join(f"{m} {sizes[m]:,}" for m in CLAIM5_OPPONENTS if m in sizes)
+    if not eligible:
+        return None, f"parameters: {study.reference} {size:,}; {listed}"
+    if len(eligible) == 1:
+        return eligible[0], f"the only SASRec at matched or larger size ({listed} parameters)"
+    scores = {m: validation_score(study, m) for m in eligible}
+    unscored = [m for m, v in scores.items() if v is None]
+    if unscored:
+        raise Missing(f"no selected `{unscored[0]}` row with a validation score in tune.csv (claim 5 chooses on it)")
+    best = max(eligible, key=lambda m: (scores[m], -eligible.index(m)))  # a tie: the first in CLAIM5_OPPONENTS
+    shown = ", ".join(f"{m} {scores[m]:.4f}" for m in eligible)
+    return best, f"the stronger on validation ({shown}; {listed} parameters)"
 
 
 def claim5(study: Study) -> Measured:
     main = study.table("main_table")
-    deepm3, large = _row(main, "model", study.reference, "main_table"), _row(main, "model", LARGE, "main_table")
+    deepm3 = _row(main, "model", study.reference, "main_table")
+    small = int(deepm3["params"])
+    opponent, chosen = claim5_opponent(study, small, main)
+    if opponent is None:
+        why = f"no SASRec with at least {CLAIM5_MATCHED:.0%} of the reference's parameters in main_table.csv"
+        return Measured(chosen, "main_table.csv", UNTESTABLE, why, (study.reference,))
+    other = _row(main, "model", opponent, "main_table")
     significance = study.table("significance")
     if "baseline" not in significance or "reference" not in significance:
         raise Missing("significance.csv has no `reference`/`baseline` columns")
     rows = significance[
-        (significance["reference"].astype(str) == study.reference) & (significance["baseline"].astype(str) == LARGE)
+        (significance["reference"].astype(str) == study.reference) & (significance["baseline"].astype(str) == opponent)
     ]
     if rows.empty:
-        raise Missing(f"no {study.reference}-vs-{LARGE} row in significance.csv")
+        raise Missing(f"no {study.reference}-vs-{opponent} row in significance.csv")
     difference, p = float(rows.iloc[0]["mean_difference"]), float(rows.iloc[0]["t_pvalue_holm"])
-    seeds = _seed_row(study, "significance_seeds", LARGE)
-    small, big = int(deepm3["params"]), int(large["params"])
+    seeds = _seed_row(study, "significance_seeds", opponent)
+    big = int(other["params"])
     measured = (
-        f"NDCG@10 {study.reference} {float(deepm3['ndcg@10']):.4f} ({small:,} parameters) vs {LARGE} "
-        f"{float(large['ndcg@10']):.4f} ({big:,}); difference {difference:+.4f}, Holm p {p:.3g}, {_seed_text(seeds)} "
-        f"(parameter counts on {study.readable}; the claim's 800K / 2.6M are ML-1M sizes)"
+        f"opponent {opponent}, {chosen}; NDCG@10 {study.reference} {float(deepm3['ndcg@10']):.4f} ({small:,} "
+        f"parameters) vs {opponent} {float(other['ndcg@10']):.4f} ({big:,}, {big / small:.2f}x); difference "
+        f"{difference:+.4f}, Holm p {p:.3g}, {_seed_text(seeds)} (parameter counts on {study.readable}; the claim's "
+        "800K / 2.6M are ML-1M sizes)"
     )
     worse_users = difference < 0 and p < ALPHA
     worse_seeds = seed_significant(seeds, sign=-1)
     worse = worse_users or worse_seeds
-    verdict = HOLDS if small < big and not worse else FAILS
     if worse:
         levels = [name for name, found in (("per user", worse_users), ("over seeds", worse_seeds)) if found]
         kind = f"significantly worse ({' and '.join(levels)})"
@@ -414,13 +495,13 @@ def claim5(study: Study) -> Measured:
         kind = "not significantly different at one level or both"
     return Measured(
         measured,
-        "main_table.csv, significance.csv, significance_seeds.csv",
-        verdict,
+        "main_table.csv, tune.csv, significance.csv, significance_seeds.csv",
+        FAILS if worse else HOLDS,
         (
-            f"rule: fewer parameters {'[met]' if small < big else '[not met]'} and not significantly worse by "
-            f"either test (p < {ALPHA} with a negative difference); measured: {kind}"
+            f"rule: against the stronger SASRec at matched or larger size, not significantly worse by either test "
+            f"(p < {ALPHA} with a negative difference) {'[not met]' if worse else '[met]'}; measured: {kind}"
         ),
-        (study.reference, LARGE),
+        (study.reference, opponent),
     )
 
 
@@ -440,6 +521,16 @@ CLAIMS: list[tuple[str, Callable[[Study], Measured]]] = [
     ("DeepM3 at ~800K parameters rivals or beats SASRec at ~2.6M", claim5),
 ]
 RULES = [RULE1, RULE2, RULE3, RULE4, RULE5]
+TUNING_RULE = (
+    "tuning (column `tuning`, from `tune.csv`): each model's points on validation (one seed), its winner, the "
+    "configurations it had (points x choices made on validation before this study, e.g. DeepM3's flow) and "
+    f"whether the winner is bracketed (a winner on an edge adds points beyond it, up to {tune.MAX_EXTENSIONS})."
+)
+CROSS_RULE = (
+    "cross-check (column `fairer-budget cross-check`): the same rule on a study of the same data at a fairer "
+    "budget, where the study config names one (`cross_checks: {<dataset>: <folder>}`); cited, never replacing "
+    "this study's verdict; a disagreement is named in `why`."
+)
 
 
 # -- the budget check ------------------------------------------------------------------------------
@@ -467,34 +558,113 @@ def budget_check(study: Study, models: Sequence[str]) -> tuple[bool, str]:
     return True, f"budget [met: {len(dict.fromkeys(models))} models{most}]"
 
 
+# -- the tuning each side had, and the fairer-budget cross-check --------------------------------------
+def _points(overrides: pd.Series) -> tuple[str, list[str]]:
+    """``("optim.lr", ["0.001", "0.003"])`` for one-key points, else ``("", [whole points])``."""
+    tokens = [str(o).split() for o in overrides]
+    keys = {t.split("=", 1)[0] for point in tokens for t in point}
+    if len(keys) == 1 and all(len(point) == 1 for point in tokens):
+        return keys.pop(), [point[0].split("=", 1)[1] for point in tokens]
+    return "", [" ".join(point) for point in tokens]
+
+
+def tuning_line(study: Study, models: Sequence[str]) -> str:
+    """The tuning of each model a verdict rests on, from ``tune.csv``: its points, the winner, the
+    configurations it had on validation (with earlier choices such as DeepM3's flow) and whether
+    the grid brackets the winner."""
+    path = study.out_dir / f"{tune.STEM}.csv"
+    if not path.is_file():
+        return f"tuning: {path.name} missing (no model was tuned on validation in this study)"
+    table = pd.read_csv(path)
+    parts = []
+    for model in dict.fromkeys(models):
+        rows = table[table["model"].astype(str) == model] if "model" in table else table.iloc[0:0]
+        if rows.empty:
+            parts.append(f"{model} not tuned (its preset settings)")
+            continue
+        key, values = _points(rows["overrides"])
+        won = rows[rows["selected"].astype(str).str.lower() == "true"]
+        winner = _points(won["overrides"])[1][0] if len(won) else "none (every point failed)"
+        count = int(rows["configurations"].iloc[0]) if "configurations" in rows else len(rows)
+        prior = rows["prior_choices"].iloc[0] if "prior_choices" in rows else None
+        prior = f" incl. {prior}" if isinstance(prior, str) and prior else ""
+        status = str(rows["status"].iloc[0]) if "status" in rows else "bracketing not recorded"
+        grid = f"{key} {{{', '.join(values)}}}" if key else "{" + "; ".join(values) + "}"
+        parts.append(f"{model} {grid} -> {winner} ({count} configurations{prior}; {status})")
+    return "tuning: " + "; ".join(parts)
+
+
+CROSS = {4: claim4_lead}  # claim -> what a cross-check study is asked (default: the claim's own check)
+
+
+def cross_check(study: Study, number: int, check: Callable[[Study], Measured]) -> tuple[str, str | None]:
+    """``(the line, the verdict by the same rule there)`` for the configured fairer-budget study of
+    this dataset; ``("", None)`` when there is none (or it is this very study)."""
+    if not study.cross_check:
+        return "", None
+    folder = Path(study.cross_check)
+    if folder.resolve() == Path(study.out_dir).resolve():
+        return "", None
+    where = f"cross-check at a fairer budget, `{study.cross_check}`"
+    if not folder.is_dir():
+        return f"{where}: folder not found", None
+    other = Study(folder, study.dataset, study.reference)
+    try:
+        found = CROSS.get(number, check)(other)
+    except Missing as gap:
+        return f"{where}: not measured there ({gap})", None
+    _, budget_line = budget_check(other, found.models)
+    why = f" ({found.reason})" if found.verdict == UNTESTABLE else ""
+    return f"{where}: by the same rule '{found.verdict}'{why}: {found.measured} ({budget_line})", found.verdict
+
+
 def check_claims(study: Study) -> list[Finding]:
     """Every claim checked against ``study``; a missing table is a verdict, never an exception.
 
     A measured verdict (holds or does not hold) whose models fail the budget check becomes
-    :data:`INCONCLUSIVE`, and its reason says what the numbers alone would have said."""
+    :data:`INCONCLUSIVE`, and its reason says what the numbers alone would have said. Each line
+    names the tuning of its models and the fairer-budget cross-check, if one is configured."""
     findings = []
     for number, (statement, check) in enumerate(CLAIMS, start=1):
+        cross, elsewhere = cross_check(study, number, check)
         try:
             found = check(study)
         except Missing as gap:
             findings.append(
-                Finding(number, statement, "—", "", UNTESTABLE, str(gap), "budget check not applied (not measured)")
+                Finding(
+                    number,
+                    statement,
+                    "—",
+                    "",
+                    UNTESTABLE,
+                    str(gap),
+                    "budget check not applied (not measured)",
+                    "tuning: not applied (not measured)",
+                    cross,
+                )
             )
             continue
         ok, line = budget_check(study, found.models)
         verdict, reason = found.verdict, found.reason
+        if elsewhere in (HOLDS, FAILS) and verdict in (HOLDS, FAILS) and elsewhere != verdict:
+            reason += f"; the fairer-budget cross-check says '{elsewhere}'"
         if verdict in (HOLDS, FAILS) and not ok:
             verdict, reason = (
                 INCONCLUSIVE,
                 f"at a converged budget the rule would decide; here it says '{verdict}'. {reason}",
             )
-        findings.append(Finding(number, statement, found.measured, found.source, verdict, reason, line))
+        tuning = tuning_line(study, found.models)
+        findings.append(Finding(number, statement, found.measured, found.source, verdict, reason, line, tuning, cross))
     return findings
 
 
-def write_claims(out_dir: Path, dataset: str, reference: str = EULER) -> list[Path]:
-    """``claims.{csv,md}`` in ``out_dir`` from the study files already there."""
-    study = Study(Path(out_dir), dataset, reference)
+def write_claims(
+    out_dir: Path, dataset: str, reference: str = EULER, cross_checks: Mapping[str, str] | None = None
+) -> list[Path]:
+    """``claims.{csv,md}`` in ``out_dir`` from the study files already there; ``cross_checks``:
+    dataset name -> the folder of a fairer-budget study of it, cited on each line."""
+    cross = (cross_checks or {}).get(dataset)
+    study = Study(Path(out_dir), dataset, reference, None if cross is None else str(cross))
     findings = check_claims(study)
     frame = pd.DataFrame([f.__dict__ for f in findings])
     shown = pd.DataFrame(
@@ -506,6 +676,8 @@ def write_claims(out_dir: Path, dataset: str, reference: str = EULER) -> list[Pa
             "verdict": [f"**{f.verdict}**" for f in findings],
             "why": [f.reason for f in findings],
             "budget check": [f.budget for f in findings],
+            "tuning": [f.tuning for f in findings],
+            "fairer-budget cross-check": [f.cross_check or "none configured" for f in findings],
         }
     )
     kind = study.kind
@@ -536,6 +708,8 @@ def write_claims(out_dir: Path, dataset: str, reference: str = EULER) -> list[Pa
         *[f"- {rule}" for rule in RULES],
         f"- {budget.RULE} (`{budget.STEM}.csv`).",
         f"- {SEED_RULE}.",
+        f"- {TUNING_RULE}",
+        f"- {CROSS_RULE}",
         "",
     ]
     text = "\n".join(lines)

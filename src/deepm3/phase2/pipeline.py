@@ -33,7 +33,14 @@ from deepm3.phase2.selection import write_selection
 from deepm3.phase2.sensitivity import sensitivity_plan, write_sensitivity
 from deepm3.phase2.significance_study import write_significance
 from deepm3.phase2.train_all import TrainSummary, require_one_plan, run_overrides, same_run_key, train_all
-from deepm3.phase2.tune import tune_plan, tuned_overrides, write_tuning
+from deepm3.phase2.tune import (
+    MAX_EXTENSIONS,
+    extension_cap,
+    run_tuning,
+    tune_plan,
+    tuned_overrides,
+    write_tuning,
+)
 from deepm3.phase2.verify import VERIFIED, robustness_from_runs, verify_study
 from deepm3.provenance import require_clean_tree
 
@@ -85,7 +92,11 @@ STUDIES: dict[str, Study] = {
         str(cfg.device),
     ),
     "efficiency": lambda plan, out, cfg: write_efficiency(
-        plan, out, str(cfg.device), list(cfg.preset.get("efficiency", []))
+        plan,
+        out,
+        str(cfg.device),
+        list(cfg.preset.get("efficiency", [])),
+        [*cfg.dataset_overrides, *cfg.preset.get("overrides", []), *cfg.train_overrides],  # trained networks
     ),
     "selection": lambda plan, out, cfg: write_selection(
         plan, out, cfg.preset.get("selection"), cfg.significance_metric, str(cfg.tune_monitor)
@@ -125,17 +136,30 @@ def run_phase2(
     launcher = launcher_from_config(cfg)  # None: train one run after another in this process
     verified: set[Path] = set()  # run folders found to be this plan's (each checked once)
     hint = preset_hint(cfg.preset, plan.dataset)  # seconds per run until runs are measured (progress lines)
-    tuning = tune_plan(plan, models, grids, plan_seeds(cfg)[0]) if grids else None
+    monitor, seed = str(cfg.tune_monitor), plan_seeds(cfg)[0]
+    extensions = extension_cap(cfg.preset.get("tune_extensions", MAX_EXTENSIONS))  # points beyond an edge, per model
+    prior = cfg.preset.get("tune_prior") or {}  # choices made on validation before this study (tune.md counts them)
+    tuning = tune_plan(plan, models, grids, seed, monitor, extensions) if grids else None
     allow_dirty = bool(cfg.get("allow_dirty", False))  # train from uncommitted code only when told to
     if tuning is not None and "tune" in cfg.studies:
-        require_clean_tree(allow_dirty, len(tuning.missing()), "tune")
-        _merge(
-            summary,
-            train_all(
-                tuning, shared, str(cfg.device), stage="tune", seconds_hint=hint, overwrite=overwrite, launcher=launcher
-            ),
-        )
-        written["tune"] = write_tuning(tuning, models, grids, out, str(cfg.tune_monitor))
+
+        def train_tuning(runs: Plan) -> None:  # each round: the grid, then the extensions it asks for
+            require_clean_tree(allow_dirty, len(runs.missing()), "tune")
+            _merge(
+                summary,
+                train_all(
+                    runs,
+                    shared,
+                    str(cfg.device),
+                    stage="tune",
+                    seconds_hint=hint,
+                    overwrite=overwrite,
+                    launcher=launcher,
+                ),
+            )
+
+        tuning = run_tuning(plan, models, grids, seed, train_tuning, monitor, extensions)
+        written["tune"] = write_tuning(tuning, models, grids, out, monitor, prior, extensions)
     plan = with_tuned(plan, tuned_overrides(out))
     if "train" in cfg.studies:
         require_clean_tree(allow_dirty, len(plan.missing()), "train")
@@ -207,8 +231,10 @@ def run_phase2(
         require_one_plan(sensitivity, shared, str(cfg.device), "sensitivity", verified)
         with table_scope(mode_note):
             written["sensitivity"] = write_sensitivity(sensitivity, grid, out, cfg.significance_metric)
+    # dataset -> the folder of a fairer-budget study of it, which every claims line cites
+    cross_checks = {str(k): str(v) for k, v in (cfg.preset.get("cross_checks") or {}).items()}
     if "claims" in cfg.studies:  # from the tables just written (or left by an earlier invocation)
-        written["claims"] = write_claims(out, plan.dataset, str(cfg.reference))
+        written["claims"] = write_claims(out, plan.dataset, str(cfg.reference), cross_checks)
     if "report" in cfg.studies:
         require_one_plan(reported, shared, str(cfg.device), "report", verified)
         run_commands = [
@@ -224,10 +250,10 @@ def run_phase2(
         }
         steps["robustness"] = lambda tmp: robustness_from_runs(primary, out, tmp, cfg.significance_metric)
         if tuning is not None:
-            steps["tune"] = lambda tmp: write_tuning(tuning, models, grids, tmp, str(cfg.tune_monitor))
+            steps["tune"] = lambda tmp: write_tuning(tuning, models, grids, tmp, monitor, prior, extensions)
         if grid:
             steps["sensitivity"] = lambda tmp: write_sensitivity(sensitivity, grid, tmp, cfg.significance_metric)
-        verify_study(out, steps, lambda tmp: write_claims(tmp, plan.dataset, str(cfg.reference)))
+        verify_study(out, steps, lambda tmp: write_claims(tmp, plan.dataset, str(cfg.reference), cross_checks))
     return {"train": summary, "written": written, "notes": notes, "plan": reported}
 
 

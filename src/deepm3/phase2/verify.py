@@ -19,7 +19,11 @@ ones of those studies as they are.
 A recomputed table the folder does not have (its stage was not run there, e.g. a peer study
 without irregularity) is named, not an error. A study written before the budget and seed-level
 rules (no ``budget.csv``) still verifies: its tables are compared on the columns they have, and
-its ``claims.csv`` (verdicts by the older rules) is named as not comparable.
+its ``claims.csv`` (verdicts by the older rules) is named as not comparable. So is a ``claims.csv``
+without the ``tuning`` column (before every line named its tuning and cross-check, claim 5 faced
+the stronger SASRec and claim 4 read the trained size), and a ``tune.csv`` without ``status``
+(before bracketing) is compared on its own columns. A study is verified under the preset it was
+trained with (the committed ML-100k and Toys studies: ``study_cpu_v1``, ``study_cpu_sparse_v1``).
 """
 
 from __future__ import annotations
@@ -54,6 +58,9 @@ CARRIED = ("robustness*.csv", "efficiency.csv")  # committed tables of SKIPPED s
 CLAIMS_CSV = "claims.csv"
 RULES_MARKER = "budget.csv"  # written by every study since the budget and seed-level rules
 BEFORE_RULES = "written before the budget and seed-level rules"
+TUNE_CSV, TUNE_MARKER = "tune.csv", "status"  # tune.csv's per-model status came with grid bracketing
+CLAIMS_MARKER = "tuning"  # a claims.csv column since every verdict line names its tuning and cross-check
+BEFORE_TUNING_RULES = "written before these rules (every line naming its tuning and fairer-budget cross-check)"
 
 
 @dataclass
@@ -64,6 +71,7 @@ class Verified:
     absent: list[str] = field(default_factory=list)  # recomputed, but the study has no such table
     not_compared: dict[str, str] = field(default_factory=dict)  # file -> why
     new_columns: dict[str, list[str]] = field(default_factory=dict)  # file -> columns the committed copy lacks
+    before_rules: bool = False  # the study predates the budget and seed-level rules (no budget.csv)
 
 
 def before_rules(out_dir: Path) -> bool:
@@ -86,7 +94,7 @@ def verify_study(
     """
     out_dir = Path(out_dir)
     old = before_rules(out_dir)
-    result = Verified()
+    result = Verified(before_rules=old)
     with tempfile.TemporaryDirectory(prefix="deepm3-verify-") as scratch:
         tmp = Path(scratch)
         for name, step in steps.items():
@@ -116,8 +124,12 @@ def _check(committed: Path, path: Path, old: bool, rtol: float, result: Verified
         result.not_compared[path.name] = f"its verdicts were {BEFORE_RULES}"
         return
     mine, theirs = pd.read_csv(committed), pd.read_csv(path)
+    if path.name == CLAIMS_CSV and CLAIMS_MARKER not in mine:  # claims 4 and 5 were judged otherwise then
+        result.not_compared[path.name] = f"its verdicts were {BEFORE_TUNING_RULES}"
+        return
     added = [c for c in theirs.columns if c not in mine.columns]
-    if old and added:  # a column these rules added: compare the ones the committed table has
+    bracketing = path.name == TUNE_CSV and TUNE_MARKER not in mine  # a tuning table before the bracketing rule
+    if (old or bracketing) and added:  # a column these rules added: compare the ones the committed table has
         result.new_columns[path.name] = added
         theirs = theirs[[c for c in theirs.columns if c in mine.columns]]
     _compare(mine, theirs, committed, rtol)
@@ -135,12 +147,19 @@ def _say(out_dir: Path, result: Verified) -> None:
     )
     if result.absent:
         print(f"verify: recomputed, but not in this study (stages it did not run): {', '.join(result.absent)}")
-    if result.not_compared or result.new_columns or RULES_MARKER in result.absent:
+    if result.before_rules and (result.not_compared or result.new_columns or RULES_MARKER in result.absent):
         lines = [f"verify: this study was {BEFORE_RULES} (no {RULES_MARKER})"]
         for name, why in result.not_compared.items():
             lines.append(f"  {name} not compared: {why}")
         for name, columns in result.new_columns.items():
             lines.append(f"  {name} compared without the columns these rules add: {', '.join(columns)}")
+        print("\n".join(lines))
+    elif result.not_compared or result.new_columns:
+        lines = [f"verify: {name} not compared: {why}" for name, why in result.not_compared.items()]
+        lines += [
+            f"verify: {name} compared without the columns newer rules add: {', '.join(columns)}"
+            for name, columns in result.new_columns.items()
+        ]
         print("\n".join(lines))
 
 
