@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import threading
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,7 +13,7 @@ import pytest
 from deepm3.data.cache import load_or_build
 from deepm3.data.preprocess import PreprocessConfig
 from deepm3.data.processed import ProcessedData
-from tests.helpers.spine_fixtures import CsvSource
+from tests.helpers.spine_fixtures import CsvSource, TinySource
 
 CONFIG = PreprocessConfig(user_core=0, item_core=0)
 ROWS = [
@@ -85,3 +87,27 @@ def test_an_incomplete_cache_folder_is_rebuilt_not_trusted(raw_csv, tmp_path, mi
     assert rebuilt == folder
     assert ProcessedData.is_complete(folder)
     assert data.stats["interactions"] == len(ROWS)
+
+
+def test_concurrent_builds_of_one_cache_end_with_one_valid_folder(tmp_path: Path) -> None:
+    source = TinySource(tmp_path / "raw")
+    source.files()
+    results, errors = [], []
+
+    def build() -> None:
+        try:
+            results.append(load_or_build(source, PreprocessConfig(), tmp_path / "cache"))
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=build) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    folders = {folder for _, folder in results}
+    assert len(folders) == 1
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [next(iter(folders)).name]
+    for data, _ in results:
+        np.testing.assert_array_equal(data.items, results[0][0].items)

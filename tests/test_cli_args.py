@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+from hydra.errors import MissingConfigException
 
 from deepm3.cli_args import check_group_choices
 from deepm3.errors import ConfigError
+from tests.helpers.tiny_runs import tiny_config
 
 
 def test_an_unknown_choice_names_the_group_and_its_options():
@@ -42,3 +46,16 @@ def test_the_entry_point_prints_one_line_and_exits_1():
     assert done.stderr.strip().splitlines() == [
         "error: solver=warp is not a 'solver' config; expected one of ['euler', 'none', 'rk4']"
     ]
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("model=nope", "Could not find 'model/nope'"),
+        ("solver=heun", "Could not find 'solver/heun'"),
+        ("dataset=movielens", "Could not find 'dataset/movielens'"),
+    ],
+)
+def test_an_unknown_option_is_refused_at_composition(tmp_path: Path, override: str, expected: str) -> None:
+    with pytest.raises(MissingConfigException, match=re.escape(expected)):
+        tiny_config(tmp_path / "run", tmp_path / "data", override)

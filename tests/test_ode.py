@@ -230,3 +230,17 @@ def test_one_ode_serves_concurrent_threads_with_different_gaps() -> None:
             results = list(pool.map(lambda tau: [ode(h, tau) for _ in range(20)][-1], taus))
     for got, want in zip(results, expected):
         assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("method", ["euler", "rk4"])
+def test_single_event_histories_and_extreme_gaps_keep_the_state_finite(method: str) -> None:
+    net = DeepM3Net(10, hidden=8, solver={"method": method, "steps": 1}, field={"zero_init": False}).eval()
+    items = torch.zeros(3, 5, dtype=torch.long)
+    items[:, -1] = 3  # one real event each
+    times = torch.zeros(3, 5, dtype=torch.long)
+    times[:, -1] = 1_000_000_000
+    next_times = times.clone()
+    next_times[:, -1] += torch.tensor([0, 10 * 365 * 86_400, 200 * 365 * 86_400])  # tie, 10 and 200 years
+    with torch.no_grad():
+        out = net(items, times, next_times)
+    assert torch.isfinite(out).all()
