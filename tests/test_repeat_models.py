@@ -248,3 +248,43 @@ def test_a_network_with_the_term_is_not_served_from_stored_states():
 def test_an_unknown_kernel_is_a_config_error():
     with pytest.raises(ConfigError, match="repeat.kernel='hawkes'"):
         ItemExcitation(3, kernel="hawkes")
+
+
+# --- the multiscale kernel ----------------------------------------------------------------------
+
+MULTISCALE = {"enabled": True, "kernel": "multiscale", "timescales": [60, 3600]}
+
+
+def test_the_multiscale_kernel_is_the_hand_computed_sum_over_its_timescales():
+    from deepm3.models.components.excitation import MultiScaleExcitation
+
+    kernel = MultiScaleExcitation(4, timescales=[60, 3600])
+    with torch.no_grad():
+        kernel.amplitude[2] = torch.tensor([2.0, 0.5])
+    items, times = torch.tensor([[2, 3, 2]]), torch.tensor([[T0, T0 + 30, T0 + 60]])
+    value = kernel(items, times, torch.tensor([[T0 + 120]]))[0, 0]
+
+    def k(d: float) -> float:
+        return 2.0 * math.exp(-d / 60) + 0.5 * math.exp(-d / 3600)
+
+    assert value.tolist() == pytest.approx([k(120), 0.0, k(60)], rel=1e-6)
+
+
+@pytest.mark.parametrize("query", ["target", "last"])
+def test_a_fresh_multiscale_term_is_exactly_the_model_without_it(query):
+    plain, with_term = deepm3(query), deepm3(query, MULTISCALE)
+    with_term.load_state_dict(plain.state_dict(), strict=False)
+    batch = visible_inputs(ROWS, query)
+    assert torch.equal(plain.predict(batch), with_term.predict(batch))
+
+
+def test_the_multiscale_term_reads_one_amplitude_shift_per_timescale_from_the_state():
+    net = deepm3("last", MULTISCALE)
+    assert net.repeat_head.out_features == 2 and net.repeat.amplitude.shape == (9, 2)
+
+
+def test_multiscale_timescales_must_be_positive():
+    from deepm3.models.components.excitation import MultiScaleExcitation
+
+    with pytest.raises(ConfigError, match="repeat.timescales"):
+        MultiScaleExcitation(3, timescales=[60, 0])

@@ -25,7 +25,7 @@ from torch import nn
 from deepm3.errors import ConfigError
 from deepm3.models.components.base import SequentialRecommender
 from deepm3.models.components.event_loop import pick_event_loops
-from deepm3.models.components.excitation import ItemExcitation
+from deepm3.models.components.excitation import build_excitation
 from deepm3.models.components.flows import build_flow
 from deepm3.models.components.steps import absorb
 from deepm3.models.components.time import TimeTransform, input_gaps, query_gaps
@@ -78,13 +78,13 @@ class DeepM3Net(SequentialRecommender):
         # read-out of the evolved state (`state: true`). Both start at zero: the term starts off,
         # and with zero amplitude the model is exactly the one without it.
         repeat = dict(repeat or {})
-        self.repeat: ItemExcitation | None = None
+        self.repeat: nn.Module | None = None
         self.repeat_head: nn.Linear | None = None
         if repeat.pop("enabled", False):
             from_state = repeat.pop("state", True)
-            self.repeat = ItemExcitation(num_items, **repeat)
+            self.repeat = build_excitation(num_items, **repeat)
             if from_state:
-                self.repeat_head = nn.Linear(hidden, 2)
+                self.repeat_head = nn.Linear(hidden, self.repeat.modulation_size)
                 nn.init.zeros_(self.repeat_head.weight)
                 nn.init.zeros_(self.repeat_head.bias)
 

@@ -16,6 +16,7 @@ predicted event happened.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +25,7 @@ from torch import nn
 from deepm3.errors import ConfigError
 from deepm3.models.components.time import UNITS
 
-KERNELS = ("exp", "exp_gauss")
+KERNELS = ("exp", "exp_gauss", "multiscale")
 
 
 def elapsed(times: torch.Tensor, query_times: torch.Tensor, items: torch.Tensor, unit_seconds: float):
@@ -82,11 +83,12 @@ class ItemExcitation(nn.Module):
         init_lifetime: float = 24.0,
     ) -> None:
         super().__init__()
-        if kernel not in KERNELS:
+        if kernel not in KERNELS or kernel == "multiscale":
             raise ConfigError(f"repeat.kernel={kernel!r}; expected one of {list(KERNELS)}")
         if not init_rate > 0 or not init_lifetime > 0:
             raise ConfigError(f"repeat.init_rate / init_lifetime must be > 0, got {init_rate!r} / {init_lifetime!r}")
         self.kernel = kernel
+        self.modulation_size = 2  # amplitude, rate
         self.unit_seconds = check_unit(unit)
         self.amplitude = nn.Parameter(torch.full((num_items + 1,), float(init_amplitude)))
         self.rate = nn.Parameter(torch.full((num_items + 1,), _softplus_inverse(init_rate)))
@@ -115,6 +117,56 @@ class ItemExcitation(nn.Module):
             spread = F.softplus(self.spread[items])[:, None, :] + 1e-3
             value = mix * value + (1 - mix) * torch.exp(-0.5 * ((gap - centre) / spread) ** 2)
         return torch.where(mask, amplitude * value, torch.zeros_like(value))
+
+
+DEFAULT_TIMESCALES = (60.0, 600.0, 3600.0, 21600.0, 86400.0, 604800.0)  # 1 min .. 1 week
+
+
+class MultiScaleExcitation(nn.Module):
+    """A bank of exponential kernels at fixed timescales ``tau_k`` (seconds) with per-item amplitudes:
+    ``k_i(d) = sum_k a_ik exp(-d / tau_k)``.
+
+    Why fixed timescales: a learned decay rate moves by about the learning rate per step, so a rate
+    that must grow from 1/hour to 1/minute (what "the last item first" needs on edit logs) takes
+    tens of thousands of steps; amplitudes over a bank are linear, and any mixture of "within a
+    minute" and "within a week" memories is one step away. It spans the decayed-repeat baseline
+    (one timescale) and its tuning grid. ``modulation`` (``[B, Q, K]``) shifts each amplitude per
+    query (DeepM3 reads it from its state). Amplitudes start at 0: the term starts switched off.
+    """
+
+    def __init__(self, num_items: int, timescales: tuple[float, ...] | list[float] = DEFAULT_TIMESCALES) -> None:
+        super().__init__()
+        scales = [float(t) for t in timescales]
+        if not scales or any(not t > 0 for t in scales):
+            raise ConfigError(f"repeat.timescales={list(timescales)!r}; expected positive numbers of seconds")
+        self.kernel = "multiscale"
+        self.modulation_size = len(scales)
+        self.register_buffer("timescales", torch.tensor(scales), persistent=False)
+        self.amplitude = nn.Parameter(torch.zeros(num_items + 1, len(scales)))
+
+    def forward(
+        self,
+        items: torch.Tensor,
+        times: torch.Tensor,
+        query_times: torch.Tensor,
+        modulation: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        gap, mask = elapsed(times, query_times, items, 1.0)  # seconds
+        amplitude = self.amplitude[items][:, None, :, :]  # [B, 1, L, K]
+        if modulation is not None:
+            amplitude = amplitude + modulation[:, :, None, :]
+        value = (amplitude * torch.exp(-gap[..., None] / self.timescales)).sum(-1)
+        return torch.where(mask, value, torch.zeros_like(value))
+
+
+def build_excitation(num_items: int, kernel: str = "exp", **options: Any) -> nn.Module:
+    """The repeat term's kernel by name: ``exp`` / ``exp_gauss`` (:class:`ItemExcitation`; ``unit``,
+    ``init_amplitude``, ``init_rate``) or ``multiscale`` (:class:`MultiScaleExcitation`; ``timescales``,
+    the other options unused)."""
+    timescales = options.pop("timescales", None)
+    if kernel == "multiscale":
+        return MultiScaleExcitation(num_items, DEFAULT_TIMESCALES if timescales is None else timescales)
+    return ItemExcitation(num_items, kernel, **options)
 
 
 def _softplus_inverse(value: float) -> float:
