@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import doctest
 
+import numpy as np
 import pytest
 import torch
 from torchmetrics.retrieval import RetrievalHitRate, RetrievalMRR, RetrievalNormalizedDCG
 
 import deepm3.metrics
-from deepm3.metrics import metric_names, ranking_metrics, target_ranks
+from deepm3.metrics import RankMetrics, metric_names, ranking_metrics, repeat_targets, target_ranks
 
 REFERENCES = {"hr": RetrievalHitRate, "ndcg": RetrievalNormalizedDCG, "mrr": RetrievalMRR}
 
@@ -131,3 +132,42 @@ def test_module_docstring_examples_run():
     results = doctest.testmod(deepm3.metrics)
     assert results.attempted >= 2
     assert results.failed == 0
+
+
+def test_repeat_targets_are_the_samples_whose_target_is_a_history_item() -> None:
+    targets = torch.tensor([3, 7, 5])
+    # sample 0 saw 1, 3; sample 1 saw 2; sample 2 saw 5, 5, 6
+    rows, items = torch.tensor([0, 0, 1, 2, 2, 2]), torch.tensor([1, 3, 2, 5, 5, 6])
+    assert repeat_targets(targets, rows, items).tolist() == [True, False, True]
+
+
+def test_rank_metrics_keep_repeat_targets_out_of_the_headline_when_history_is_excluded() -> None:
+    metric = RankMetrics(ks=(1,), headline_novel_only=True)
+    metric.update(torch.tensor([0, 5, 0, 0]), torch.tensor([True, False, True, False]))
+    out = metric.compute()
+    assert out["hr@1"].item() == pytest.approx(0.5)  # novel users: ranks 5 and 0
+    assert out["repeat_share"].item() == pytest.approx(0.5)  # 2 of 4 targets repeat
+    assert out["repeat/hr@1"].item() == pytest.approx(1.0)
+    assert out["novel/hr@1"].item() == pytest.approx(0.5)
+
+
+def test_rank_metrics_without_exclusion_average_every_user() -> None:
+    metric = RankMetrics(ks=(1,))
+    metric.update(torch.tensor([0, 5, 0, 0]), torch.tensor([True, False, True, False]))
+    assert metric.compute()["hr@1"].item() == pytest.approx(0.75)
+
+
+def test_no_repeat_slices_when_no_target_repeats() -> None:
+    metric = RankMetrics(ks=(1,))
+    metric.update(torch.tensor([0, 2]), torch.tensor([False, False]))
+    assert sorted(metric.compute()) == ["hr@1", "mrr@1", "ndcg@1"]
+
+
+def test_a_nan_competitor_counts_against_the_target() -> None:
+    scores = torch.tensor([[0.0, 0.5, float("nan"), 0.1]])
+    assert target_ranks(scores, torch.tensor([1])).tolist() == [1]
+
+
+def test_ranking_metrics_of_the_headline_match_a_hand_count() -> None:
+    # kept as an anchor for RankMetrics: ndcg of rank 1 at K=10 is 1/log2(3)
+    assert ranking_metrics(torch.tensor([1]), (10,))["ndcg@10"].item() == pytest.approx(1 / np.log2(3))

@@ -253,3 +253,11 @@ def test_noise_group_is_selectable_from_the_train_config() -> None:
 def test_a_bad_training_noise_value_is_one_config_error(field: str, value: object, message: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
         NoiseSweep("shuffle", [0.5], **{field: value})
+
+
+def test_item_replacement_never_puts_the_target_into_the_input() -> None:
+    items = np.tile(np.array([[1, 2, 1, 2, 1, 2]]), (50, 1))
+    times = np.cumsum(np.ones_like(items), axis=1)
+    inputs = PredictionInputs(items, times, times + 1, num_items=3, targets=np.full(50, 3))
+    noisy = ItemReplacement(level=1.0)(inputs, seed=0)
+    assert (noisy.items != 3).all() and set(np.unique(noisy.items)) == {1, 2}

@@ -191,3 +191,24 @@ def test_the_seed_level_test_pairs_only_the_seeds_both_models_ran() -> None:
 def test_the_seed_level_test_needs_two_shared_seeds() -> None:
     rows = per_seed_rows({"deepm3": [0.11], "gru4rec": [0.10]})
     assert np.isnan(compare_seeds(rows, "deepm3").iloc[0]["seed_t_pvalue"])
+
+
+def test_seed_level_view_tests_the_per_seed_means_with_a_paired_t_test() -> None:
+    import pandas as pd
+
+    from deepm3.analysis.significance import compare_seeds
+
+    rows = pd.DataFrame(
+        {
+            "model": ["a"] * 6 + ["b"] * 6,
+            "seed": [0, 0, 1, 1, 2, 2] * 2,
+            "user": ["u", "v"] * 6,
+            "ndcg@10": [0.2, 0.4, 0.5, 0.3, 0.1, 0.1, 0.1, 0.1, 0.2, 0.2, 0.0, 0.1],
+        }
+    )
+    table = compare_seeds(rows, "a", "ndcg@10")
+    reference, baseline = [0.3, 0.4, 0.1], [0.1, 0.2, 0.05]
+    assert table.loc[0, "reference_mean"] == pytest.approx(np.mean(reference))
+    assert table.loc[0, "baseline_std"] == pytest.approx(np.std(baseline, ddof=1))
+    assert table.loc[0, "seed_t_pvalue"] == pytest.approx(stats.ttest_rel(reference, baseline).pvalue)
+    assert table.loc[0, "shared_seeds"] == 3
