@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from deepm3.checkpoint import Checkpoint
 from deepm3.data.processed import DATA_STAMP_KEY, item_map_digest
 from deepm3.errors import DeepM3Error
 from deepm3.seeding import epoch_seed
@@ -80,7 +80,8 @@ class DatasetStamp(Callback):
     construction when ``module`` and ``datamodule`` are given, else at ``setup`` -- and a
     truncated file, a file that is not a deepm3 training checkpoint, one of another network
     class (compared by name: nothing it names is imported), of another dataset or of other
-    sizes is a one-line :class:`DeepM3Error` instead of a traceback mid-restore.
+    sizes is a one-line :class:`DeepM3Error` instead of a traceback mid-restore
+    (:meth:`deepm3.checkpoint.Checkpoint.check_resumable`).
     """
 
     def __init__(
@@ -90,65 +91,14 @@ class DatasetStamp(Callback):
         self.stamp: dict | None = None
         self.vetted = False
         if resume and module is not None and datamodule is not None:  # now, before a Trainer prints anything
-            check_resume_checkpoint(resume, module, dataset_stamp(datamodule))
+            Checkpoint.read_for_resume(resume).check_resumable(module, dataset_stamp(datamodule))
             self.vetted = True
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self.stamp = dataset_stamp(trainer.datamodule)
         if stage == "fit" and self.resume and not self.vetted:
-            check_resume_checkpoint(self.resume, pl_module, self.stamp)
+            Checkpoint.read_for_resume(self.resume).check_resumable(pl_module, self.stamp)
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
         if self.stamp is not None:
             checkpoint[DATA_STAMP_KEY] = dict(self.stamp)
-
-
-def check_resume_checkpoint(path: str | Path, pl_module: L.LightningModule, stamp: dict | None) -> None:
-    """Raise a one-line :class:`DeepM3Error` unless ``path`` is a checkpoint this run can resume from."""
-    where = f"ckpt_path={path}"
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated, not a torch file, or holding objects a weights-only load refuses
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise DeepM3Error(
-            f"{where}: not a loadable checkpoint ({type(exc).__name__}: {first}); is it truncated? "
-            "resume from another checkpoint or start over without ckpt_path"
-        ) from None
-    params = saved.get("hyper_parameters") if isinstance(saved, Mapping) else None
-    net = params.get("net") if isinstance(params, Mapping) else None
-    if not isinstance(net, Mapping) or not isinstance(saved.get("state_dict"), Mapping):
-        raise DeepM3Error(f"{where}: not a deepm3 training checkpoint (expected hyper_parameters.net and a state_dict)")
-    mine = dict(getattr(pl_module, "hparams", {}))
-    target, expected = net.get("_target_"), (mine.get("net") or {}).get("_target_")
-    if target != expected:  # compared as text: a checkpoint's _target_ is never imported
-        raise DeepM3Error(
-            f"{where}: trained network {target!r}, but this run builds {expected!r}; "
-            "resume with the model= settings the checkpoint was trained with"
-        )
-    theirs = saved.get(DATA_STAMP_KEY)
-    if stamp is not None and isinstance(theirs, Mapping) and theirs.get("item_map_sha256") != stamp["item_map_sha256"]:
-        raise DeepM3Error(
-            f"{where}: trained on another dataset ({theirs.get('dataset')!r}, {theirs.get('num_items')} "
-            f"items, cache {theirs.get('cache_key')}) than this run's ({stamp['dataset']!r}, "
-            f"{stamp['num_items']} items, cache {stamp['cache_key']}); its item columns mean other items"
-        )
-    if params.get("num_items") != mine.get("num_items"):
-        raise DeepM3Error(
-            f"{where}: trained on {params.get('num_items')} items but this run's dataset has "
-            f"{mine.get('num_items')}; the checkpoint comes from another dataset"
-        )
-    current = pl_module.state_dict()
-    for key, value in saved["state_dict"].items():
-        shape = tuple(getattr(value, "shape", ()))
-        if key not in current or tuple(current[key].shape) != shape:
-            now = tuple(current[key].shape) if key in current else "absent"
-            raise DeepM3Error(
-                f"{where}: its weights do not fit this run's model ({key}: {shape} in the checkpoint, "
-                f"{now} here); resume with the model.net settings it was trained with"
-            )
-    missing = sorted(set(current) - set(saved["state_dict"]))
-    if missing:
-        raise DeepM3Error(
-            f"{where}: its weights do not fit this run's model ({missing[0]} is missing); "
-            "resume with the model.net settings it was trained with"
-        )

@@ -30,7 +30,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from deepm3.analysis.noise import NoiseOperator, NoiseSweep, perturb_samples
-from deepm3.callbacks import check_resume_checkpoint, dataset_stamp
+from deepm3.callbacks import dataset_stamp
+from deepm3.checkpoint import Checkpoint
 from deepm3.data.datamodule import BatchCollator
 from deepm3.data.samples import SampleArrays
 from deepm3.errors import ConfigError
@@ -122,7 +123,7 @@ def find_reusable_run(key: str, search_dirs: Iterable[Path], own: Path) -> Reusa
 def reuse_checkpoint(source: ReusableRun, out: Path, module: Any, datamodule: Any) -> Path:
     """Copy ``source``'s tested checkpoint into ``out/checkpoints/`` after checking it is this
     network's on this data (the checks a resume gets); returns the copy's path."""
-    check_resume_checkpoint(source.checkpoint, module, dataset_stamp(datamodule))
+    Checkpoint.read_for_resume(source.checkpoint).check_resumable(module, dataset_stamp(datamodule))
     target = checkpoint_dir(out) / source.checkpoint.name
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy2(source.checkpoint, target)

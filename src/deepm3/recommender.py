@@ -27,7 +27,7 @@ import torch
 from omegaconf import OmegaConf
 from tqdm.auto import tqdm
 
-from deepm3.checkpoint import build_net
+from deepm3.checkpoint import Checkpoint
 from deepm3.data.samples import query_windows
 from deepm3.device import resolve_device
 from deepm3.errors import DataError
@@ -108,7 +108,8 @@ class Recommender:
         run_dir, checkpoint = locate_run(Path(path).expanduser())
         item_ids = read_item_map(run_dir)
         config = read_config(run_dir)
-        net = build_net(checkpoint, run_dir, len(item_ids))
+        saved = Checkpoint.read(checkpoint)
+        net = saved.build_net(run_dir, len(item_ids))
         recommender = cls(
             net,
             item_ids,
@@ -116,7 +117,7 @@ class Recommender:
             popularity=read_popularity(run_dir, item_ids),
             device=device,
             name=str(OmegaConf.select(config, "model.name", default="model")),
-            query=str(OmegaConf.select(config, "time.query", default="target")),
+            query=saved.query or str(OmegaConf.select(config, "time.query", default="target")),
         )
         log.info("loaded %r from %s", recommender, checkpoint)
         return recommender

@@ -22,6 +22,7 @@ from omegaconf import OmegaConf
 
 from deepm3.analysis.entropy import MEASURES, HistorySymboliser, entropy_under_noise, select_word_length
 from deepm3.analysis.noise import Clean, NoiseOperator, NoiseSweep, PredictionInputs, perturb_samples
+from deepm3.checkpoint import Checkpoint
 from deepm3.data.datamodule import SequenceDataModule
 from deepm3.data.samples import SampleArrays
 from deepm3.device import resolve_device
@@ -80,8 +81,7 @@ def load_run(spec: RunSpec, num_items: int, device: torch.device) -> LoadedRun:
     """The run's module from its saved config, filled with the checkpoint it was tested with."""
     cfg = read_config(spec.directory)
     module = build_module(cfg, num_items)
-    state = torch.load(best_checkpoint(spec.directory), map_location="cpu", weights_only=True)["state_dict"]
-    module.load_state_dict(state)
+    Checkpoint.read(best_checkpoint(spec.directory)).load_into(module)
     return LoadedRun(spec, module.to(device).eval())
 
 
