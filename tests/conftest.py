@@ -16,3 +16,15 @@ def _isolated_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     monkeypatch.setenv("DEEPM3_DATA_DIR", str(tmp_path_factory.getbasetemp() / "data"))
     monkeypatch.setenv("DEEPM3_OUTPUT_DIR", str(tmp_path_factory.getbasetemp() / "outputs"))
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture
+def umask():
+    def set_mask(mask: int) -> None:
+        os.umask(mask)
+
+    old = os.umask(0o022)
+    try:
+        yield set_mask
+    finally:
+        os.umask(old)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import threading
 from pathlib import Path
 
@@ -111,3 +112,10 @@ def test_concurrent_builds_of_one_cache_end_with_one_valid_folder(tmp_path: Path
     assert [p.name for p in (tmp_path / "cache").iterdir()] == [next(iter(folders)).name]
     for data, _ in results:
         np.testing.assert_array_equal(data.items, results[0][0].items)
+
+
+def test_the_processed_data_cache_is_readable_by_others_under_umask_022(tmp_path: Path, umask) -> None:
+    source = TinySource(tmp_path / "raw")
+    _, folder = load_or_build(source, PreprocessConfig(), tmp_path / "cache")
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o755
+    assert {stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()} == {0o644}

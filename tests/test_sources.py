@@ -7,6 +7,7 @@ file, the line or field, and what was expected -- leaving nothing half-built in 
 
 from __future__ import annotations
 
+import logging
 import random
 from pathlib import Path
 
@@ -20,8 +21,10 @@ from hydra.utils import instantiate
 from deepm3.data.cache import load_or_build
 from deepm3.data.preprocess import PreprocessConfig, build_sequences, choose_users
 from deepm3.data.processed import ProcessedData
+from deepm3.data.schema import validate_interactions
 from deepm3.data.sources.amazon import AmazonSource
 from deepm3.data.sources.base import InteractionSource
+from deepm3.data.sources.fields import to_unix_seconds
 from deepm3.data.sources.interactions import InteractionsFileSource
 from deepm3.data.sources.ml1m import ML1MSource
 from deepm3.data.sources.synthetic import SyntheticSource
@@ -37,6 +40,7 @@ from tests.helpers.fixtures_raw import (
     write_ml1m,
     write_recbole_inter,
 )
+from tests.helpers.user_errors import one_line
 
 NO_CORE = PreprocessConfig(user_core=0, item_core=0)
 ROWS = interaction_rows(users=40, items=30, seed=0)
@@ -448,3 +452,87 @@ def test_interactions_config_end_to_end_through_the_datamodule(tmp_path):
     datamodule.setup()
     assert datamodule.data is not None
     assert sequences(datamodule.data) == expected_sequences(ROWS)
+
+
+PARQUET_ROWS = {"user_id": ["a", "b", "c"], "item_id": ["x", "y", "z"], "timestamp": [10, 20, 30]}
+
+
+def parquet(tmp_path: Path, **columns) -> Path:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "clicks.parquet"
+    pq.write_table(pa.table({**PARQUET_ROWS, **columns}), path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("columns", "expected"),
+    [
+        ({"user_id": ["a", None, "c"]}, r"clicks\.parquet: row 1: field 'user_id' is empty \(null\)"),
+        ({"item_id": ["x", "y", None]}, r"clicks\.parquet: row 2: field 'item_id' is empty \(null\)"),
+        ({"timestamp": [10, None, 30]}, r"clicks\.parquet: row 1: field 'timestamp' is empty \(null\)"),
+        ({"item_id": [1.0, 2.0, 3.0]}, r"column 'item_id' holds double values; expected string or integer ids"),
+        ({"timestamp": [True, False, True]}, r"column 'timestamp' holds bool values; expected integer"),
+        ({"item_id": [[0], [1], [2]]}, r"column 'item_id' holds list<.*> values; expected string or integer ids"),
+        ({"user_id": [{"a": 1}, {"a": 2}, {"a": 3}]}, r"column 'user_id' holds struct<.*> values"),
+    ],
+    ids=["null-user", "null-item", "null-timestamp", "float-items", "bool-timestamps", "list-items", "struct-users"],
+)
+def test_parquet_nulls_and_wrong_types_are_errors(tmp_path: Path, columns: dict, expected: str) -> None:
+    with pytest.raises(DataError, match=expected) as info:
+        InteractionsFileSource(parquet(tmp_path, **columns)).read()
+    one_line(info.value)
+
+
+def test_parquet_integer_and_dictionary_ids_are_read_as_their_text(tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    path = parquet(
+        tmp_path,
+        user_id=pa.array(["a", "b", "c"]).dictionary_encode(),
+        item_id=[7, 8, 9],
+        timestamp=pa.array([10, 20, 30], pa.uint32()),
+    )
+    table = InteractionsFileSource(path).read()
+    assert table.to_dict("list") == {"user": ["a", "b", "c"], "item": ["7", "8", "9"], "timestamp": [10, 20, 30]}
+
+
+def test_any_table_with_a_missing_id_is_refused_naming_the_row() -> None:
+    frame = pd.DataFrame({"user": ["a", None], "item": ["x", "y"], "timestamp": [1, 2]})
+    with pytest.raises(DataError, match=r"src: row 1: field 'user' is empty"):
+        validate_interactions(frame, "src")
+
+
+@pytest.mark.parametrize("value", ["10000000000000000000", "99999999999999999999", "1e19", "9223372036854775808"])
+def test_a_timestamp_beyond_int64_names_its_line_and_the_files_value(value: str) -> None:
+    stamps = pd.Series(["100", "200", value, "300"])
+    with pytest.raises(DataError, match=rf"f\.csv: line 4: field 'ts' = '{value}'; expected a non-negative integer"):
+        to_unix_seconds(stamps, "s", "f.csv", "ts", first_line=2)
+
+
+def test_the_largest_int64_timestamp_is_still_read_exactly() -> None:
+    assert to_unix_seconds(pd.Series(["9223372036854775807"]), "s", "f", "ts", 2).tolist() == [2**63 - 1]
+
+
+def test_a_missing_file_without_a_suffix_is_not_found(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"interactions: file not found"):
+        InteractionsFileSource(tmp_path / "interactions")
+
+
+def test_millisecond_timestamps_read_as_seconds_warn_with_the_likely_unit(tmp_path: Path, caplog) -> None:
+    path = tmp_path / "clicks.csv"
+    pd.DataFrame(
+        {"user_id": ["a", "a"], "item_id": ["x", "y"], "timestamp": [1_500_000_000_000, 1_500_000_100_000]}
+    ).to_csv(path, index=False)
+    with caplog.at_level(logging.WARNING):
+        InteractionsFileSource(path).read()
+    warning = " ".join(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    assert "clicks.csv" in warning and "year ~49,503" in warning and "milliseconds" in warning
+    assert "timestamp_unit=ms" in warning
+
+
+def test_plausible_seconds_do_not_warn(tmp_path: Path, caplog) -> None:
+    with caplog.at_level(logging.WARNING):
+        validate_interactions(pd.DataFrame({"user": ["a"], "item": ["x"], "timestamp": [1_700_000_000]}), "src")
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]

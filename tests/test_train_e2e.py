@@ -32,8 +32,10 @@ from deepm3.models.module import RecModule
 from deepm3.train import run
 from tests.helpers.accelerator import trainer_override
 from tests.helpers.tiny_runs import FAST_TRAINER, compose_train, tiny_config, tiny_dataset
+from tests.helpers.user_errors import one_line
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+NET = ("model.net.hidden=16", "model.net.field.width=16")
 SOLVERS = ["euler", "rk4", "none"]
 USER_COLUMNS = ["user", "history_length", "gap_cv", "rank", "repeat", *metric_names()]
 
@@ -511,3 +513,26 @@ def test_a_failing_job_in_a_multirun_is_recorded_and_the_others_finish(tmp_path:
     error = json.loads((sweep / "1" / "error.json").read_text())
     assert "optim.loss=hinge" in error["overrides"]
     assert "optim.loss='hinge'" in error["error"]
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("optim.lr=-1", "optim.lr=-1; expected a positive number"),
+        ("optim.lr=abc", "optim.lr='abc'; expected a positive number"),
+        ("optim.weight_decay=-0.1", "optim.weight_decay=-0.1; expected a non-negative number"),
+        ("dataset.user_core=abc", "dataset.user_core='abc'; expected a non-negative integer"),
+        ("dataset.item_core=-2", "dataset.item_core=-2; expected a non-negative integer"),
+        ("model.net.hidden=0", "model.net.hidden=0; expected a positive integer"),
+        ("model.net.dropout=2", "model.net.dropout=2; expected a probability in [0, 1)"),
+        ("model.net.field.width=abc", "model.net.field.width='abc'; expected a positive integer"),
+        ("seed=abc", "seed='abc'; expected an integer"),
+    ],
+    ids=lambda value: str(value).split("=")[0] if "=" in str(value) else None,
+)
+def test_bad_values_fail_before_any_work(tmp_path: Path, override: str, expected: str) -> None:
+    cfg = tiny_config(tmp_path / "run", tmp_path / "data", *NET, override)
+    with pytest.raises(ConfigError) as info:
+        run(cfg, output_dir=tmp_path / "run")
+    assert expected in one_line(info.value)
+    assert not (tmp_path / "data").exists(), "no data may be read or cached"
