@@ -29,6 +29,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "run_dir.py",
         "checkpoint.py",
         "noise_eval.py",
+        "run/",
         "train.py",
     ),
     "apps": ("recommender.py", "recommend.py", "server/", "phase2/"),

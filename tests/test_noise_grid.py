@@ -14,7 +14,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from deepm3.errors import ConfigError
-from deepm3.noise_eval import find_reusable_run, noise_setting, training_key
+from deepm3.noise_eval import find_reusable_run, noise_setting
+from deepm3.run.identity import training_key
 from tests.helpers.tiny_runs import FAST_TRAINER, compose_train, tiny_dataset, tiny_run
 
 REPO = Path(__file__).resolve().parents[1]

@@ -13,10 +13,10 @@ from omegaconf import DictConfig, open_dict
 
 import deepm3.phase2.train_all as train_all_module
 from deepm3.errors import ConfigError
-from deepm3.noise_eval import training_key
 from deepm3.phase2.pipeline import run_phase2
 from deepm3.phase2.plan import Plan, RunSpec, make_plan, plan_from_config
 from deepm3.phase2.train_all import compose_run, run_overrides, train_all
+from deepm3.run.identity import training_key
 from deepm3.run_dir import read_metrics, save_config, write_metrics
 from tests.helpers.config import compose
 from tests.helpers.run_folders import write_run_folder

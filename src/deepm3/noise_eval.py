@@ -7,7 +7,7 @@ every model of a grid is tested on the same perturbed arrays -- and writes those
 ``metrics.json`` under ``noisy`` (and to the CSV log as ``test/noisy_<metric>``).
 
 The noise never changes training, so a grid over noise levels must not retrain. Every run
-records its :func:`training_key` (a digest of its config without ``noise``, ``paths`` and
+records its :func:`deepm3.run.identity.training_key` (a digest of its config without ``noise``, ``paths`` and
 ``ckpt_path``); in a Hydra multirun a job whose key equals a complete sibling job's (same sweep
 folder) copies that job's best checkpoint, checks it is a checkpoint of this network on this
 data, and only tests it (``reused_checkpoint_from`` in ``metrics.json``). A sweep over
@@ -17,8 +17,6 @@ checkpoint once per level.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import shutil
 from collections.abc import Iterable
@@ -27,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from deepm3.analysis.noise import NoiseOperator, NoiseSweep, perturb_samples
 from deepm3.callbacks import dataset_stamp
@@ -41,8 +39,6 @@ from deepm3.run_dir import RunMetrics, checkpoint_dir, is_complete, tested_check
 log = logging.getLogger(__name__)
 
 CLEAN = "clean"
-# Keys that cannot change what is trained: where files go, the test-time noise, a resume path, the trackers.
-NOT_TRAINING = ("noise", "paths", "ckpt_path", "hydra", "logger")
 
 
 @dataclass(frozen=True)
@@ -75,20 +71,6 @@ def noise_setting(cfg: DictConfig) -> NoiseSetting | None:
         return None
     operator = sweep.operator()
     return NoiseSetting(sweep.name, float(operator.level), int(sweep.seed), operator)
-
-
-def training_key(cfg: DictConfig) -> str:
-    """Digest of everything in ``cfg`` that decides what is trained: two runs with the same key
-    train the same network on the same data the same way, whatever their noise or folder.
-
-    The config is taken unresolved, so interpolations into the ignored keys (a checkpoint folder
-    under ``${paths.output_dir}``) read the same in every run.
-    """
-    container = OmegaConf.to_container(cfg, resolve=False)
-    assert isinstance(container, dict)
-    kept = {key: value for key, value in container.items() if key not in NOT_TRAINING}
-    text = json.dumps(kept, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)

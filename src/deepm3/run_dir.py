@@ -57,7 +57,7 @@ class RunMetrics(TypedDict, total=False):
     uses_time: bool
     train_seconds: float
     seconds_per_epoch: float
-    training_key: str  # deepm3.noise_eval.training_key: equal keys train identically
+    training_key: str  # deepm3.run.identity.training_key: equal keys train identically
     data: dict[str, Any]  # SequenceDataModule.describe(): sizes, data_dir, cache key
     protocol: dict[str, Any]  # query, exclude_history, eval_mode, split
     test_per_sequence: dict[str, float]  # split by time: test metrics averaged per sequence, then over sequences

@@ -33,8 +33,9 @@ from deepm3.errors import DeepM3Error, exit_on_user_error
 from deepm3.io import check_writable_dir
 from deepm3.metrics import metric_names, ranking_metrics
 from deepm3.models.module import DEFAULT_OPTIMIZER, RecModule
-from deepm3.noise_eval import find_reusable_run, noise_setting, noisy_test_metrics, reuse_checkpoint, training_key
+from deepm3.noise_eval import find_reusable_run, noise_setting, noisy_test_metrics, reuse_checkpoint
 from deepm3.provenance import array_fingerprint, run_provenance
+from deepm3.run.identity import training_key
 from deepm3.run_dir import (
     METRICS_FILE,
     RunMetrics,

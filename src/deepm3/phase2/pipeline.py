@@ -32,7 +32,7 @@ from deepm3.phase2.robustness import write_robustness
 from deepm3.phase2.selection import write_selection
 from deepm3.phase2.sensitivity import sensitivity_plan, write_sensitivity
 from deepm3.phase2.significance_study import write_significance
-from deepm3.phase2.train_all import TrainSummary, require_one_plan, run_overrides, same_run_key, train_all
+from deepm3.phase2.train_all import TrainSummary, require_one_plan, run_overrides, train_all
 from deepm3.phase2.tune import (
     MAX_EXTENSIONS,
     extension_cap,
@@ -43,6 +43,7 @@ from deepm3.phase2.tune import (
 )
 from deepm3.phase2.verify import VERIFIED, robustness_from_runs, verify_study
 from deepm3.provenance import require_clean_tree
+from deepm3.run.identity import same_run_key
 
 log = logging.getLogger(__name__)
 

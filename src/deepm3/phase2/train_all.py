@@ -5,7 +5,7 @@ overrides, ``seed=<k>``, the preset's shared overrides, the user's extra overrid
 and ``paths.output_dir=<run dir>``. A run that raises writes ``error.json`` and the next starts.
 
 A folder is complete *for a plan* only when the run in it trained what the plan asks for: its
-recorded training key (:func:`deepm3.noise_eval.training_key`, in ``metrics.json``) equals the
+recorded training key (:func:`deepm3.run.identity.training_key`, in ``metrics.json``) equals the
 key of the config the plan composes for it. Folder names alone cannot tell a 3-epoch smoke run
 from a 20-epoch study run of the same model and seed, so a folder holding a run of another
 config stops the stage before anything is trained, unless ``overwrite`` retrains it in place.
@@ -29,10 +29,10 @@ from omegaconf import DictConfig, OmegaConf
 
 import deepm3.conf
 from deepm3.errors import ConfigError
-from deepm3.noise_eval import NOT_TRAINING, training_key
 from deepm3.phase2.launch import Job, Launcher, job_log, launch
 from deepm3.phase2.plan import RUNS_DIR, Plan, RunSpec
 from deepm3.phase2.progress import StudyProgress, measured_seconds
+from deepm3.run.identity import NOT_TRAINING, recorded_identity, same_run_key, training_key
 from deepm3.run_dir import (
     CONFIG_FILE,
     METRICS_FILE,
@@ -42,7 +42,6 @@ from deepm3.run_dir import (
     read_config,
     read_metrics,
     training_lock,
-    try_read_metrics,
     write_metrics,
 )
 from deepm3.train import record_failure, run
@@ -96,11 +95,6 @@ def compose_run(overrides: Sequence[str]) -> DictConfig:
         return compose(config_name="train", overrides=list(overrides))
 
 
-def same_run_key(overrides: Sequence[str]) -> tuple[str, ...]:
-    """A run's overrides without its output folder: two runs with equal keys train identically."""
-    return tuple(o for o in overrides if not o.startswith("paths.output_dir="))
-
-
 def reuse_run(source: Path, target: Path) -> None:
     """Copy a complete run folder (e.g. the winning tuning run, which is the seed-0 main run)."""
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -113,18 +107,6 @@ def reuse_run(source: Path, target: Path) -> None:
 DEVICE_KEYS = ("trainer.accelerator", "trainer.devices")  # where a run trained, not what: tables ignore them
 ABSENT = "<absent>"
 SHOWN_SETTINGS = 6  # differing settings an error names before "and N more"
-
-
-def recorded_identity(run_dir: Path) -> str | None:
-    """The training key of the complete run in ``run_dir``: its ``metrics.json``'s, else (runs
-    trained before keys were recorded) the key of its saved config; ``None`` when it recorded
-    neither -- a folder written by hand, which the checks take on trust."""
-    key = (try_read_metrics(run_dir) or {}).get("training_key")
-    if key:
-        return str(key)
-    if (Path(run_dir) / CONFIG_FILE).is_file():
-        return training_key(read_config(run_dir))
-    return None
 
 
 def training_settings(cfg: Any) -> dict[str, str]:
