@@ -11,12 +11,15 @@ import pandas as pd
 import pytest
 import torch
 
+from deepm3.checkpoint import build_net
 from deepm3.errors import DataError
 from deepm3.models.module import RecModule
 from deepm3.recommender import Recommender
+from deepm3.registry import network_class
 from deepm3.train import run
 from tests.helpers.config import CONF_DIR
 from tests.helpers.serve_fixtures import TrainedRun, train_tiny
+from tests.helpers.tiny_recommenders import N, deepm3_net
 from tests.helpers.tiny_runs import tiny_config
 from tests.helpers.user_errors import one_line
 
@@ -142,3 +145,42 @@ def test_resuming_from_a_truncated_checkpoint_is_one_line(trained, tmp_path: Pat
         run(cfg, output_dir=tmp_path / "run")
     assert f"ckpt_path={truncated}: not a loadable checkpoint" in one_line(info.value)
     assert truncated.read_bytes() == data[: len(data) // 2]
+
+
+@pytest.fixture
+def lookalike(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``sneaky_net.SASRecNet``: a real SequentialRecommender that leaves a marker when imported."""
+    marker = tmp_path / "imported"
+    (tmp_path / "sneaky_net.py").write_text(
+        f"open({str(marker)!r}, 'w').close()\n"
+        "from deepm3.models.components.sasrec import SASRecNet as _Real\n"
+        "class SASRecNet(_Real):\n    pass\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield marker
+    sys.modules.pop("sneaky_net", None)
+
+
+@pytest.mark.parametrize("name", ["sneaky_net.SASRecNet", "sneaky_net.DeepM3Net", "sneaky_net.models.SASRecNet"])
+def test_a_class_named_like_an_allowed_network_in_another_module_is_refused_unimported(lookalike, name) -> None:
+    with pytest.raises(DataError) as info:
+        network_class(name)
+    assert f"{name!r} is not a SequentialRecommender this package knows" in str(info.value)
+    assert not lookalike.exists() and "sneaky_net" not in sys.modules
+
+
+def test_a_checkpoint_naming_a_lookalike_network_is_refused_unimported(lookalike, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    real = deepm3_net()
+    checkpoint = tmp_path / "lookalike.ckpt"
+    torch.save(
+        {
+            "hyper_parameters": {"net": {"_target_": "sneaky_net.SASRecNet", "hidden": 8}, "num_items": N},
+            "state_dict": {f"net.{key}": value for key, value in real.state_dict().items()},
+        },
+        checkpoint,
+    )
+    with pytest.raises(DataError) as info:
+        build_net(checkpoint, tmp_path, N)
+    assert "'sneaky_net.SASRecNet' is not a SequentialRecommender" in str(info.value)
+    assert not lookalike.exists() and "sneaky_net" not in sys.modules

@@ -536,3 +536,22 @@ def test_plausible_seconds_do_not_warn(tmp_path: Path, caplog) -> None:
     with caplog.at_level(logging.WARNING):
         validate_interactions(pd.DataFrame({"user": ["a"], "item": ["x"], "timestamp": [1_700_000_000]}), "src")
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+@pytest.mark.parametrize("column, row", [("user_id", 1), ("item_id", 2)])
+def test_parquet_refuses_an_empty_string_id_as_csv_refuses_an_empty_field(tmp_path: Path, column, row) -> None:
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    from deepm3.data.sources.interactions import InteractionsFileSource
+
+    columns = {"user_id": ["a", "b", "c"], "item_id": ["x", "y", "z"], "timestamp": [10, 20, 30]}
+    columns[column] = [value if i != row else "" for i, value in enumerate(columns[column])]
+    pq.write_table(pa.table(columns), tmp_path / "clicks.parquet")
+    (tmp_path / "clicks.csv").write_text(
+        "user_id,item_id,timestamp\n" + "".join(f"{u},{i},{t}\n" for u, i, t in zip(*columns.values()))
+    )
+    for name in ("clicks.parquet", "clicks.csv"):
+        with pytest.raises(DataError, match=rf"clicks\.\w+: .*field '{column}' is empty") as info:
+            InteractionsFileSource(tmp_path / name).read()
+        assert "\n" not in str(info.value)
