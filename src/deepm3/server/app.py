@@ -307,7 +307,7 @@ def _body(model: type[BaseModel], keyed: bool = False) -> dict[str, Any]:
     """The OpenAPI request body of an endpoint taking one ``model`` or a non-empty array of them.
 
     Bodies are read by hand (the size limit holds before parsing), so FastAPI cannot infer them;
-    declaring them lets clients and fuzzers (tests/test_reliability_iii.py) see what is expected.
+    declaring them lets clients and fuzzers (tests/test_server_app.py) see what is expected.
     """
     ref = {"$ref": f"#/components/schemas/{model.__name__}"}
     schema = {"anyOf": [ref, {"type": "array", "items": ref, "minItems": 1}]}
