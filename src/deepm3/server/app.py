@@ -356,15 +356,19 @@ async def read_body(request: Request, limit: int, timeout: float | None = None) 
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise HTTPException(413, f"body: {declared} bytes; at most {limit} (limits.max_body_bytes)")
-    chunks, size = [], 0
-    try:
-        async with asyncio.timeout(timeout):
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    raise HTTPException(413, f"body: more than {limit} bytes (limits.max_body_bytes)")
-                chunks.append(chunk)
-    except TimeoutError:
+    chunks: list[bytes] = []
+
+    async def receive() -> None:
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise HTTPException(413, f"body: more than {limit} bytes (limits.max_body_bytes)")
+            chunks.append(chunk)
+
+    try:  # wait_for, not asyncio.timeout: the package supports Python 3.10
+        await asyncio.wait_for(receive(), timeout)
+    except asyncio.TimeoutError:
         raise HTTPException(
             408, f"body: not received within {timeout:g} s (limits.body_timeout_s)", headers={"Connection": "close"}
         ) from None
