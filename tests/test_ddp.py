@@ -19,8 +19,9 @@ import torch
 from hydra.utils import instantiate
 
 from deepm3.metrics import RankMetrics
+from deepm3.run.files import user_rows as _user_rows
 from deepm3.run_dir import read_metrics, read_user_rows
-from deepm3.train import _user_rows, build_module
+from deepm3.train import build_module
 from tests.helpers.tiny_runs import FAST_TRAINER, compose_train, tiny_dataset
 
 REPO = Path(__file__).resolve().parents[1]
