@@ -33,7 +33,7 @@ from deepm3.device import resolve_device
 from deepm3.errors import DataError
 from deepm3.history import UNKNOWN_ITEM_POLICIES, History, is_sequence, validate_history
 from deepm3.models.components.base import SequentialRecommender
-from deepm3.models.components.time import check_query_mode, visible_inputs
+from deepm3.models.components.time import DEFAULT_QUERY, check_query_mode, visible_inputs
 from deepm3.run_dir import POPULARITY_FILE, config_max_len, locate_run, read_config, read_item_map, read_popularity
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ class Recommender:
         popularity: np.ndarray | None = None,
         device: str | torch.device = "auto",
         name: str = "model",
-        query: str = "target",
+        query: str = DEFAULT_QUERY,
     ) -> None:
         if len(item_ids) != net.num_items:
             raise DataError(f"the network scores {net.num_items} items but the item map lists {len(item_ids)}")
@@ -117,7 +117,7 @@ class Recommender:
             popularity=read_popularity(run_dir, item_ids),
             device=device,
             name=str(OmegaConf.select(config, "model.name", default="model")),
-            query=saved.query or str(OmegaConf.select(config, "time.query", default="target")),
+            query=saved.query or str(OmegaConf.select(config, "time.query", default=DEFAULT_QUERY)),
         )
         log.info("loaded %r from %s", recommender, checkpoint)
         return recommender

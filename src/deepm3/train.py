@@ -21,7 +21,7 @@ import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from deepm3.callbacks import DatasetStamp, FiniteLossGuard, StepSeeder
 from deepm3.cli_args import run_cli
@@ -29,7 +29,7 @@ from deepm3.config import validate_config
 from deepm3.data.datamodule import SequenceDataModule
 from deepm3.errors import exit_on_user_error
 from deepm3.io import check_writable_dir
-from deepm3.models.module import DEFAULT_OPTIMIZER, RecModule
+from deepm3.models.module import RecModule
 from deepm3.noise_eval import find_reusable_run, noise_setting
 from deepm3.run.files import RunFiles, per_sequence_metrics, user_rows
 from deepm3.run.identity import training_key
@@ -41,34 +41,8 @@ log = logging.getLogger(__name__)
 
 
 def build_module(cfg: DictConfig, num_items: int) -> RecModule:
-    """The LightningModule for ``cfg.model`` with plain-container hyper-parameters.
-
-    Plain containers, not ``DictConfig``: checkpoints must load with ``weights_only=True``.
-    """
-    net = OmegaConf.to_container(cfg.model.net, resolve=True)
-    return RecModule(
-        net=net,
-        num_items=num_items,
-        lr=cfg.optim.lr,
-        weight_decay=cfg.optim.weight_decay,
-        loss=cfg.optim.loss,
-        exclude_history=cfg.eval.exclude_history,
-        ks=list(cfg.eval.ks),
-        monitor=cfg.monitor,
-        eval_mode=cfg.eval.get("mode", "full"),
-        query=cfg.time.get("query", "target"),
-        optimizer=optimizer_config(cfg.optim),
-    )
-
-
-def optimizer_config(optim: DictConfig) -> dict[str, Any]:
-    """``cfg.optim`` less ``loss``, ``lr`` and ``weight_decay`` (RecModule's own arguments) as a plain
-    dict; a run config saved before the optimizer was configurable names none and gets AdamW."""
-    spec = OmegaConf.to_container(optim, resolve=True)
-    assert isinstance(spec, dict)
-    for key in ("loss", "lr", "weight_decay", "_partial_"):
-        spec.pop(key, None)
-    return {"_target_": DEFAULT_OPTIMIZER, **spec}
+    """The LightningModule for ``cfg`` (:meth:`RecModule.from_config`)."""
+    return RecModule.from_config(cfg, num_items)
 
 
 def train(

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
 from torchmetrics import MetricCollection
 from torchmetrics.utilities.distributed import gather_all_tensors
 
@@ -22,9 +24,22 @@ from deepm3.metrics import (
     unique_by_sample,
 )
 from deepm3.models.components.base import SequentialRecommender
-from deepm3.models.components.time import check_query_mode, visible_inputs
+from deepm3.models.components.time import DEFAULT_QUERY, check_query_mode, visible_inputs
 
 DEFAULT_OPTIMIZER = "torch.optim.AdamW"
+OWN_OPTIM_KEYS = ("lr", "weight_decay", "loss")  # RecModule's own arguments; the rest of cfg.optim builds the optimizer
+
+
+def optimizer_arguments(optim: Mapping[str, Any]) -> dict[str, Any]:
+    """:class:`RecModule`'s arguments from a plain ``cfg.optim``: ``lr``, ``weight_decay`` and ``loss``,
+    and ``optimizer``, the rest (the class and its other keyword arguments), which
+    :meth:`RecModule.configure_optimizers` builds with ``lr`` and ``weight_decay`` again. A run
+    config saved before the optimizer was configurable names none and gets AdamW."""
+    spec = dict(optim)
+    own = {key: spec.pop(key, None) for key in OWN_OPTIM_KEYS}
+    spec.pop("_partial_", None)
+    return {**own, "optimizer": {"_target_": DEFAULT_OPTIMIZER, **spec}}
+
 
 # Under DDP the evaluation metrics are gathered through their torchmetrics state and counted once per
 # sample (RecModule), so Lightning's advice to sync logged values or to test on one device does not apply.
@@ -67,7 +82,7 @@ class RecModule(L.LightningModule):
         ks: tuple[int, ...] | list[int] = DEFAULT_KS,
         monitor: str = "val/ndcg@10",
         eval_mode: str = "full",
-        query: str = "target",
+        query: str = DEFAULT_QUERY,
         optimizer: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
@@ -86,6 +101,26 @@ class RecModule(L.LightningModule):
         self.test_ranks: dict[str, torch.Tensor] = {}
         self._test_users: list[torch.Tensor] = []
         self._test_samples: list[torch.Tensor] = []  # row of each test sample in the split's arrays
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig, num_items: int) -> RecModule:
+        """The module a training config describes: the one place its ``model.net``, ``optim``,
+        ``eval``, ``monitor`` and ``time.query`` become the module's hyper-parameters.
+
+        Plain containers, not ``DictConfig``: checkpoints must load with ``weights_only=True``.
+        """
+        optim = OmegaConf.to_container(cfg.optim, resolve=True)
+        assert isinstance(optim, dict)
+        return cls(
+            net=OmegaConf.to_container(cfg.model.net, resolve=True),
+            num_items=num_items,
+            **optimizer_arguments(optim),
+            exclude_history=cfg.eval.exclude_history,
+            ks=list(cfg.eval.ks),
+            monitor=cfg.monitor,
+            eval_mode=cfg.eval.get("mode", "full"),
+            query=cfg.time.get("query", DEFAULT_QUERY),
+        )
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.net.predict(visible_inputs(batch, self.hparams.query))

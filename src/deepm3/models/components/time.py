@@ -20,7 +20,8 @@ from deepm3.errors import ConfigError
 
 UNITS = {"seconds": 1.0, "minutes": 60.0, "hours": 3600.0, "days": 86400.0, "weeks": 604800.0}
 TRANSFORMS = ("log1p", "linear", "zero")
-QUERY_MODES = ("target", "last")
+DEFAULT_QUERY = "target"  # time.query when a config or checkpoint names none (conf/train.yaml says so too)
+QUERY_MODES = (DEFAULT_QUERY, "last")
 
 
 def check_query_mode(query: str) -> str:
@@ -47,7 +48,7 @@ class TimeTransform(nn.Module):
     ``zero``: always 0 (a time-blind control).
     """
 
-    def __init__(self, unit: str | float = "hours", transform: str = "log1p", query: str = "target") -> None:
+    def __init__(self, unit: str | float = "hours", transform: str = "log1p", query: str = DEFAULT_QUERY) -> None:
         super().__init__()
         self.query = check_query_mode(query)  # carried for models whose dynamics depend on it
         if isinstance(unit, str):
