@@ -22,6 +22,7 @@ import torch
 from deepm3.data.processed import DATA_STAMP_KEY, ITEM_MAP_FILE, item_map_digest
 from deepm3.errors import DataError, DeepM3Error
 from deepm3.models.components.base import SequentialRecommender
+from deepm3.models.components.time import DEFAULT_QUERY
 from deepm3.registry import network_class
 from deepm3.run_dir import read_item_map
 
@@ -81,11 +82,10 @@ class Checkpoint:
         return self.saved.get("state_dict") if isinstance(self.saved, Mapping) else None
 
     @property
-    def query(self) -> str | None:
-        """The ``time.query`` the network was trained under; ``None`` for a checkpoint that does not
-        record it (written before the module took it), whose run config then says."""
-        query = (self.hparams or {}).get("query")
-        return None if query is None else str(query)
+    def query(self) -> str:
+        """The ``time.query`` the network was trained under. A checkpoint that records none was
+        trained before the setting existed, when every prediction was asked at the target's time."""
+        return str((self.hparams or {}).get("query", DEFAULT_QUERY))
 
     # --- resume ---------------------------------------------------------------------------------
 

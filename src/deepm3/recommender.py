@@ -117,7 +117,7 @@ class Recommender:
             popularity=read_popularity(run_dir, item_ids),
             device=device,
             name=str(OmegaConf.select(config, "model.name", default="model")),
-            query=saved.query or str(OmegaConf.select(config, "time.query", default=DEFAULT_QUERY)),
+            query=saved.query,
         )
         log.info("loaded %r from %s", recommender, checkpoint)
         return recommender
