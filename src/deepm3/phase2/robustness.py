@@ -35,7 +35,6 @@ from deepm3.phase2.progress import format_duration
 from deepm3.phase2.results import write_table
 from deepm3.phase2.train_all import CONF_DIR
 from deepm3.run_dir import best_checkpoint, read_config
-from deepm3.train import build_module
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +79,7 @@ def check_same_inputs(specs: Sequence[RunSpec]) -> None:
 def load_run(spec: RunSpec, num_items: int, device: torch.device) -> LoadedRun:
     """The run's module from its saved config, filled with the checkpoint it was tested with."""
     cfg = read_config(spec.directory)
-    module = build_module(cfg, num_items)
+    module = RecModule.from_config(cfg, num_items)
     Checkpoint.read(best_checkpoint(spec.directory)).load_into(module)
     return LoadedRun(spec, module.to(device).eval())
 
