@@ -3,7 +3,9 @@
 The Python API is :mod:`deepm3.recommender` (:class:`~deepm3.recommender.Recommender`); this package
 wraps it in a FastAPI app: request/response models (:mod:`.schemas`), per-user stored state
 with snapshots (:mod:`.state`), Prometheus metrics (:mod:`.observe`), micro-batching
-(:mod:`.batching`), the endpoints (:mod:`.app`), connection guards against slow clients
+(:mod:`.batching`), request limits and body reading (:mod:`.limits`), the service behind the
+endpoints (:mod:`.service`), errors as status codes (:mod:`.errors`), the endpoints
+(:mod:`.app`), connection guards against slow clients
 (:mod:`.guard`) and the Hydra/uvicorn entry point (:mod:`.cli`). It needs the ``serve`` extra
 (``pip install deepm3[serve]``); the names below are imported on first use, so the command
 line can say so in one line when it is missing.

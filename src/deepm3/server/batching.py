@@ -1,7 +1,7 @@
 """Micro-batching (``batching=true``): requests that queue while the network is busy are scored
 together, in one call, by one worker thread.
 
-The network runs one call at a time anyway (see :class:`~deepm3.server.app.Server`), and a
+The network runs one call at a time anyway (see :class:`~deepm3.server.service.Server`), and a
 DeepM3 window costs about the same for 8 rows as for 1 (its cost is the per-event loop), so
 under concurrent load this multiplies throughput. Nothing waits for a batch to fill: an idle
 server scores a lone request at once. A merged batch that fails (one request's bad input) is
