@@ -8,7 +8,9 @@
 - :mod:`~deepm3.phase2.main_table`, :mod:`~deepm3.phase2.significance_study`,
   :mod:`~deepm3.phase2.irregularity_study`, :mod:`~deepm3.phase2.robustness` -- the studies;
 - :mod:`~deepm3.phase2.budget` -- ``budget.md``: runs per model that stopped at their epoch cap;
-- :mod:`~deepm3.phase2.claims` -- ``claims.md``: the original work's five claims against the tables;
+- :mod:`~deepm3.phase2.claims` -- ``claims.md``: the original work's five claims against the tables
+  (each a :class:`~deepm3.phase2.claim_checks.Claim` beside its rule; the evidence they read in
+  :mod:`~deepm3.phase2.claim_evidence`);
 - :mod:`~deepm3.phase2.verify` -- every table that needs no re-testing, recomputed from the run files;
 - :mod:`~deepm3.phase2.report` -- ``results/<dataset>/README.md``;
 - :mod:`~deepm3.phase2.cli` -- ``python -m deepm3.phase2``: all of it from one Hydra command, or
