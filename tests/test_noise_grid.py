@@ -163,3 +163,64 @@ def test_a_multirun_over_models_solvers_and_noise_levels_trains_each_model_once(
             assert Path(metrics["best_checkpoint"]).name == Path(twin["best_checkpoint"]).name
     keys = {metrics["training_key"] for _, metrics in jobs.values()}
     assert len(keys) == 4  # model x solver
+
+
+def _headline_before_one_loop(module, samples, batch_size: int) -> dict[str, float]:
+    """noise_eval.headline_metrics as it was while it kept its own evaluation loop (issue 29)."""
+    import torch
+
+    from deepm3.data.datamodule import BatchCollator
+    from deepm3.metrics import metric_names, ranking_metrics, repeat_targets
+
+    module.eval()
+    collate = BatchCollator(samples)
+    ranks, repeats = [], []
+    with torch.no_grad():
+        for start in range(0, len(samples), batch_size):
+            batch = collate(list(range(start, min(start + batch_size, len(samples)))))
+            ranks.append(module.ranks(batch).cpu())
+            repeats.append(
+                repeat_targets(batch["targets"][:, -1], batch["history_rows"], batch["history_items"]).cpu()
+                if "history_rows" in batch
+                else torch.zeros(len(batch["items"]), dtype=torch.bool)
+            )
+    rank, repeat = torch.cat(ranks), torch.cat(repeats)
+    if bool(getattr(module.hparams, "exclude_history", False)):
+        rank = rank[~repeat]
+    if not len(rank):
+        return {name: float("nan") for name in metric_names(module.ks)}
+    return {name: float(values.float().mean()) for name, values in ranking_metrics(rank, module.ks).items()}
+
+
+@pytest.mark.parametrize("exclude_history", ["false", "true"])
+def test_the_noisy_retest_goes_through_the_modules_evaluation_with_the_same_numbers(
+    tmp_path: Path, exclude_history: str
+) -> None:
+    """One evaluation loop (issue 29): the noisy re-test ranks and averages through RecModule's own
+    path, and its numbers equal, bit for bit, those of the separate loop it replaced."""
+    import torch
+    from hydra.utils import instantiate
+
+    from deepm3.analysis.noise import perturb_samples
+    from deepm3.models.module import RecModule
+    from deepm3.noise_eval import headline_metrics, noise_setting, noisy_test_metrics
+    from tests.helpers.tiny_runs import tiny_config
+
+    cfg = tiny_config(
+        tmp_path / "run", tmp_path / "data", *SMALL, "noise=item_replace", f"eval.exclude_history={exclude_history}"
+    )
+    noise = noise_setting(cfg)
+    assert noise is not None
+    datamodule = instantiate(cfg.dataset, seed=0, _convert_="all")
+    datamodule.setup()
+    torch.manual_seed(0)
+    module = RecModule.from_config(cfg, datamodule.num_items)
+    test = datamodule.splits["test"]
+    noisy = perturb_samples(test, noise.operator, noise.seed, datamodule.num_items)
+    for samples in (test, noisy):
+        for batch_size in (1, 7, 64):
+            new = headline_metrics(module, samples, batch_size, torch.device("cpu"))
+            old = _headline_before_one_loop(module, samples, batch_size)
+            assert list(new) == list(old) and new == old
+    old = _headline_before_one_loop(module, noisy, int(datamodule.eval_batch_size))
+    assert noisy_test_metrics(module, datamodule, noise, torch.device("cpu")) == old

@@ -33,7 +33,6 @@ from deepm3.checkpoint import Checkpoint
 from deepm3.data.datamodule import BatchCollator
 from deepm3.data.samples import SampleArrays
 from deepm3.errors import ConfigError
-from deepm3.metrics import metric_names, ranking_metrics, repeat_targets
 from deepm3.run_dir import RunMetrics, checkpoint_dir, is_complete, tested_checkpoint, try_read_metrics
 
 log = logging.getLogger(__name__)
@@ -117,30 +116,21 @@ def reuse_checkpoint(source: ReusableRun, out: Path, module: Any, datamodule: An
     return target
 
 
-@torch.no_grad()
 def headline_metrics(module: Any, samples: SampleArrays, batch_size: int, device: torch.device) -> dict[str, float]:
     """The test stage's headline metrics of ``module`` on ``samples`` (any perturbation applied):
     mean over users, or over the novel-target users when the run excluded the history
-    (``docs/protocol.md``, "Ranking") -- so clean samples reproduce ``metrics.json``'s test numbers."""
+    (``docs/protocol.md``, "Ranking") -- so clean samples reproduce ``metrics.json``'s test numbers.
+    The ranking and the metrics are the module's own (:meth:`RecModule.headline_metrics`); this
+    only cuts ``samples`` into batches on ``device``."""
     if batch_size < 1:
         raise ConfigError(f"batch_size={batch_size!r}; expected a positive integer")
     module.eval()
     collate = BatchCollator(samples)
-    ranks, repeats = [], []
-    for start in range(0, len(samples), batch_size):
-        batch = {k: v.to(device) for k, v in collate(list(range(start, min(start + batch_size, len(samples))))).items()}
-        ranks.append(module.ranks(batch).cpu())
-        repeats.append(
-            repeat_targets(batch["targets"][:, -1], batch["history_rows"], batch["history_items"]).cpu()
-            if "history_rows" in batch
-            else torch.zeros(len(batch["items"]), dtype=torch.bool)
-        )
-    rank, repeat = torch.cat(ranks), torch.cat(repeats)
-    if bool(getattr(module.hparams, "exclude_history", False)):
-        rank = rank[~repeat]
-    if not len(rank):
-        return {name: float("nan") for name in metric_names(module.ks)}
-    return {name: float(values.float().mean()) for name, values in ranking_metrics(rank, module.ks).items()}
+    batches = (
+        {k: v.to(device) for k, v in collate(list(range(start, min(start + batch_size, len(samples))))).items()}
+        for start in range(0, len(samples), batch_size)
+    )
+    return module.headline_metrics(batches)
 
 
 def noisy_test_metrics(module: Any, datamodule: Any, noise: NoiseSetting, device: torch.device) -> dict[str, float]:

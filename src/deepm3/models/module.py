@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import lightning as L
@@ -18,6 +18,7 @@ from deepm3.metrics import (
     DEFAULT_KS,
     EVAL_MODES,
     RankMetrics,
+    metric_names,
     repeat_targets,
     sampled_target_ranks,
     target_ranks,
@@ -145,13 +146,37 @@ class RecModule(L.LightningModule):
         keep = novel[rows.to(novel.device)]
         return target_ranks(scores, targets, rows[keep.to(rows.device)], items[keep.to(items.device)])
 
-    def _eval_step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
+    def _ranked(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``(scores, ranks, repeat)`` of an evaluation batch: its scores, each target's rank
+        (:meth:`ranks`) and whether it repeats a history item (``None`` without a history)."""
         scores = self(batch)
         targets = batch["targets"][:, -1]
         ranks = self.ranks(batch, scores)
         repeat = (
             repeat_targets(targets, batch["history_rows"], batch["history_items"]) if "history_rows" in batch else None
         )
+        return scores, ranks, repeat
+
+    @torch.no_grad()
+    def headline_metrics(self, batches: Iterable[dict[str, torch.Tensor]]) -> dict[str, float]:
+        """The test stage's headline metrics on ``batches``, outside a ``Trainer``: the same ranks
+        (:meth:`ranks`) and :class:`~deepm3.metrics.RankMetrics` as :meth:`test_step`, so clean
+        batches of the test split reproduce its numbers. Ranks are kept on the CPU, as the per-user
+        rows are; ``batches`` are on the module's device."""
+        metric = RankMetrics(self.ks, headline_novel_only=bool(self.hparams.exclude_history))
+        updated = False
+        for batch in batches:
+            _, ranks, repeat = self._ranked(batch)
+            metric.update(ranks.cpu(), None if repeat is None else repeat.cpu())
+            updated = True
+        if not updated:
+            return {name: float("nan") for name in metric_names(self.ks)}
+        computed = metric.compute()
+        return {name: float(computed[name]) for name in metric_names(self.ks)}
+
+    def _eval_step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
+        scores, ranks, repeat = self._ranked(batch)
+        targets = batch["targets"][:, -1]
         samples = batch.get("samples")
         self.rank_metrics[stage].update(ranks, repeat, samples)
         if self.sampled:
