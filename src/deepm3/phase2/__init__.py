@@ -13,6 +13,9 @@
   :mod:`~deepm3.phase2.claim_evidence`);
 - :mod:`~deepm3.phase2.verify` -- every table that needs no re-testing, recomputed from the run files;
 - :mod:`~deepm3.phase2.report` -- ``results/<dataset>/README.md``;
+- :mod:`~deepm3.phase2.stages` -- every stage one :class:`~deepm3.phase2.stages.Stage` (name, what it
+  needs, ``run(context)``) over one :class:`~deepm3.phase2.stages.Context` built from the config;
+  :mod:`~deepm3.phase2.pipeline` runs the ones the config names;
 - :mod:`~deepm3.phase2.cli` -- ``python -m deepm3.phase2``: all of it from one Hydra command, or
   the stages ``studies=[...]`` names.
 """
