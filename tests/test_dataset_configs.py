@@ -58,7 +58,16 @@ ORDER = [
     "batch_size",
     "eval_batch_size",
     "num_workers",
+    "facts",
 ]
+# dataset -> its facts for the claims page (readable name, kind, the original work's dataset)
+FACTS = {
+    "ml1m": {"readable": "ML-1M", "kind": "dense", "original": True},
+    "ml100k": {"readable": "ML-100k", "kind": "dense", "original": False},
+    "amazon_books": {"readable": "Amazon Books", "kind": "sparse", "original": True},
+    "amazon_toys": {"readable": "Amazon Toys & Games", "kind": "sparse", "original": False},
+}
+NO_FACTS = {"readable": None, "kind": None, "original": False}
 
 
 @pytest.mark.parametrize("root", ["train", "phase2"])
@@ -69,6 +78,7 @@ def test_dataset_composes_to_its_recorded_values(root: str, name: str) -> None:
     source, changed = DATASETS[name]
     assert list(values) == ORDER
     assert values.pop("name") == name and values.pop("source")["_target_"] == source
+    assert values.pop("facts") == FACTS.get(name, NO_FACTS)
     assert values == {**SHARED, **changed}
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +124,7 @@ class SequenceDataModule(L.LightningDataModule):
         eval_mode: str = "full",
         negatives: int = 100,
         negatives_seed: int = 0,
+        facts: Mapping[str, Any] | None = None,  # the claims page's facts about the data (unused here)
     ) -> None:
         super().__init__()
         self.source = source

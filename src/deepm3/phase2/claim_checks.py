@@ -190,7 +190,7 @@ def _lead(study: Study, stem: str) -> Lead:
             f"no {EULER}-vs-baseline rows in {stem}.csv (its reference is "
             f"{', '.join(sorted(set(table['reference'].astype(str))))})"
         )
-    euler = Study(study.out_dir, study.dataset, EULER)
+    euler = Study(study.out_dir, study.dataset, EULER, facts=study.facts)
     baselines, led, by_users, by_seeds, detail = [], [], [], [], []
     for row in mine.itertuples():
         baseline, difference, p = str(row.baseline), float(row.mean_difference), float(row.t_pvalue_holm)

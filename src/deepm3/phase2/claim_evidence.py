@@ -7,11 +7,14 @@ the page's line (:class:`Finding`), and the seed-level evidence every comparison
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
+from omegaconf import OmegaConf
 
 STEM = "claims"
 HOLDS, FAILS, UNTESTABLE = "holds", "does not hold", "not testable here"
@@ -38,13 +41,34 @@ CLAIM5_MATCHED = 0.9  # ... among those with at least 90% of the reference's par
 TRAINED_SIZE = "trained"  # efficiency.csv `size` of a row that is the study's trained model
 DEEPM3_PREFIX = "deepm3"  # labels of DeepM3 variants; every other label is a baseline
 
-DATASETS = {  # dataset.name -> (readable name, kind, the original dataset of that kind)
-    "ml1m": ("ML-1M", "dense", True),
-    "ml100k": ("ML-100k", "dense", False),
-    "amazon_books": ("Amazon Books", "sparse", True),
-    "amazon_toys": ("Amazon Toys & Games", "sparse", False),
-}
-ORIGINAL = {"dense": "ML-1M", "sparse": "Amazon Books"}
+ORIGINAL = {"dense": "ML-1M", "sparse": "Amazon Books"}  # the original work's dataset of each kind
+DATASET_CONFIGS = Path(__file__).resolve().parents[1] / "conf" / "dataset"
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the page says of a dataset: its readable name, its kind (dense, sparse or None) and
+    whether it is the original work's dataset of that kind; the ``facts:`` block of its config
+    (``conf/dataset/<name>.yaml``, defaults in ``base.yaml``)."""
+
+    readable: str
+    kind: str | None = None
+    original: bool = False
+
+    @classmethod
+    def of(cls, dataset: str, block: Mapping[str, Any] | None = None) -> Facts:
+        """From ``block`` (the composed config's ``dataset.facts``), else from the dataset's config
+        file; a dataset with neither is known by its name alone."""
+        if block is None:
+            path = DATASET_CONFIGS / f"{dataset}.yaml"
+            block = OmegaConf.load(path).get("facts") if path.is_file() else None
+        block = block or {}
+        kind = block.get("kind")
+        return cls(
+            str(block.get("readable") or dataset),
+            None if kind is None else str(kind),
+            bool(block.get("original", False)),
+        )
 
 
 @dataclass(frozen=True)
@@ -82,18 +106,23 @@ class Study:
     dataset: str
     reference: str = EULER
     cross_check: str | None = None  # the folder of a fairer-budget study of the same data, as configured
+    facts: Facts | None = None  # None: read from the dataset's config file
+
+    def __post_init__(self) -> None:
+        if self.facts is None:
+            object.__setattr__(self, "facts", Facts.of(self.dataset))
 
     @property
     def readable(self) -> str:
-        return DATASETS.get(self.dataset, (self.dataset, None, False))[0]
+        return self.facts.readable
 
     @property
     def kind(self) -> str | None:
-        return DATASETS.get(self.dataset, (None, None, False))[1]
+        return self.facts.kind
 
     def stand_in(self, kind: str) -> str:
         """`` (ML-100k, not ML-1M)`` when this dataset stands in for the original of ``kind``."""
-        if self.kind == kind and not DATASETS[self.dataset][2]:
+        if self.kind == kind and not self.facts.original:
             return f" (**{self.readable}, not {ORIGINAL[kind]}**)"
         return ""
 

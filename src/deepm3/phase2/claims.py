@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -39,7 +40,6 @@ from deepm3.io import write_atomic
 from deepm3.phase2 import budget, tune
 from deepm3.phase2.claim_checks import CLAIMS, RULES, Claim
 from deepm3.phase2.claim_evidence import (
-    DATASETS,
     EULER,
     FAILS,
     HOLDS,
@@ -49,6 +49,7 @@ from deepm3.phase2.claim_evidence import (
     STEM,
     UNTESTABLE,
     VERDICTS,
+    Facts,
     Finding,
     Missing,
     Study,
@@ -141,7 +142,7 @@ def cross_check(study: Study, claim: Claim) -> tuple[str, str | None]:
     where = f"cross-check at a fairer budget, `{study.cross_check}`"
     if not folder.is_dir():
         return f"{where}: folder not found", None
-    other = Study(folder, study.dataset, study.reference)
+    other = Study(folder, study.dataset, study.reference, facts=study.facts)
     try:
         found = (claim.cross or claim.check)(other)
     except Missing as gap:
@@ -193,12 +194,17 @@ def check_claims(study: Study) -> list[Finding]:
 
 
 def write_claims(
-    out_dir: Path, dataset: str, reference: str = EULER, cross_checks: Mapping[str, str] | None = None
+    out_dir: Path,
+    dataset: str,
+    reference: str = EULER,
+    cross_checks: Mapping[str, str] | None = None,
+    facts: Mapping[str, Any] | None = None,
 ) -> list[Path]:
     """``claims.{csv,md}`` in ``out_dir`` from the study files already there; ``cross_checks``:
-    dataset name -> the folder of a fairer-budget study of it, cited on each line."""
+    dataset name -> the folder of a fairer-budget study of it, cited on each line; ``facts``: the
+    composed config's ``dataset.facts`` (None: the dataset's config file's)."""
     cross = (cross_checks or {}).get(dataset)
-    study = Study(Path(out_dir), dataset, reference, None if cross is None else str(cross))
+    study = Study(Path(out_dir), dataset, reference, None if cross is None else str(cross), Facts.of(dataset, facts))
     findings = check_claims(study)
     frame = pd.DataFrame([f.__dict__ for f in findings])
     shown = pd.DataFrame(
@@ -216,7 +222,7 @@ def write_claims(
     )
     kind = study.kind
     where = f"{study.readable}, the {kind} dataset of this project" if kind else study.readable
-    if kind and not DATASETS[dataset][2]:
+    if kind and not study.facts.original:
         where += f" (standing in for {ORIGINAL[kind]}, which the original work used)"
     counts = {v: sum(f.verdict == v for f in findings) for v in VERDICTS}
     lines = [

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from deepm3.errors import DeepM3Error
 from deepm3.phase2.budget import write_budget
@@ -134,6 +134,7 @@ class Context:
     prior: Any
     allow_dirty: bool
     cross_checks: dict[str, str]
+    facts: dict[str, Any] | None  # dataset.facts: what the claims page says of the data
     tuning: Plan | None = None
     plan: Plan = field(init=False)
     sensitivity: Plan | None = field(init=False, default=None)
@@ -171,6 +172,7 @@ class Context:
             allow_dirty=bool(cfg.get("allow_dirty", False)),  # train from uncommitted code only when told to
             # dataset -> the folder of a fairer-budget study of it, which every claims line cites
             cross_checks={str(k): str(v) for k, v in (cfg.preset.get("cross_checks") or {}).items()},
+            facts=_facts(cfg),
         )
         if context.grids:
             context.tuning = tune_plan(plan, models, context.grids, context.seed, context.monitor, context.extensions)
@@ -313,7 +315,7 @@ def sensitivity(ctx: Context) -> list[Path] | None:
 
 def claims(ctx: Context) -> list[Path]:
     """``claims.md`` from the tables just written (or left by an earlier invocation)."""
-    return write_claims(ctx.out, ctx.plan.dataset, str(ctx.cfg.reference), ctx.cross_checks)
+    return write_claims(ctx.out, ctx.plan.dataset, str(ctx.cfg.reference), ctx.cross_checks, ctx.facts)
 
 
 def report(ctx: Context) -> list[Path]:
@@ -345,7 +347,9 @@ def verify(ctx: Context) -> None:
         runs, grid = ctx.sensitivity, ctx.cfg.preset.get("sensitivity")
         steps["sensitivity"] = lambda tmp: write_sensitivity(runs, grid, tmp, ctx.cfg.significance_metric)
     verify_study(
-        ctx.out, steps, lambda tmp: write_claims(tmp, ctx.plan.dataset, str(ctx.cfg.reference), ctx.cross_checks)
+        ctx.out,
+        steps,
+        lambda tmp: write_claims(tmp, ctx.plan.dataset, str(ctx.cfg.reference), ctx.cross_checks, ctx.facts),
     )
     return None
 
@@ -359,6 +363,12 @@ PIPELINE: list[Stage] = [
     Stage("report", "every run of the plan, the tuning and the sensitivity", report),
     Stage("verify", TABLES, verify),
 ]
+
+
+def _facts(cfg: DictConfig) -> dict[str, Any] | None:
+    """The composed config's ``dataset.facts`` (None: a config without the block)."""
+    facts = cfg.dataset.get("facts") if cfg.get("dataset") is not None else None
+    return None if facts is None else OmegaConf.to_container(facts, resolve=True)
 
 
 def _try_study(name: str, plan: Plan, out: Path, cfg: DictConfig) -> list[Path]:

@@ -26,6 +26,8 @@ from deepm3.run_dir import CONFIG_FILE, read_config, try_read_metrics
 
 # Keys that cannot change what is trained: where files go, the test-time noise, a resume path, the trackers.
 NOT_TRAINING = ("noise", "paths", "ckpt_path", "hydra", "logger")
+# Dataset keys that describe the data for the claims page (conf/dataset/base.yaml), not what is trained.
+NOT_TRAINING_DATASET = ("facts",)
 
 
 def training_key(cfg: DictConfig) -> str:
@@ -38,6 +40,8 @@ def training_key(cfg: DictConfig) -> str:
     container = OmegaConf.to_container(cfg, resolve=False)
     assert isinstance(container, dict)
     kept = {key: value for key, value in container.items() if key not in NOT_TRAINING}
+    if isinstance(kept.get("dataset"), dict):
+        kept["dataset"] = {k: v for k, v in kept["dataset"].items() if k not in NOT_TRAINING_DATASET}
     text = json.dumps(kept, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
