@@ -13,6 +13,7 @@
   :mod:`~deepm3.phase2.claim_evidence`);
 - :mod:`~deepm3.phase2.verify` -- every table that needs no re-testing, recomputed from the run files;
 - :mod:`~deepm3.phase2.report` -- ``results/<dataset>/README.md``;
+- :mod:`~deepm3.phase2.study_registry` -- the studies that write tables, by name;
 - :mod:`~deepm3.phase2.stages` -- every stage one :class:`~deepm3.phase2.stages.Stage` (name, what it
   needs, ``run(context)``) over one :class:`~deepm3.phase2.stages.Context` built from the config;
   :mod:`~deepm3.phase2.pipeline` runs the ones the config names;

@@ -14,19 +14,8 @@ from typing import Any
 from omegaconf import DictConfig
 
 from deepm3.errors import ConfigError
-from deepm3.phase2.stages import (
-    MODE_SCOPED,
-    PIPELINE,
-    PRIMARY_ONLY,
-    STUDIES,
-    TABLES,
-    Context,
-    Stage,
-    _try_study,
-    as_reference,
-    per_mode,
-    with_tuned,
-)
+from deepm3.phase2.stages import PIPELINE, TABLES, Context, Stage, as_reference, with_tuned
+from deepm3.phase2.study_registry import MODE_SCOPED, PRIMARY_ONLY, STUDIES, _try_study, per_mode
 from deepm3.phase2.train_all import require_one_plan
 
 __all__ = [

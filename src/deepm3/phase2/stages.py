@@ -18,20 +18,14 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from deepm3.errors import DeepM3Error
-from deepm3.phase2.budget import write_budget
 from deepm3.phase2.claims import write_claims
-from deepm3.phase2.efficiency import write_efficiency
-from deepm3.phase2.irregularity_study import write_irregularity
 from deepm3.phase2.launch import launcher_from_config
-from deepm3.phase2.main_table import write_main_table
 from deepm3.phase2.plan import Plan, base_label, mode_view, plan_from_config, plan_seeds, query_modes
 from deepm3.phase2.progress import preset_hint
 from deepm3.phase2.report import write_report
 from deepm3.phase2.results import table_scope
-from deepm3.phase2.robustness import write_robustness
-from deepm3.phase2.selection import write_selection
 from deepm3.phase2.sensitivity import sensitivity_plan, write_sensitivity
-from deepm3.phase2.significance_study import write_significance
+from deepm3.phase2.study_registry import MODE_SCOPED, PRIMARY_ONLY, STUDIES, _try_study
 from deepm3.phase2.train_all import TrainSummary, require_one_plan, run_overrides, train_all
 from deepm3.phase2.tune import (
     MAX_EXTENSIONS,
@@ -46,68 +40,6 @@ from deepm3.provenance import require_clean_tree
 from deepm3.run.identity import same_run_key
 
 log = logging.getLogger("deepm3.phase2.pipeline")  # the suite's log lines keep their logger
-
-Study = Callable[[Plan, Path, DictConfig], list[Path]]
-
-
-def per_mode(write: Callable[[Plan, Path, DictConfig, str | None, str], list[Path]]) -> Study:
-    """A study written once per query mode: the primary mode's files keep their names, another
-    mode's get ``_<mode>`` (``main_table_last.md``); each from that mode's runs only."""
-
-    def study(plan: Plan, out: Path, cfg: DictConfig) -> list[Path]:
-        modes = query_modes(cfg)
-        written = []
-        for mode in modes or [None]:
-            suffix = "" if mode is None or mode == modes[0] else f"_{mode}"
-            view = plan if mode is None else mode_view(plan, modes, mode)
-            written += write(view, out, cfg, mode, suffix)
-        return written
-
-    return study
-
-
-STUDIES: dict[str, Study] = {
-    "main_table": per_mode(lambda plan, out, cfg, mode, suffix: write_main_table(plan, out, mode, suffix)),
-    "significance": per_mode(
-        lambda plan, out, cfg, mode, suffix: write_significance(
-            plan,
-            out,
-            cfg.reference,
-            cfg.significance_metric,
-            [*(cfg.get("extra_references") or []), *(cfg.preset.get("extra_references") or [])],
-            mode,
-            suffix,
-        )
-    ),
-    "irregularity": lambda plan, out, cfg: write_irregularity(
-        plan, out, cfg.reference, cfg.significance_metric, n_boot=int(cfg.bootstrap)
-    ),
-    "robustness": lambda plan, out, cfg: write_robustness(
-        plan,
-        out,
-        list(cfg.noise_sweeps),
-        cfg.significance_metric,
-        int(cfg.noise_seed),
-        list(cfg.entropy_seeds),
-        list(cfg.entropy_channels),
-        str(cfg.device),
-    ),
-    "efficiency": lambda plan, out, cfg: write_efficiency(
-        plan,
-        out,
-        str(cfg.device),
-        list(cfg.preset.get("efficiency", [])),
-        [*cfg.dataset_overrides, *cfg.preset.get("overrides", []), *cfg.train_overrides],  # trained networks
-    ),
-    "selection": lambda plan, out, cfg: write_selection(
-        plan, out, cfg.preset.get("selection"), cfg.significance_metric, str(cfg.tune_monitor)
-    ),
-    "budget": lambda plan, out, cfg: write_budget(plan, out),  # every mode's main runs: what the claims rest on
-}
-# Studies of one mode only (irregularity, robustness, efficiency, selection): the primary mode's runs.
-PRIMARY_ONLY = ("irregularity", "robustness", "efficiency", "selection")
-# Those whose numbers depend on the mode name it on each table (efficiency measures speed).
-MODE_SCOPED = ("irregularity", "robustness", "selection")
 
 
 @dataclass
@@ -369,15 +301,6 @@ def _facts(cfg: DictConfig) -> dict[str, Any] | None:
     """The composed config's ``dataset.facts`` (None: a config without the block)."""
     facts = cfg.dataset.get("facts") if cfg.get("dataset") is not None else None
     return None if facts is None else OmegaConf.to_container(facts, resolve=True)
-
-
-def _try_study(name: str, plan: Plan, out: Path, cfg: DictConfig) -> list[Path]:
-    """A study for ``verify``: one that cannot run (as the report notes) recomputes nothing."""
-    try:
-        return STUDIES[name](plan, out, cfg)
-    except DeepM3Error as exc:
-        log.info("verify: study %s recomputes nothing: %s", name, exc)
-        return []
 
 
 def with_tuned(plan: Plan, tuned: dict[str, list[str]]) -> Plan:
