@@ -123,3 +123,21 @@ def test_deepm3_event_by_event_state_reproduces_the_window_forward(query: str) -
             previous = torch.where(items > 0, times, previous)
         scores = net.readout(h, window["next_times"][:, -1] - window["times"][:, -1])
     torch.testing.assert_close(scores, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_the_module_is_the_only_road_of_time_query_into_the_network() -> None:
+    """The model configs name only time.unit and time.transform; the module hands the mode over."""
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module("deepm3.conf", version_base=None):
+        cfg = compose("train", overrides=["model=deepm3", "time.query=last", "time.unit=seconds"])
+    assert "query" not in cfg.model.net.time
+    module = RecModule.from_config(cfg, num_items=N)
+    assert module.net.time.query == "last" and module.net.time.unit_seconds == 1.0
+    assert "query" not in module.hparams.net["time"]  # one record of the mode: the module's own
+
+
+def test_a_network_config_that_still_names_a_query_gets_the_modules() -> None:
+    old = {"_target_": "deepm3.models.components.gru_dt.GRUDtNet", "hidden": 8, "gru_hidden": 8}
+    module = RecModule({**old, "time": {"unit": "hours", "query": "target"}}, num_items=N, query="last")
+    assert module.net.time.query == "last"

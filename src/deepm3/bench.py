@@ -21,7 +21,6 @@ from typing import Any
 import hydra
 import torch
 from hydra import compose
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from deepm3.device import resolve_device
@@ -29,6 +28,7 @@ from deepm3.errors import exit_on_user_error
 from deepm3.io import write_atomic, write_json
 from deepm3.metrics import target_ranks
 from deepm3.models.components.base import SequentialRecommender
+from deepm3.models.module import RecModule
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +77,7 @@ def synthetic_batch(
 
 def build_net(overrides: list[str], num_items: int, max_len: int, device: torch.device) -> SequentialRecommender:
     cfg = compose(config_name="train", overrides=[*overrides, f"dataset.max_len={max_len}"])
-    net_cfg = OmegaConf.to_container(cfg.model.net, resolve=True)
-    return instantiate(net_cfg, num_items=num_items, _convert_="all").to(device)
+    return RecModule.from_config(cfg, num_items).net.to(device)  # the module hands the net time.query
 
 
 def _sync(device: torch.device) -> None:

@@ -22,7 +22,7 @@ import torch
 from deepm3.data.processed import DATA_STAMP_KEY, ITEM_MAP_FILE, item_map_digest
 from deepm3.errors import DataError, DeepM3Error
 from deepm3.models.components.base import SequentialRecommender
-from deepm3.models.components.time import DEFAULT_QUERY
+from deepm3.models.components.time import DEFAULT_QUERY, with_query
 from deepm3.registry import network_class
 from deepm3.run_dir import read_item_map
 
@@ -153,7 +153,7 @@ class Checkpoint:
             )
         _check_data_stamp(self.stamp, checkpoint, run_dir)
         net_class = network_class(net_cfg["_target_"], str(checkpoint))  # an allow-list: nothing named is imported
-        kwargs = {key: value for key, value in net_cfg.items() if key != "_target_"}
+        kwargs = with_query({key: value for key, value in net_cfg.items() if key != "_target_"}, self.query)
         if _has_target(kwargs):
             raise DataError(
                 f"{checkpoint}: nested _target_ in hyper_parameters.net; serving builds only plain-data networks"

@@ -25,7 +25,7 @@ from deepm3.metrics import (
     unique_by_sample,
 )
 from deepm3.models.components.base import SequentialRecommender
-from deepm3.models.components.time import DEFAULT_QUERY, check_query_mode, visible_inputs
+from deepm3.models.components.time import DEFAULT_QUERY, check_query_mode, visible_inputs, with_query
 
 DEFAULT_OPTIMIZER = "torch.optim.AdamW"
 OWN_OPTIM_KEYS = ("lr", "weight_decay", "loss")  # RecModule's own arguments; the rest of cfg.optim builds the optimizer
@@ -65,7 +65,8 @@ class RecModule(L.LightningModule):
 
     ``query`` (``time.query``) decides what every network sees of the moment a prediction is
     asked for (:func:`deepm3.models.components.time.visible_inputs`), in training and
-    evaluation alike: under ``last`` no network can see the predicted event's timestamp.
+    evaluation alike: under ``last`` no network can see the predicted event's timestamp. It is
+    also the only road by which a time-aware network learns the mode (:func:`with_query`).
 
     ``optimizer`` is a plain-dict Hydra config of the optimizer class and its arguments other
     than ``lr`` and ``weight_decay`` (``{"_target_": "torch.optim.Adam"}``); ``None`` is AdamW,
@@ -89,7 +90,7 @@ class RecModule(L.LightningModule):
         super().__init__()
         check_query_mode(query)
         self.save_hyperparameters()
-        self.net: SequentialRecommender = instantiate(net, num_items=num_items, _convert_="all")
+        self.net: SequentialRecommender = instantiate(with_query(net, query), num_items=num_items, _convert_="all")
         self.ks = tuple(ks)
         if eval_mode not in EVAL_MODES:
             raise ConfigError(f"eval.mode={eval_mode!r}; expected one of {list(EVAL_MODES)}")

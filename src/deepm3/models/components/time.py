@@ -13,6 +13,9 @@ observed event, so no score can depend on when the predicted event happened.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -39,6 +42,21 @@ def visible_inputs(batch: dict[str, torch.Tensor], query: str) -> dict[str, torc
     if check_query_mode(query) == "target":
         return batch
     return {**batch, "next_times": batch["times"]}
+
+
+def with_query(net_cfg: Mapping[str, Any], query: str) -> dict[str, Any]:
+    """``net_cfg`` with ``query`` put into its ``time`` block, when it has one.
+
+    ``time.query`` has one road into a network: the module (``RecModule``) reads it from the
+    training config and hands it over here, as the checkpoint reader does from the module's
+    hyper-parameters; the model configs name only the unit and the transform. An older network
+    config that already carries a ``query`` gets the module's, which was the same value.
+    """
+    out = dict(net_cfg)
+    time = out.get("time")
+    if isinstance(time, Mapping):
+        out["time"] = {**time, "query": check_query_mode(query)}
+    return out
 
 
 class TimeTransform(nn.Module):
