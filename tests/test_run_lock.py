@@ -12,7 +12,8 @@ import pytest
 
 from deepm3.phase2.plan import make_plan
 from deepm3.phase2.train_all import train_all
-from deepm3.run_dir import LOCK_FILE, lock_holder, training_lock, write_metrics
+from deepm3.run.lock import lock_holder, training_lock
+from deepm3.run_dir import LOCK_FILE, write_metrics
 from tests.helpers.run_folders import fake_training
 
 

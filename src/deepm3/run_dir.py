@@ -14,12 +14,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import traceback
 from collections.abc import Sequence
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, TypedDict
+from typing import Any, TypedDict
 
 import numpy as np
 import pandas as pd
@@ -66,57 +64,6 @@ class RunMetrics(TypedDict, total=False):
     noisy: dict[str, float]  # ... and the headline test metrics under it
     reused_checkpoint_from: str  # tested a sibling run's checkpoint instead of fitting (relative path)
     reused_from: str  # a copy of another complete run (the experiment suite; relative path)
-
-
-# --- who is training a run --------------------------------------------------------------------
-# Several runner processes may share one results folder (e.g. one per seed list). A runner takes
-# the run's lock before training it and skips a run another live process holds, so no run is
-# trained twice at once. A lock whose process has died (same host) is stale and taken over.
-
-
-def lock_holder(run_dir: Path) -> str | None:
-    """``pid@host`` of the live process training ``run_dir``, or ``None`` (no lock, or a stale one)."""
-    try:
-        text = (Path(run_dir) / LOCK_FILE).read_text().strip()
-    except OSError:
-        return None
-    pid, _, host = text.partition("@")
-    if host == socket.gethostname() and pid.isdigit() and not _alive(int(pid)):
-        return None
-    return text or None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-@contextmanager
-def training_lock(run_dir: Path) -> Iterator[bool]:
-    """Hold ``run_dir``'s lock for the block; yields ``False`` (and holds nothing) when another
-    live process has it. The lock file is created exclusively, so two runners cannot both win."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    lock = run_dir / LOCK_FILE
-    me = f"{os.getpid()}@{socket.gethostname()}"
-    if lock.exists() and lock_holder(run_dir) is None:
-        lock.unlink(missing_ok=True)  # stale: its process is gone
-    try:
-        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    except FileExistsError:
-        yield False
-        return
-    with os.fdopen(fd, "w") as handle:
-        handle.write(me)
-    try:
-        yield True
-    finally:
-        lock.unlink(missing_ok=True)
 
 
 # --- metrics.json and error.json -------------------------------------------------------------

@@ -36,6 +36,7 @@ from deepm3.phase2.claim_evidence import (
     TIME_AWARE_BASELINES,
     TRAINED_SIZE,
     UNTESTABLE,
+    Lead,
     Measured,
     Missing,
     Study,
@@ -45,6 +46,7 @@ from deepm3.phase2.claim_evidence import (
     _seed_row,
     _seed_text,
     seed_significant,
+    significance_lead,
 )
 
 # -- the five claims ---------------------------------------------------------------------------
@@ -167,46 +169,6 @@ def claim3(study: Study) -> Measured:
     )
 
 
-@dataclass(frozen=True)
-class Lead:
-    """The Euler reference against each baseline of one significance table, at both levels."""
-
-    baselines: tuple[str, ...]
-    led: tuple[str, ...]  # both tests significant and positive
-    not_by_users: tuple[str, ...]  # per-user test not significant (or negative)
-    not_by_seeds: tuple[str, ...]  # seed-level test not significant (or negative)
-    detail: str  # every comparison with both p-values
-
-
-def _lead(study: Study, stem: str) -> Lead:
-    """Each baseline of ``<stem>.csv`` (Euler reference) with its per-user and seed-level test."""
-    table = study.table(stem)
-    for column in ("reference", "baseline", "mean_difference", "t_pvalue_holm"):
-        if column not in table:
-            raise Missing(f"{stem}.csv has no `{column}` column")
-    mine = _baselines(table[table["reference"].astype(str) == EULER], "baseline")
-    if mine.empty:
-        raise Missing(
-            f"no {EULER}-vs-baseline rows in {stem}.csv (its reference is "
-            f"{', '.join(sorted(set(table['reference'].astype(str))))})"
-        )
-    euler = Study(study.out_dir, study.dataset, EULER, facts=study.facts)
-    baselines, led, by_users, by_seeds, detail = [], [], [], [], []
-    for row in mine.itertuples():
-        baseline, difference, p = str(row.baseline), float(row.mean_difference), float(row.t_pvalue_holm)
-        seeds = _seed_row(euler, f"{stem}_seeds", baseline)
-        users_ok, seeds_ok = difference > 0 and p < ALPHA, seed_significant(seeds)
-        baselines.append(baseline)
-        if users_ok and seeds_ok:
-            led.append(baseline)
-        if not users_ok:
-            by_users.append(baseline)
-        if not seeds_ok:
-            by_seeds.append(baseline)
-        detail.append(f"{baseline} {difference:+.4f} (Holm p {p:.3g}; {_seed_text(seeds)})")
-    return Lead(tuple(baselines), tuple(led), tuple(by_users), tuple(by_seeds), "; ".join(detail))
-
-
 RULE4 = (
     f"4: batch-1 latency of `{EULER}` / `{RK4}` <= {CLAIM4_MAX_RATIO:.2f} (exactly {CLAIM4_MAX_RATIO:.2f} holds; "
     f"`efficiency.csv`, the rows of the trained models at their own size and window, `size` = {TRAINED_SIZE}), and "
@@ -232,13 +194,13 @@ def _latency(study: Study) -> tuple[float, float]:
 
 
 def _lead_finding(study: Study) -> tuple[Lead, str, bool, list[str]]:
-    lead = _lead(study, "significance")
+    lead = significance_lead(study, "significance")
     text = (
         f"{EULER} leads {len(lead.led)} of {len(lead.baselines)} baselines significantly on NDCG@10 at both "
         f"levels: {lead.detail}"
     )
     try:
-        last = _lead(study, "significance_last")
+        last = significance_lead(study, "significance_last")
         text += f" ({len(last.led)} of {len(last.baselines)} under time.query=last)"
     except Missing:
         pass

@@ -185,3 +185,43 @@ def seed_significant(row: pd.Series, sign: int = 1) -> bool:
 
 def _seed_text(row: pd.Series) -> str:
     return f"seeds p {float(row['seed_t_pvalue']):.3g} over {int(row['shared_seeds'])}"
+
+
+@dataclass(frozen=True)
+class Lead:
+    """The Euler reference against each baseline of one significance table, at both levels."""
+
+    baselines: tuple[str, ...]
+    led: tuple[str, ...]  # both tests significant and positive
+    not_by_users: tuple[str, ...]  # per-user test not significant (or negative)
+    not_by_seeds: tuple[str, ...]  # seed-level test not significant (or negative)
+    detail: str  # every comparison with both p-values
+
+
+def significance_lead(study: Study, stem: str) -> Lead:
+    """Each baseline of ``<stem>.csv`` (Euler reference) with its per-user and seed-level test."""
+    table = study.table(stem)
+    for column in ("reference", "baseline", "mean_difference", "t_pvalue_holm"):
+        if column not in table:
+            raise Missing(f"{stem}.csv has no `{column}` column")
+    mine = _baselines(table[table["reference"].astype(str) == EULER], "baseline")
+    if mine.empty:
+        raise Missing(
+            f"no {EULER}-vs-baseline rows in {stem}.csv (its reference is "
+            f"{', '.join(sorted(set(table['reference'].astype(str))))})"
+        )
+    euler = Study(study.out_dir, study.dataset, EULER, facts=study.facts)
+    baselines, led, by_users, by_seeds, detail = [], [], [], [], []
+    for row in mine.itertuples():
+        baseline, difference, p = str(row.baseline), float(row.mean_difference), float(row.t_pvalue_holm)
+        seeds = _seed_row(euler, f"{stem}_seeds", baseline)
+        users_ok, seeds_ok = difference > 0 and p < ALPHA, seed_significant(seeds)
+        baselines.append(baseline)
+        if users_ok and seeds_ok:
+            led.append(baseline)
+        if not users_ok:
+            by_users.append(baseline)
+        if not seeds_ok:
+            by_seeds.append(baseline)
+        detail.append(f"{baseline} {difference:+.4f} (Holm p {p:.3g}; {_seed_text(seeds)})")
+    return Lead(tuple(baselines), tuple(led), tuple(by_users), tuple(by_seeds), "; ".join(detail))

@@ -33,15 +33,14 @@ from deepm3.phase2.launch import Job, Launcher, job_log, launch
 from deepm3.phase2.plan import RUNS_DIR, Plan, RunSpec
 from deepm3.phase2.progress import StudyProgress, measured_seconds
 from deepm3.run.identity import NOT_TRAINING, recorded_identity, same_run_key, training_key
+from deepm3.run.lock import lock_holder, training_lock
 from deepm3.run_dir import (
     CONFIG_FILE,
     METRICS_FILE,
     clear_run,
     is_complete,
-    lock_holder,
     read_config,
     read_metrics,
-    training_lock,
     write_metrics,
 )
 from deepm3.train import record_failure, run
