@@ -29,7 +29,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -40,11 +40,26 @@ from deepm3.models.components.cuda_graphs import GraphedLoops
 from deepm3.models.components.recurrent import run_left_padded
 from deepm3.models.components.scripted import flow_arguments, scriptable, window_loop
 from deepm3.models.components.steps import absorb
-
-if TYPE_CHECKING:
-    from deepm3.models.components.deepm3 import DeepM3Net
+from deepm3.models.components.time import TimeTransform
 
 LoopResult = tuple[torch.Tensor, torch.Tensor | None]
+
+
+class LoopNetwork(Protocol):
+    """What an event loop reads of its network (:class:`.deepm3.DeepM3Net` has all of it), typed
+    here so that this module never imports the network that picks its loops: no circle."""
+
+    hidden: int
+    training: bool
+    uses_time: bool
+    horizon: bool
+    h0: nn.Parameter
+    cell: nn.GRUCell
+    ode: nn.Module
+    time: TimeTransform
+    gap_head: nn.Module | None
+
+    def input_gates(self, emb: torch.Tensor) -> torch.Tensor: ...
 
 
 class EventLoop(ABC):
@@ -52,7 +67,7 @@ class EventLoop(ABC):
 
     name: ClassVar[str]
 
-    def __init__(self, net: DeepM3Net) -> None:
+    def __init__(self, net: LoopNetwork) -> None:
         self.net = net
 
     @abstractmethod
@@ -136,7 +151,7 @@ class FusedLoop(EventLoop):
 
     name = "fused"
 
-    def __init__(self, net: DeepM3Net) -> None:
+    def __init__(self, net: LoopNetwork) -> None:
         super().__init__(net)
         self.template = nn.GRU(net.hidden, net.hidden, batch_first=True, device="meta")
 
@@ -184,7 +199,7 @@ class GraphedLoop(EagerLoop):
 
     name = "graphed"
 
-    def __init__(self, net: DeepM3Net, capture: Callable[..., Any] | None = None) -> None:
+    def __init__(self, net: LoopNetwork, capture: Callable[..., Any] | None = None) -> None:
         super().__init__(net)
         self.capture = capture
         self.graphs: GraphedLoops | None = None  # built at the first graphed call
@@ -224,7 +239,7 @@ class EventLoops:
         return self.training if torch.is_grad_enabled() else self.inference
 
 
-def pick_event_loops(net: DeepM3Net, *, lipschitz: bool = False, cuda_graphs: bool = False) -> EventLoops:
+def pick_event_loops(net: LoopNetwork, *, lipschitz: bool = False, cuda_graphs: bool = False) -> EventLoops:
     """The implementations a network of this configuration runs (``lipschitz``: ``field.lipschitz``;
     ``cuda_graphs``: ``model.net.cuda_graphs``):
 
