@@ -1,4 +1,4 @@
-"""Checkpoints (deepm3.checkpoint): what a checkpoint may hold, and what loading one refuses."""
+"""Checkpoints (deepm3.run.checkpoint): what a checkpoint may hold, and what loading one refuses."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 import torch
 
-from deepm3.checkpoint import build_net
 from deepm3.errors import DataError
 from deepm3.models.module import RecModule
 from deepm3.recommender import Recommender
 from deepm3.registry import network_class
+from deepm3.run.checkpoint import build_net
 from deepm3.train import run
 from tests.helpers.config import CONF_DIR
 from tests.helpers.serve_fixtures import TrainedRun, train_tiny

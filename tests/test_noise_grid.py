@@ -14,8 +14,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from deepm3.errors import ConfigError
-from deepm3.noise_eval import find_reusable_run, noise_setting
 from deepm3.run.identity import training_key
+from deepm3.run.noise_eval import find_reusable_run, noise_setting
 from tests.helpers.tiny_runs import FAST_TRAINER, compose_train, tiny_dataset, tiny_run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -203,7 +203,7 @@ def test_the_noisy_retest_goes_through_the_modules_evaluation_with_the_same_numb
 
     from deepm3.analysis.noise import perturb_samples
     from deepm3.models.module import RecModule
-    from deepm3.noise_eval import headline_metrics, noise_setting, noisy_test_metrics
+    from deepm3.run.noise_eval import headline_metrics, noise_setting, noisy_test_metrics
     from tests.helpers.tiny_runs import tiny_config
 
     cfg = tiny_config(

@@ -22,13 +22,13 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 import deepm3.models.components.base as base
-from deepm3.callbacks import NonFiniteLossError
 from deepm3.data.processed import ProcessedData
 from deepm3.data.samples import training_gap_cv
 from deepm3.data.sources.ml100k import recbole_copy
 from deepm3.errors import ConfigError, DeepM3Error, user_error
 from deepm3.metrics import metric_names, ranking_metrics
 from deepm3.models.module import RecModule
+from deepm3.run.callbacks import NonFiniteLossError
 from deepm3.train import run
 from tests.helpers.accelerator import trainer_override
 from tests.helpers.tiny_runs import FAST_TRAINER, compose_train, tiny_config, tiny_dataset

@@ -3,7 +3,7 @@
 A run dir written by ``python -m deepm3.train`` carries everything needed: the config (for
 the window length), the item map, training popularity (for users without history) and the
 weights; :mod:`deepm3.run_dir` reads them. The network is rebuilt from its checkpoint without
-running anything the checkpoint names (:mod:`deepm3.checkpoint`).
+running anything the checkpoint names (:mod:`deepm3.run.checkpoint`).
 
 Inputs are checked by :mod:`deepm3.history` and turned into windows by the function evaluation uses
 (:func:`deepm3.data.samples.query_windows`): a served score equals an evaluated one.
@@ -27,13 +27,13 @@ import torch
 from omegaconf import OmegaConf
 from tqdm.auto import tqdm
 
-from deepm3.checkpoint import Checkpoint
 from deepm3.data.samples import query_windows
 from deepm3.device import resolve_device
 from deepm3.errors import DataError
 from deepm3.history import UNKNOWN_ITEM_POLICIES, History, is_sequence, validate_history
 from deepm3.models.components.base import SequentialRecommender
 from deepm3.models.components.time import DEFAULT_QUERY, check_query_mode, visible_inputs
+from deepm3.run.checkpoint import Checkpoint
 from deepm3.run_dir import POPULARITY_FILE, config_max_len, locate_run, read_config, read_item_map, read_popularity
 
 log = logging.getLogger(__name__)

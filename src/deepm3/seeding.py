@@ -1,7 +1,7 @@
 """Seeds derived from a run's seed: one place, so the data order and the training step agree.
 
 Low in the house on purpose: :mod:`deepm3.data.datamodule` (the epoch shuffle) and
-:mod:`deepm3.callbacks` (the per-step reseed) both import it, and it imports nothing of deepm3.
+:mod:`deepm3.run.callbacks` (the per-step reseed) both import it, and it imports nothing of deepm3.
 """
 
 from __future__ import annotations

@@ -23,16 +23,16 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from deepm3.callbacks import DatasetStamp, FiniteLossGuard, StepSeeder
 from deepm3.cli_args import run_cli
 from deepm3.config import validate_config
 from deepm3.data.datamodule import SequenceDataModule
 from deepm3.errors import exit_on_user_error
 from deepm3.io import check_writable_dir
 from deepm3.models.module import RecModule
-from deepm3.noise_eval import find_reusable_run, noise_setting
+from deepm3.run.callbacks import DatasetStamp, FiniteLossGuard, StepSeeder
 from deepm3.run.files import RunFiles, per_sequence_metrics, user_rows
 from deepm3.run.identity import training_key
+from deepm3.run.noise_eval import find_reusable_run, noise_setting
 from deepm3.run.stages import fit, noisy_stage, resume_path, reuse_sibling, run_metrics
 from deepm3.run_dir import RunMetrics, write_error
 from deepm3.trackers import build_loggers, log_config
@@ -54,7 +54,7 @@ def train(
     command that reproduces the run; by default Hydra's, else the process's argv.
     ``reuse_dirs``: folders whose complete runs with this run's training key (everything but
     the test-time ``noise``) lend their checkpoint instead of a new fit (a multirun's sweep
-    folder; :mod:`deepm3.noise_eval`). The test stage also reports ``cfg.noise`` when not clean.
+    folder; :mod:`deepm3.run.noise_eval`). The test stage also reports ``cfg.noise`` when not clean.
     """
     validate_config(cfg)
     noise = noise_setting(cfg)
@@ -117,7 +117,7 @@ def main(cfg: DictConfig) -> float:
     hydra_cfg = HydraConfig.get()
     try:
         check_writable_dir(cfg.paths.output_dir, "paths.output_dir")  # not after an epoch of training
-        # in a multirun, sibling jobs that differ only in noise share one training (deepm3.noise_eval)
+        # in a multirun, sibling jobs that differ only in noise share one training (deepm3.run.noise_eval)
         reuse = [Path(hydra_cfg.sweep.dir)] if hydra_cfg.mode == RunMode.MULTIRUN else []
         metrics = train(cfg, Path(cfg.paths.output_dir), reuse_dirs=reuse)  # paths.output_dir= moves the whole run
     except Exception as exc:

@@ -17,7 +17,9 @@ ARRAYS_FILE = "sequences.npz"
 ITEM_MAP_FILE = "item_map.csv"
 USER_MAP_FILE = "user_map.csv"
 STATS_FILE = "stats.json"
-DATA_STAMP_KEY = "deepm3_data"  # a checkpoint's record of the data it was trained on (deepm3.callbacks.DatasetStamp)
+DATA_STAMP_KEY = (
+    "deepm3_data"  # a checkpoint's record of the data it was trained on (deepm3.run.callbacks.DatasetStamp)
+)
 
 
 def item_map_digest(item_ids: Iterable[object]) -> str:

@@ -22,18 +22,18 @@ from omegaconf import OmegaConf
 
 from deepm3.analysis.entropy import MEASURES, HistorySymboliser, entropy_under_noise, select_word_length
 from deepm3.analysis.noise import Clean, NoiseOperator, NoiseSweep, PredictionInputs, perturb_samples
-from deepm3.checkpoint import Checkpoint
 from deepm3.data.datamodule import SequenceDataModule
 from deepm3.data.samples import SampleArrays
 from deepm3.device import resolve_device
 from deepm3.errors import ConfigError, DataError
 from deepm3.models.module import RecModule
-from deepm3.noise_eval import headline_metrics
 from deepm3.phase2.plan import Plan, RunSpec
 from deepm3.phase2.plots import figure, save_png
 from deepm3.phase2.progress import format_duration
 from deepm3.phase2.results import write_table
 from deepm3.phase2.train_all import CONF_DIR
+from deepm3.run.checkpoint import Checkpoint
+from deepm3.run.noise_eval import headline_metrics
 from deepm3.run_dir import best_checkpoint, read_config
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ def test_datamodule(spec: RunSpec) -> SequenceDataModule:
 def evaluate(module: RecModule, samples: SampleArrays, batch_size: int, device: torch.device) -> dict[str, float]:
     """The headline full-ranking metrics of ``module`` on ``samples``, computed as the test stage
     computes them (history exclusion and its novel-target headline as in training); the same
-    function reports a training run's own test-time noise (:mod:`deepm3.noise_eval`)."""
+    function reports a training run's own test-time noise (:mod:`deepm3.run.noise_eval`)."""
     return headline_metrics(module, samples, batch_size, device)
 
 

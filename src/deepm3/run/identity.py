@@ -4,7 +4,7 @@ A run's identity is its :func:`training_key`, a digest of its composed config wi
 that cannot change what is trained (:data:`NOT_TRAINING`: where files go, the test-time noise, a
 resume path, Hydra's own settings, the trackers). Every complete run records it in
 ``metrics.json`` (:func:`recorded_identity` reads it back). A multirun's sibling jobs with equal
-keys share one training (:mod:`deepm3.noise_eval`); a study counts a run folder as complete for
+keys share one training (:mod:`deepm3.run.noise_eval`); a study counts a run folder as complete for
 its plan only when the recorded key is the plan's (:mod:`deepm3.phase2.train_all`).
 
 :func:`same_run_key` looks a run up by its overrides before anything is composed: the overrides

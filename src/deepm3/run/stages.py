@@ -20,8 +20,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from deepm3.data.datamodule import SequenceDataModule
 from deepm3.errors import DeepM3Error
-from deepm3.noise_eval import NoiseSetting, ReusableRun, noisy_test_metrics, reuse_checkpoint
 from deepm3.provenance import array_fingerprint, run_provenance
+from deepm3.run.noise_eval import NoiseSetting, ReusableRun, noisy_test_metrics, reuse_checkpoint
 from deepm3.run_dir import RunMetrics, last_checkpoint
 
 log = logging.getLogger("deepm3.train")  # a run's messages keep the entry point's name

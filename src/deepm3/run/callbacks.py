@@ -8,9 +8,9 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from deepm3.checkpoint import Checkpoint
 from deepm3.data.processed import DATA_STAMP_KEY, item_map_digest
 from deepm3.errors import DeepM3Error
+from deepm3.run.checkpoint import Checkpoint
 from deepm3.seeding import epoch_seed
 
 
@@ -81,7 +81,7 @@ class DatasetStamp(Callback):
     truncated file, a file that is not a deepm3 training checkpoint, one of another network
     class (compared by name: nothing it names is imported), of another dataset or of other
     sizes is a one-line :class:`DeepM3Error` instead of a traceback mid-restore
-    (:meth:`deepm3.checkpoint.Checkpoint.check_resumable`).
+    (:meth:`deepm3.run.checkpoint.Checkpoint.check_resumable`).
     """
 
     def __init__(

@@ -28,11 +28,11 @@ import torch
 from omegaconf import DictConfig
 
 from deepm3.analysis.noise import NoiseOperator, NoiseSweep, perturb_samples
-from deepm3.callbacks import dataset_stamp
-from deepm3.checkpoint import Checkpoint
 from deepm3.data.datamodule import BatchCollator
 from deepm3.data.samples import SampleArrays
 from deepm3.errors import ConfigError
+from deepm3.run.callbacks import dataset_stamp
+from deepm3.run.checkpoint import Checkpoint
 from deepm3.run_dir import RunMetrics, checkpoint_dir, is_complete, tested_checkpoint, try_read_metrics
 
 log = logging.getLogger(__name__)
