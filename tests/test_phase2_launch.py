@@ -13,7 +13,8 @@ from deepm3.errors import ConfigError
 from deepm3.phase2.launch import Launcher
 from deepm3.phase2.pipeline import run_phase2
 from deepm3.phase2.train_all import compose_run, train_one
-from deepm3.run_dir import read_metrics, training_lock
+from deepm3.run.lock import training_lock
+from deepm3.run_dir import read_metrics
 from tests.helpers.tiny_study import phase2_config
 
 REPO = Path(__file__).resolve().parents[1]
