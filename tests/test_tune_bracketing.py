@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -30,8 +32,10 @@ from deepm3.phase2.tune import (
     run_tuning,
     selection,
     tune_plan,
+    wait_for_other_runners,
     write_tuning,
 )
+from deepm3.run_dir import LOCK_FILE
 
 MONITOR = "val/ndcg@10"
 GRID = {"optim.lr": [0.001, 0.003, 0.01]}
@@ -209,3 +213,61 @@ def test_a_prior_for_an_unknown_model_or_of_no_values_is_a_one_line_config_error
 def test_an_extension_cap_that_is_not_a_count_is_a_one_line_config_error(value: object) -> None:
     with pytest.raises(ConfigError, match=r"preset\.tune_extensions"):
         extension_cap(value)
+
+
+def hold(directory: Path) -> None:
+    """The lock another live runner takes on a run it trains (this process stands in for it)."""
+    import os
+    import socket
+
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / LOCK_FILE).write_text(f"{os.getpid()}@{socket.gethostname()}")
+
+
+def finish(directory: Path, score: float) -> None:
+    (directory / "metrics.json").write_text(json.dumps({"best_val": {MONITOR: score}}))
+    (directory / LOCK_FILE).unlink()
+
+
+def test_waiting_returns_at_once_when_no_other_runner_holds_a_run(tmp_path: Path) -> None:
+    plan = make_plan("tiny", {"sasrec": ["model=sasrec"]}, [0], tmp_path)
+    naps: list[float] = []
+    wait_for_other_runners(plan.runs, sleep=naps.append)
+    assert naps == []
+
+
+def test_waiting_lasts_until_the_other_runner_finishes_its_run(tmp_path: Path) -> None:
+    run = make_plan("tiny", {"sasrec": ["model=sasrec"]}, [0], tmp_path).runs[0]
+    hold(run.directory)
+    naps: list[float] = []
+
+    def nap(seconds: float) -> None:
+        naps.append(seconds)
+        if len(naps) == 2:
+            finish(run.directory, 0.1)
+
+    wait_for_other_runners([run], seconds=1.0, sleep=nap)
+    assert naps == [1.0, 1.0] and run.complete
+
+
+def test_the_winner_is_chosen_only_after_the_points_another_runner_trains(tmp_path: Path) -> None:
+    """Two runners share a tuning grid: this one skips the point the other holds (lr 3e-3, the best)."""
+    models = {"sasrec": ["model=sasrec"]}
+    grids = {"sasrec": GRID}
+    plan = make_plan("tiny", models, [0], tmp_path)
+    held = tune_plan(plan, models, grids, 0, MONITOR).runs[1]
+    hold(held.directory)
+    mine = fake_training(peaked_at(0.0008), [])
+
+    def train_my_share(tuning: Plan) -> None:
+        mine(replace(tuning, runs=tuple(r for r in tuning.runs if r.directory != held.directory)))
+
+    def other_runner_done(seconds: float) -> None:
+        finish(held.directory, 0.5)
+
+    tuning = run_tuning(
+        plan, models, grids, 0, train_my_share, MONITOR, wait=partial(wait_for_other_runners, sleep=other_runner_done)
+    )
+    table = selection(tuning, models, grids, MONITOR)
+    assert table.loc[table["selected"], "overrides"].item() == "optim.lr=0.003"
+    assert len(table) == 3  # its inner win brackets the grid: no extension from a half-seen grid

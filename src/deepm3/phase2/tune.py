@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import math
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -36,7 +38,11 @@ from deepm3.errors import ConfigError
 from deepm3.io import write_atomic, write_json
 from deepm3.phase2.plan import Plan, RunSpec, make_plan
 from deepm3.phase2.results import markdown
+from deepm3.run.lock import lock_holder
 from deepm3.run_dir import has_error, read_metrics
+
+log = logging.getLogger(__name__)
+WAIT_SECONDS = 15.0  # how often a runner looks again at tuning runs another runner is training
 
 STEM = "tune"
 TUNED_FILE = "tuned.json"
@@ -209,19 +215,36 @@ def run_tuning(
     train: Callable[[Plan], object],
     monitor: str = MONITOR,
     max_extensions: int = MAX_EXTENSIONS,
+    wait: Callable[[Sequence[RunSpec]], None] | None = None,
 ) -> Plan:
     """Train the grid, then each round of extensions (``train`` gets the tuning plan and trains
-    what is missing), until no model asks for another point; returns the final tuning plan."""
+    what is missing), until no model asks for another point; returns the final tuning plan.
+
+    After each round it waits (``wait``) for the points another runner is still training: with
+    two runners on one study, the first to finish its share would otherwise choose the winners,
+    and go on to train main runs, without the other's points."""
+    wait = wait or wait_for_other_runners
     tuning = tune_plan(plan, models, grids, seed, monitor, max_extensions)
     train(tuning)
+    wait(tuning.runs)
     for _ in range(max_extensions):
         after = tune_plan(plan, models, grids, seed, monitor, max_extensions)
         new = tuple(run for run in after.runs if run not in tuning.runs)
         if not new:
             break
         train(replace(after, runs=new))  # only this round's extensions (the rest was counted already)
+        wait(new)
         tuning = after
     return tune_plan(plan, models, grids, seed, monitor, max_extensions)
+
+
+def wait_for_other_runners(
+    runs: Sequence[RunSpec], seconds: float = WAIT_SECONDS, sleep: Callable[[float], None] = time.sleep
+) -> None:
+    """Return once no run of ``runs`` is held by another live runner (its lock, :mod:`deepm3.run.lock`)."""
+    while held := [run.name for run in runs if not run.complete and lock_holder(run.directory) is not None]:
+        log.info("phase2 tune: waiting for %s, being trained by another runner", ", ".join(held))
+        sleep(seconds)
 
 
 def extension_cap(value: object) -> int:
