@@ -288,3 +288,36 @@ def test_multiscale_timescales_must_be_positive():
 
     with pytest.raises(ConfigError, match="repeat.timescales"):
         MultiScaleExcitation(3, timescales=[60, 0])
+
+
+# --- positive amplitudes (a Hawkes excitation only raises a score) -------------------------------
+
+
+@pytest.mark.parametrize("kernel", [{"kernel": "exp", "unit": "hours"}, {"kernel": "multiscale", "timescales": [86400]}])
+def test_a_positive_term_never_lowers_a_history_item(kernel):
+    net = train_term_any(deepm3("target", {"enabled": True, "positive": True, "init_amplitude": 0.01, **kernel}))
+    with torch.no_grad():
+        net.repeat.amplitude.fill_(-5.0)  # a raw value that would push items down if used as it is
+    base = deepm3("target")
+    base.load_state_dict(net.state_dict(), strict=False)
+    lift = net.predict(ROWS) - base.predict(ROWS)
+    assert (lift[0, [1, 3, 5]] > 0).all() and lift[0, [2, 4, 6, 7, 8]].abs().max() == 0
+
+
+def test_a_positive_term_starts_at_its_initial_amplitude():
+    term = ItemExcitation(4, positive=True, init_amplitude=0.01)
+    value = term(torch.tensor([[2]]), torch.tensor([[T0]]), torch.tensor([[T0]]))
+    assert value.item() == pytest.approx(0.01, rel=1e-5)
+
+
+def test_a_positive_term_must_start_above_zero():
+    with pytest.raises(ConfigError, match="repeat.init_amplitude=0.0"):
+        deepm3("target", {**REPEAT, "positive": True})
+
+
+def train_term_any(net: DeepM3Net) -> DeepM3Net:
+    """The state read-out with trained-looking values (kernels differ in their own parameters)."""
+    with torch.no_grad():
+        net.repeat_head.weight.normal_()
+        net.repeat_head.bias.normal_()
+    return net

@@ -70,7 +70,9 @@ class ItemExcitation(nn.Module):
     ``forward`` returns ``[B, Q, L]``: what each window event adds to its item's score at each
     query. ``modulation`` (``[B, Q, 2]``, optional) is added to each query's amplitudes and to their
     rates' pre-activation: how DeepM3 reads both from its evolved state.
-    Amplitudes start at ``init_amplitude`` (0: the term starts switched off).
+    Amplitudes start at ``init_amplitude`` (0: the term starts switched off). ``positive`` makes
+    each amplitude ``softplus(.)`` of its sum (a Hawkes process's excitation is never negative),
+    so a past interaction can only raise its item's score (:func:`excitation_amplitude`).
     """
 
     def __init__(
@@ -81,6 +83,7 @@ class ItemExcitation(nn.Module):
         init_amplitude: float = 0.0,
         init_rate: float = 1.0,
         init_lifetime: float = 24.0,
+        positive: bool = False,
     ) -> None:
         super().__init__()
         if kernel not in KERNELS or kernel == "multiscale":
@@ -90,7 +93,8 @@ class ItemExcitation(nn.Module):
         self.kernel = kernel
         self.modulation_size = 2  # amplitude, rate
         self.unit_seconds = check_unit(unit)
-        self.amplitude = nn.Parameter(torch.full((num_items + 1,), float(init_amplitude)))
+        self.positive = bool(positive)
+        self.amplitude = nn.Parameter(torch.full((num_items + 1,), amplitude_start(init_amplitude, self.positive)))
         self.rate = nn.Parameter(torch.full((num_items + 1,), _softplus_inverse(init_rate)))
         if kernel == "exp_gauss":
             self.mix = nn.Parameter(torch.zeros(num_items + 1))  # pi = 0.5 at the start
@@ -110,6 +114,7 @@ class ItemExcitation(nn.Module):
         if modulation is not None:
             amplitude = amplitude + modulation[..., :1]
             rate = rate + modulation[..., 1:]
+        amplitude = excitation_amplitude(amplitude, self.positive)
         value = torch.exp(-F.softplus(rate) * gap)
         if self.kernel == "exp_gauss":
             mix = torch.sigmoid(self.mix[items])[:, None, :]
@@ -134,7 +139,13 @@ class MultiScaleExcitation(nn.Module):
     query (DeepM3 reads it from its state). Amplitudes start at 0: the term starts switched off.
     """
 
-    def __init__(self, num_items: int, timescales: tuple[float, ...] | list[float] = DEFAULT_TIMESCALES) -> None:
+    def __init__(
+        self,
+        num_items: int,
+        timescales: tuple[float, ...] | list[float] = DEFAULT_TIMESCALES,
+        positive: bool = False,
+        init_amplitude: float = 0.0,
+    ) -> None:
         super().__init__()
         scales = [float(t) for t in timescales]
         if not scales or any(not t > 0 for t in scales):
@@ -142,7 +153,9 @@ class MultiScaleExcitation(nn.Module):
         self.kernel = "multiscale"
         self.modulation_size = len(scales)
         self.register_buffer("timescales", torch.tensor(scales), persistent=False)
-        self.amplitude = nn.Parameter(torch.zeros(num_items + 1, len(scales)))
+        self.positive = bool(positive)
+        start = amplitude_start(init_amplitude, self.positive)
+        self.amplitude = nn.Parameter(torch.full((num_items + 1, len(scales)), start))
 
     def forward(
         self,
@@ -155,6 +168,7 @@ class MultiScaleExcitation(nn.Module):
         amplitude = self.amplitude[items][:, None, :, :]  # [B, 1, L, K]
         if modulation is not None:
             amplitude = amplitude + modulation[:, :, None, :]
+        amplitude = excitation_amplitude(amplitude, self.positive)
         value = (amplitude * torch.exp(-gap[..., None] / self.timescales)).sum(-1)
         return torch.where(mask, value, torch.zeros_like(value))
 
@@ -165,8 +179,31 @@ def build_excitation(num_items: int, kernel: str = "exp", **options: Any) -> nn.
     the other options unused)."""
     timescales = options.pop("timescales", None)
     if kernel == "multiscale":
-        return MultiScaleExcitation(num_items, DEFAULT_TIMESCALES if timescales is None else timescales)
+        scales = DEFAULT_TIMESCALES if timescales is None else timescales
+        return MultiScaleExcitation(
+            num_items, scales, bool(options.get("positive", False)), float(options.get("init_amplitude", 0.0))
+        )
     return ItemExcitation(num_items, kernel, **options)
+
+
+def amplitude_start(init_amplitude: float, positive: bool) -> float:
+    """The raw parameter whose amplitude is ``init_amplitude``: itself, or softplus's inverse when
+    ``positive`` (which cannot start at 0, so it asks for a positive start)."""
+    if not positive:
+        return float(init_amplitude)
+    if not init_amplitude > 0:
+        raise ConfigError(
+            f"repeat.positive=true with repeat.init_amplitude={init_amplitude!r}: a softplus amplitude "
+            "cannot start at 0; expected a small positive start, e.g. repeat.init_amplitude=0.01"
+        )
+    return _softplus_inverse(float(init_amplitude))
+
+
+def excitation_amplitude(raw: torch.Tensor, positive: bool) -> torch.Tensor:
+    """The amplitude an event excites its item with: ``raw`` (any sign), or ``softplus(raw)`` when
+    ``positive``. Unconstrained, the term learned on YOOCHOOSE to push most clicked items *down*
+    (docs/models.md, "Repeat term"); a Hawkes excitation only raises."""
+    return F.softplus(raw) if positive else raw
 
 
 def _softplus_inverse(value: float) -> float:
