@@ -3,8 +3,8 @@
 :func:`train` has the shape of the Lightning + Hydra template: seed everything, build the
 DataModule, the model and the Trainer from the Hydra config, fit with checkpointing and early
 stopping on validation NDCG@10 (or reuse a sibling run's checkpoint), test the best checkpoint,
-and hand the results to :class:`deepm3.run.files.RunFiles`, which writes ``metrics.json``,
-``test_users.csv``, the item map and the config into the run folder. Its steps live in
+and let the :class:`deepm3.run.files.RunRecord` callback write ``metrics.json``,
+``test_users.csv``, the item map and the config into the run folder when the test ends. Its steps live in
 :mod:`deepm3.run`; ``run`` is the name the tests and the studies import.
 """
 
@@ -30,7 +30,7 @@ from deepm3.errors import exit_on_user_error
 from deepm3.io import check_writable_dir
 from deepm3.models.module import RecModule
 from deepm3.run.callbacks import DatasetStamp, FiniteLossGuard, StepSeeder
-from deepm3.run.files import RunFiles, per_sequence_metrics, user_rows
+from deepm3.run.files import RunRecord
 from deepm3.run.identity import training_key
 from deepm3.run.noise_eval import find_reusable_run, noise_setting
 from deepm3.run.stages import fit, noisy_stage, resume_path, reuse_sibling, run_metrics
@@ -74,32 +74,33 @@ def train(
     module = build_module(cfg, datamodule.num_items)
     log.info("model %s: %s parameters", cfg.model.name, f"{sum(p.numel() for p in module.net.parameters()):,}")
     resume = resume_path(cfg.ckpt_path, out)
+    key = training_key(cfg)
+    fitted: dict[str, Any] = {}  # the best checkpoint and the fit's record, for the run's record
+
+    def describe(trainer: L.Trainer, tested: RecModule) -> RunMetrics:
+        metrics = run_metrics(cfg, trainer, tested, datamodule, fitted["best"], fitted["trained"], key, overrides)
+        if noise is not None:  # the best checkpoint is loaded: the same weights, perturbed test inputs
+            metrics.update(noisy_stage(trainer, tested, datamodule, noise))
+        return metrics
+
+    record = RunRecord(out, cfg, datamodule, describe)  # writes the run folder when the test ends
     callbacks = [instantiate(c) for c in cfg.callbacks.values()] + [
         StepSeeder(cfg.seed),
         FiniteLossGuard(),
         DatasetStamp(resume, module, datamodule),
+        record,
     ]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, default_root_dir=str(out), logger=loggers)
     log_config(trainer.loggers, cfg)
-    key = training_key(cfg)
     source = find_reusable_run(key, reuse_dirs, out) if reuse_dirs and resume is None else None
     if source is None:
-        best, trained = fit(trainer, module, datamodule, resume, cfg.monitor)
+        fitted["best"], fitted["trained"] = fit(trainer, module, datamodule, resume, cfg.monitor)
     else:  # the same training as a finished sibling run: test its checkpoint, do not fit again
-        best, trained = reuse_sibling(source, out, module, datamodule)
-    trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
-    metrics = run_metrics(cfg, trainer, module, datamodule, best, trained, key, overrides)
-    if noise is not None:  # the best checkpoint is loaded: the same weights, perturbed test inputs
-        metrics.update(noisy_stage(trainer, module, datamodule, noise))
-    rows = user_rows(module, datamodule)
-    per_sequence = per_sequence_metrics(rows, module.ks)
-    if per_sequence is not None:
-        metrics["test_per_sequence"] = per_sequence
-    if not trainer.is_global_zero:  # DDP: every process holds the same gathered rows; one writes the run folder
-        return metrics
-    RunFiles(out, cfg).write(metrics, rows, datamodule, trainer.loggers)
-    log.info("test metrics: %s", {k: round(v, 4) for k, v in sorted(metrics["test"].items())})
-    return metrics
+        fitted["best"], fitted["trained"] = reuse_sibling(source, out, module, datamodule)
+    trainer.test(module, datamodule=datamodule, ckpt_path=fitted["best"] or None, weights_only=True)
+    assert record.metrics is not None  # written by RunRecord.on_test_end
+    log.info("test metrics: %s", {k: round(v, 4) for k, v in sorted(record.metrics["test"].items())})
+    return record.metrics
 
 
 run = train  # the name tests and the studies import

@@ -1,17 +1,19 @@
 """What a finished run leaves in its folder, written in one place.
 
-:func:`user_rows` builds the per-user test rows from the module's test ranks; :class:`RunFiles`
-writes the folder once the run is tested: ``test_users.csv``, the item map and training
-popularity, the config, and ``metrics.json`` last (its presence marks a complete run), then hands
-``metrics.json`` to the run's trackers.
+:class:`RunRecord` is the callback that does it when the run's test ends: it asks the run for its
+record (``metrics.json``'s content, the noisy re-test included), builds the per-user test rows from
+the module's test ranks (:func:`user_rows`) and has :class:`RunFiles` write ``test_users.csv``, the
+item map and training popularity, the config, and ``metrics.json`` last (its presence marks a
+complete run), then hand ``metrics.json`` to the run's trackers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import numpy as np
 import pandas as pd
 from lightning.pytorch.loggers import Logger
@@ -49,6 +51,36 @@ class RunFiles:
         save_config(self.out, self.cfg)
         write_metrics(self.out, metrics)  # last: its presence marks a complete run
         publish_run(loggers, self.out / METRICS_FILE, self.cfg)
+
+
+class RunRecord(L.Callback):
+    """Writes the run's folder when its test ends (on the global-zero process under DDP).
+
+    ``describe(trainer, module)`` returns the run's record; the per-sequence view is added here
+    from the per-user rows. :attr:`metrics` keeps what was written, for the caller to return.
+    """
+
+    def __init__(
+        self,
+        out: Path,
+        cfg: DictConfig,
+        datamodule: SequenceDataModule,
+        describe: Callable[[L.Trainer, Any], RunMetrics],
+    ) -> None:
+        self.files = RunFiles(out, cfg)
+        self.datamodule = datamodule
+        self.describe = describe
+        self.metrics: RunMetrics | None = None
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        metrics = self.describe(trainer, pl_module)
+        rows = user_rows(pl_module, self.datamodule)
+        per_sequence = per_sequence_metrics(rows, pl_module.ks)
+        if per_sequence is not None:
+            metrics["test_per_sequence"] = per_sequence
+        self.metrics = metrics
+        if trainer.is_global_zero:  # DDP: every process holds the same gathered rows; one writes the folder
+            self.files.write(metrics, rows, self.datamodule, trainer.loggers)
 
 
 def write_item_files(out: Path, datamodule: SequenceDataModule) -> None:
