@@ -293,7 +293,10 @@ def test_multiscale_timescales_must_be_positive():
 # --- positive amplitudes (a Hawkes excitation only raises a score) -------------------------------
 
 
-@pytest.mark.parametrize("kernel", [{"kernel": "exp", "unit": "hours"}, {"kernel": "multiscale", "timescales": [86400]}])
+POSITIVE_KERNELS = [{"kernel": "exp", "unit": "hours"}, {"kernel": "multiscale", "timescales": [86400]}]
+
+
+@pytest.mark.parametrize("kernel", POSITIVE_KERNELS)
 def test_a_positive_term_never_lowers_a_history_item(kernel):
     net = train_term_any(deepm3("target", {"enabled": True, "positive": True, "init_amplitude": 0.01, **kernel}))
     with torch.no_grad():
