@@ -1,4 +1,5 @@
-"""A command-line choice of a config group that names no file is one line, before Hydra composes."""
+"""A command-line choice of a config group that names no file, or a setting the entry point does not
+have, is one line, before Hydra composes."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 from hydra.errors import MissingConfigException
 
-from deepm3.cli_args import check_group_choices
+from deepm3.cli_args import check_group_choices, check_setting_names
 from deepm3.errors import ConfigError
 from tests.helpers.tiny_runs import tiny_config
 
@@ -59,3 +60,33 @@ def test_the_entry_point_prints_one_line_and_exits_1():
 def test_an_unknown_option_is_refused_at_composition(tmp_path: Path, override: str, expected: str) -> None:
     with pytest.raises(MissingConfigException, match=re.escape(expected)):
         tiny_config(tmp_path / "run", tmp_path / "data", override)
+
+
+def test_a_setting_the_entry_point_lacks_is_named_with_the_way_to_add_it():
+    expected = r"device=cpu: train has no setting 'device'; .*'trainer'.* \(\+device=cpu adds"
+    with pytest.raises(ConfigError, match=expected):
+        check_setting_names(["device=cpu"], "train")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["seed=1", "trainer.accelerator=cpu", "model.net.hidden=8", "time.query=last", "logger=[csv,tensorboard]"],
+        ["hydra/launcher=joblib", "hydra.run.dir=x", "+launcher=joblib", "+anything=1", "~eval.ks", "-m"],
+        ["experiment=peer_ml100k", "extra_setting_of_an_experiment=1"],  # an experiment may add settings
+    ],
+)
+def test_settings_the_config_has_or_is_told_to_add_pass(argv):
+    check_setting_names(argv, "train")
+
+
+def test_each_entry_point_checks_against_its_own_config():
+    check_setting_names(["device=cpu", "k=5"], "recommend")
+    with pytest.raises(ConfigError, match="recommend has no setting 'seed'"):
+        check_setting_names(["seed=1"], "recommend")
+
+
+def test_the_train_entry_point_prints_the_unknown_setting_in_one_line_and_exits_1():
+    done = subprocess.run([sys.executable, "-m", "deepm3.train", "device=cpu"], capture_output=True, text=True)
+    assert done.returncode == 1
+    assert len(done.stderr.strip().splitlines()) == 1 and "train has no setting 'device'" in done.stderr

@@ -314,7 +314,7 @@ def main(cfg: DictConfig) -> None:
 
 def cli() -> None:
     """The console script: :func:`main` after a one-line check of the command line's config choices."""
-    run_cli(main)
+    run_cli(main, config_name="recommend")
 
 
 if __name__ == "__main__":

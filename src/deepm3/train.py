@@ -144,7 +144,7 @@ def record_failure(out: Path, overrides: list[str], exc: BaseException) -> None:
 
 def cli() -> None:
     """The console script: :func:`main` after a one-line check of the command line's config choices."""
-    run_cli(main)
+    run_cli(main, config_name="train")
 
 
 if __name__ == "__main__":
