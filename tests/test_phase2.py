@@ -484,8 +484,8 @@ def test_one_entry_point_runs_the_stages_studies_names(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     report = (tmp_path / "synthetic" / "README.md").read_text()
     whole, invocation = report.split("This report was written by:")
-    assert f"python -m deepm3.phase2 dataset=synthetic seeds=[2] results_dir={tmp_path}\n" in whole
-    assert "python -m deepm3.phase2 studies=[report] dataset=synthetic seeds=[2]" in invocation
+    assert f"python -m deepm3.phase2 dataset=synthetic 'seeds=[2]' results_dir={tmp_path}\n" in whole
+    assert "python -m deepm3.phase2 'studies=[report]' dataset=synthetic 'seeds=[2]'" in invocation
     assert not (tmp_path / "synthetic" / "runs" / "pop-seed2").exists()  # nothing trained
 
 

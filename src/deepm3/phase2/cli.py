@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import re
+import shlex
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -28,8 +29,10 @@ def dataset_overrides(task: list[str]) -> list[str]:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="phase2")
 def main(cfg: DictConfig) -> None:
     task = list(HydraConfig.get().overrides.task)
-    command = " ".join([COMMAND, *task])  # this invocation, as the report prints it
-    whole = " ".join([COMMAND, *[o for o in task if not o.startswith("studies=")]])  # every stage
+    # this invocation and the whole study, as the report prints them: quoted for a POSIX shell, so
+    # that an override such as preset.tune.x={optim.lr:[0.001,0.003]} is not brace-expanded when pasted
+    command = f"{COMMAND} {shlex.join(task)}".rstrip()
+    whole = f"{COMMAND} {shlex.join(o for o in task if not o.startswith('studies='))}".rstrip()
     cfg.dataset_choice = HydraConfig.get().runtime.choices.get("dataset")
     cfg.dataset_overrides = [*cfg.dataset_overrides, *dataset_overrides(task)]
     try:
