@@ -90,3 +90,9 @@ def test_the_train_entry_point_prints_the_unknown_setting_in_one_line_and_exits_
     done = subprocess.run([sys.executable, "-m", "deepm3.train", "device=cpu"], capture_output=True, text=True)
     assert done.returncode == 1
     assert len(done.stderr.strip().splitlines()) == 1 and "train has no setting 'device'" in done.stderr
+
+
+def test_the_server_checks_its_settings_too():
+    done = subprocess.run([sys.executable, "-m", "deepm3.serve", "devic=cpu"], capture_output=True, text=True)
+    assert done.returncode == 1
+    assert len(done.stderr.strip().splitlines()) == 1 and "serve has no setting 'devic'" in done.stderr

@@ -20,6 +20,6 @@ __all__ = [
 ]
 
 if __name__ == "__main__":
-    from deepm3.server.cli import main
+    from deepm3.server.cli import cli
 
-    main()
+    cli()

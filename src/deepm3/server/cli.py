@@ -15,6 +15,7 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from deepm3.cli_args import run_cli
 from deepm3.errors import ConfigError, DeepM3Error
 from deepm3.recommender import Recommender
 from deepm3.run_dir import SNAPSHOT_FILE, locate_run
@@ -138,3 +139,9 @@ def main(cfg: DictConfig) -> None:
             file=sys.stderr,
         )
         sys.exit(1)
+
+
+def cli() -> None:
+    """The console script and ``python -m deepm3.serve``: :func:`main` after a one-line check of the
+    command line's config choices and setting names (:mod:`deepm3.cli_args`)."""
+    run_cli(main, config_name="serve")
