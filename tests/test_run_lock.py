@@ -80,3 +80,29 @@ def test_a_run_finished_by_another_process_after_planning_is_not_trained_again(
     assert trained == ["a-seed0"]
     assert summary.skipped == ["a-seed1"]
     assert not (plan.runs[0].directory / LOCK_FILE).exists()
+
+
+def test_the_train_stage_returns_only_when_the_other_runners_runs_are_done(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two runners share the main runs: the one that finishes its share first waits before any table."""
+    from types import SimpleNamespace
+
+    from deepm3.phase2 import stages
+
+    plan = make_plan("tiny", {"a": ["model=pop"], "b": ["model=repeat"]}, [0], tmp_path)
+    mine, theirs = plan.runs
+    (theirs.directory).mkdir(parents=True)
+    (theirs.directory / LOCK_FILE).write_text(f"{os.getpid()}@{socket.gethostname()}")  # a live runner
+    naps: list[float] = []
+
+    def nap(seconds: float) -> None:  # the other runner finishes while this one waits
+        naps.append(seconds)
+        write_metrics(theirs.directory, {"test": {}})
+        (theirs.directory / LOCK_FILE).unlink()
+
+    monkeypatch.setattr("deepm3.phase2.plan.time.sleep", nap)
+    trained: list[str] = []
+    ctx = SimpleNamespace(tuning=None, plan=plan, train=lambda runs, *rest: trained.append(mine.name))
+    stages.train(ctx)
+    assert trained == [mine.name] and len(naps) == 1 and theirs.complete

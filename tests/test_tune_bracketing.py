@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from deepm3.errors import ConfigError
-from deepm3.phase2.plan import Plan, make_plan
+from deepm3.phase2.plan import Plan, make_plan, wait_for_other_runners
 from deepm3.phase2.tune import (
     BRACKETED,
     CAPPED,
@@ -32,7 +32,6 @@ from deepm3.phase2.tune import (
     run_tuning,
     selection,
     tune_plan,
-    wait_for_other_runners,
     write_tuning,
 )
 from deepm3.run_dir import LOCK_FILE

@@ -6,14 +6,19 @@ A run folder is ``<results>/<dataset>/runs/<model>-seed<k>/``, laid out as
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from deepm3.errors import ConfigError
 from deepm3.models.components.time import check_query_mode
+from deepm3.run.lock import lock_holder
 from deepm3.run_dir import has_error, is_complete, read_error
+
+log = logging.getLogger(__name__)
 
 RUNS_DIR = "runs"
 
@@ -177,3 +182,19 @@ def plan_from_config(cfg: Any) -> Plan:
         cfg.results_dir,
         str(cfg.get("dataset_choice") or ""),
     )
+
+
+WAIT_SECONDS = 15.0  # how often a runner looks again at runs another runner is training
+
+
+def wait_for_other_runners(
+    runs: Sequence[RunSpec], seconds: float = WAIT_SECONDS, sleep: Callable[[float], None] | None = None
+) -> None:
+    """Return once no run of ``runs`` is held by another live runner (its lock, :mod:`deepm3.run.lock`).
+
+    Two runners on one study split each stage's runs; the first to finish its share waits here, so
+    it never picks winners or writes tables from runs the other is still training."""
+    sleep = sleep or time.sleep
+    while held := [run.name for run in runs if not run.complete and lock_holder(run.directory) is not None]:
+        log.info("phase2: waiting for %s, being trained by another runner", ", ".join(held))
+        sleep(seconds)

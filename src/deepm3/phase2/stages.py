@@ -20,7 +20,15 @@ from omegaconf import DictConfig, OmegaConf
 from deepm3.errors import DeepM3Error
 from deepm3.phase2.claims import write_claims
 from deepm3.phase2.launch import launcher_from_config
-from deepm3.phase2.plan import Plan, base_label, mode_view, plan_from_config, plan_seeds, query_modes
+from deepm3.phase2.plan import (
+    Plan,
+    base_label,
+    mode_view,
+    plan_from_config,
+    plan_seeds,
+    query_modes,
+    wait_for_other_runners,
+)
 from deepm3.phase2.progress import preset_hint
 from deepm3.phase2.report import write_report
 from deepm3.phase2.results import table_scope
@@ -211,6 +219,7 @@ def train(ctx: Context) -> None:
     )
     measured = [] if ctx.tuning is None else ctx.tuning.completed()
     ctx.train(ctx.plan, "train", reusable, measured)
+    wait_for_other_runners(ctx.plan.runs)  # no table from a plan another runner is still training
     return None
 
 
@@ -238,6 +247,7 @@ def sensitivity(ctx: Context) -> list[Path] | None:
         for spec in ctx.plan.completed()
     }
     ctx.train(ctx.sensitivity, "sensitivity", main_runs, ctx.plan.completed())
+    wait_for_other_runners(ctx.sensitivity.runs)
     require_one_plan(ctx.sensitivity, ctx.shared, ctx.device, "sensitivity", ctx.verified)
     with table_scope(ctx.mode_note):
         return write_sensitivity(

@@ -27,7 +27,6 @@ import itertools
 import json
 import logging
 import math
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -36,13 +35,11 @@ import pandas as pd
 
 from deepm3.errors import ConfigError
 from deepm3.io import write_atomic, write_json
-from deepm3.phase2.plan import Plan, RunSpec, make_plan
+from deepm3.phase2.plan import Plan, RunSpec, make_plan, wait_for_other_runners
 from deepm3.phase2.results import markdown
-from deepm3.run.lock import lock_holder
 from deepm3.run_dir import has_error, read_metrics
 
 log = logging.getLogger(__name__)
-WAIT_SECONDS = 15.0  # how often a runner looks again at tuning runs another runner is training
 
 STEM = "tune"
 TUNED_FILE = "tuned.json"
@@ -236,15 +233,6 @@ def run_tuning(
         wait(new)
         tuning = after
     return tune_plan(plan, models, grids, seed, monitor, max_extensions)
-
-
-def wait_for_other_runners(
-    runs: Sequence[RunSpec], seconds: float = WAIT_SECONDS, sleep: Callable[[float], None] = time.sleep
-) -> None:
-    """Return once no run of ``runs`` is held by another live runner (its lock, :mod:`deepm3.run.lock`)."""
-    while held := [run.name for run in runs if not run.complete and lock_holder(run.directory) is not None]:
-        log.info("phase2 tune: waiting for %s, being trained by another runner", ", ".join(held))
-        sleep(seconds)
 
 
 def extension_cap(value: object) -> int:
