@@ -106,3 +106,16 @@ def test_the_train_stage_returns_only_when_the_other_runners_runs_are_done(
     ctx = SimpleNamespace(tuning=None, plan=plan, train=lambda runs, *rest: trained.append(mine.name))
     stages.train(ctx)
     assert trained == [mine.name] and len(naps) == 1 and theirs.complete
+
+
+def test_a_run_held_on_another_host_is_not_waited_for(tmp_path: Path) -> None:
+    from deepm3.phase2.plan import wait_for_other_runners
+
+    run = make_plan("tiny", {"a": ["model=pop"]}, [0], tmp_path).runs[0]
+    run.directory.mkdir(parents=True)
+    (run.directory / LOCK_FILE).write_text("12345@another-host.example")  # may be long dead: no endless wait
+
+    def nap(seconds: float) -> None:
+        raise AssertionError("waited for a lock held on another host")
+
+    wait_for_other_runners([run], sleep=nap)

@@ -7,6 +7,7 @@ A run folder is ``<results>/<dataset>/runs/<model>-seed<k>/``, laid out as
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -195,6 +196,16 @@ def wait_for_other_runners(
     Two runners on one study split each stage's runs; the first to finish its share waits here, so
     it never picks winners or writes tables from runs the other is still training."""
     sleep = sleep or time.sleep
-    while held := [run.name for run in runs if not run.complete and lock_holder(run.directory) is not None]:
+    while held := [run.name for run in runs if not run.complete and _held_here(run)]:
         log.info("phase2: waiting for %s, being trained by another runner", ", ".join(held))
         sleep(seconds)
+
+
+def _held_here(run: RunSpec) -> bool:
+    """Held by a live process of this host. A lock from another host is not waited for: whether its
+    process still lives cannot be told from here, and a dead one would make the wait endless."""
+    holder = lock_holder(run.directory)
+    if holder is not None and holder.partition("@")[2] != socket.gethostname():
+        log.warning("phase2: %s is held by %s on another host; not waiting for it", run.name, holder)
+        return False
+    return holder is not None
