@@ -28,6 +28,8 @@ STUDY_FILES = [
     "main_table.md",
     "significance.csv",
     "significance.md",
+    "target_kinds.csv",
+    "target_kinds.md",
     "irregularity_tertiles.csv",
     "irregularity_tertiles.md",
     "irregularity_lifts.csv",
@@ -52,7 +54,7 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> dict:
     cfg = phase2_config(
         root / "results",
         root / "data",
-        "studies=[train,main_table,significance,irregularity,robustness,efficiency,report]",
+        "studies=[train,main_table,significance,target_kinds,irregularity,robustness,efficiency,report]",
         "extra_references=[gru4rec]",
     )
     cfg.preset.efficiency = [
@@ -99,6 +101,15 @@ def test_the_markdown_main_table_shows_train_seconds_at_one_decimal() -> None:
     shown = display(table)
     assert shown.loc[0, "train_seconds"] == "8.9"
     assert shown.loc[0, "ndcg@10"] == "0.1000 ± 0.0100"
+
+
+def test_target_kinds_split_each_models_headline_by_kind_of_target(study: dict) -> None:
+    kinds = pd.read_csv(study["out"] / "target_kinds.csv").set_index("model")
+    main = pd.read_csv(study["out"] / "main_table.csv").set_index("model")
+    assert kinds.index.tolist() == main.index.tolist()
+    np.testing.assert_allclose(kinds["ndcg@10"], main.loc[kinds.index, "ndcg@10"], rtol=1e-6)  # float32 runs
+    assert {"ndcg@10_latest", "ndcg@10_earlier_std", "hit@1_novel"} <= set(kinds.columns)
+    assert "Kinds of target" in (study["out"] / "README.md").read_text()
 
 
 def test_significance_compares_the_reference_with_each_trained_model(study: dict) -> None:

@@ -36,6 +36,10 @@ SECTIONS = [  # (file stem or png, heading)
     ],
     ("budget", "Epoch budget per model (the claims page's budget check)"),
     ("significance", "Significance"),
+    *[
+        (f"target_kinds{suffix}", f"Kinds of target (latest item, earlier item, new item){mode}")
+        for suffix, mode in (("", ""), ("_target", ", time.query=target"), ("_last", ", time.query=last"))
+    ],
     ("irregularity_tertiles", "Irregularity: metrics per gap-CV tertile"),
     ("irregularity_lifts", "Irregularity: lifts"),
     ("irregularity_lifts.png", "Irregularity: lift plot"),

@@ -20,6 +20,7 @@ from deepm3.phase2.plan import Plan, mode_view, query_modes
 from deepm3.phase2.robustness import write_robustness
 from deepm3.phase2.selection import write_selection
 from deepm3.phase2.significance_study import write_significance
+from deepm3.phase2.target_kinds_study import write_target_kinds
 
 log = logging.getLogger("deepm3.phase2.pipeline")  # the suite's log lines keep their logger
 
@@ -54,6 +55,9 @@ STUDIES: dict[str, Study] = {
             mode,
             suffix,
         )
+    ),
+    "target_kinds": per_mode(
+        lambda plan, out, cfg, mode, suffix: write_target_kinds(plan, out, cfg.significance_metric, mode, suffix)
     ),
     "irregularity": lambda plan, out, cfg: write_irregularity(
         plan, out, cfg.reference, cfg.significance_metric, n_boot=int(cfg.bootstrap)

@@ -3,9 +3,9 @@
 A committed table ships with the small per-run files it came from (``metrics.json``,
 ``test_users.csv``, ``.hydra/config.yaml``); this stage rebuilds, into a scratch folder, every
 table whose computation needs no training and no re-testing -- tuning, main tables, significance
-(per user and per seed), irregularity, selection, the epoch budget, sensitivity and the claims
-page -- and checks that every CSV equals the one in the results folder, so a reader can trust
-the tables without training anything:
+(per user and per seed), target kinds (which read the test split, so the dataset must be at hand),
+irregularity, selection, the epoch budget, sensitivity and the claims page -- and checks that every
+CSV equals the one in the results folder, so a reader can trust the tables without training anything:
 
     python -m deepm3.phase2 dataset=<name> preset=<preset> results_dir=<dir> 'studies=[verify]'
 
@@ -47,7 +47,7 @@ from deepm3.run_dir import read_metrics
 log = logging.getLogger(__name__)
 
 # the stages recomputed from per-run files alone (tune and sensitivity are added when the preset has them)
-VERIFIED = ("main_table", "significance", "irregularity", "selection", "budget")
+VERIFIED = ("main_table", "significance", "target_kinds", "irregularity", "selection", "budget")
 SKIPPED = {  # stage -> why verify cannot recompute it
     "robustness": "robustness_runs.csv and robustness_entropy.csv need every checkpoint re-tested on perturbed "
     "inputs; robustness.csv is recomputed from robustness_runs.csv, whose clean rows are checked against "
